@@ -1,0 +1,15 @@
+//! PostgreSQL access: the pool, embedded migrations, the generated schema,
+//! and the embedded server used when no `DATABASE_URL` is set.
+//!
+//! `diesel_async::RunQueryDsl` is imported only in modules that run
+//! queries: it is implemented for every type and would otherwise capture
+//! `Schema::execute` calls.
+
+pub mod local_postgres;
+pub mod migrations;
+pub mod pool;
+#[rustfmt::skip]
+pub mod schema;
+pub mod sql_enum;
+
+pub use pool::{DbConn, DbPool, QueryCounter};
