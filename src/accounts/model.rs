@@ -1,0 +1,116 @@
+//! User rows and their queries.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{db::schema::users, text_enum};
+
+text_enum! {
+    /// Platform-wide role.
+    pub enum Role {
+        /// An ordinary account.
+        User => "USER",
+        /// Staff who read everything and can suspend.
+        Support => "SUPPORT",
+        /// Staff with every power.
+        Admin => "ADMIN",
+    }
+}
+
+impl Role {
+    /// ADMIN and SUPPORT: platform staff, who may read every tenant.
+    pub fn is_staff(self) -> bool {
+        matches!(self, Self::Admin | Self::Support)
+    }
+}
+
+/// A row of `users`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
+pub struct UserRow {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub password_hash: Option<String>,
+    pub avatar_url: Option<String>,
+    pub role: Role,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub suspended_at: Option<DateTime<Utc>>,
+    pub suspension_reason: Option<String>,
+    pub preferences: serde_json::Value,
+    pub last_login_at: Option<DateTime<Utc>>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    /// A deleted account's tombstone.
+    pub fn is_deleted(&self) -> bool {
+        self.deleted_at.is_some()
+    }
+}
+
+/// A user about to be inserted.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub id: Uuid,
+    pub email: &'a str,
+    pub name: &'a str,
+    pub password_hash: &'a str,
+    pub role: Role,
+    pub email_verified_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Users with these ids, deleted ones included (history points at them).
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<UserRow>> {
+    users::table
+        .filter(users::id.eq_any(ids))
+        .select(UserRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// The live account with this (normalized) email.
+pub async fn find_live_by_email(conn: &mut AsyncPgConnection, email: &str) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::email.eq(email))
+        .filter(users::deleted_at.is_null())
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Inserts a user.
+pub async fn insert(conn: &mut AsyncPgConnection, user: &NewUser<'_>) -> QueryResult<UserRow> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Makes an existing user an ADMIN with a verified email and a new password.
+pub async fn promote_to_admin(
+    conn: &mut AsyncPgConnection,
+    user: &UserRow,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(user.id))
+        .set((
+            users::role.eq(Role::Admin),
+            users::password_hash.eq(password_hash),
+            users::email_verified_at.eq(user.email_verified_at.unwrap_or(now)),
+            users::updated_at.eq(now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}

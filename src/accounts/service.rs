@@ -1,0 +1,65 @@
+//! Account rules that outgrow a resolver.
+
+use secrecy::{ExposeSecret, SecretString};
+use uuid::Uuid;
+
+use crate::{
+    accounts::{
+        email::normalize_email,
+        model::{self, NewUser, Role, UserRow},
+    },
+    app::AppState,
+    error::{AppError, AppResult},
+};
+
+/// The shortest password accepted anywhere.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// The longest password accepted (argon2 would take more, but nobody types more).
+pub const MAX_PASSWORD_LEN: usize = 128;
+
+/// `tollgate create-admin`: creates the user as an ADMIN with a verified
+/// email, or promotes an existing one (and sets the given password, so the
+/// operator can sign in with it). Returns the user and whether it was new.
+#[tracing::instrument(skip(app, password))]
+pub async fn create_or_promote_admin(
+    app: &AppState,
+    email: &str,
+    password: SecretString,
+    name: Option<String>,
+) -> AppResult<(UserRow, bool)> {
+    let email = normalize_email(email, "email")?;
+    let length = password.expose_secret().chars().count();
+    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&length) {
+        return Err(AppError::bad_input(
+            "password",
+            format!("must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"),
+        ));
+    }
+    let password_hash = app.passwords().hash(password).await?;
+    let now = app.now();
+    let mut conn = app.db().await?;
+    if let Some(existing) = model::find_live_by_email(&mut conn, &email).await? {
+        let user = model::promote_to_admin(&mut conn, &existing, &password_hash, now).await?;
+        return Ok((user, false));
+    }
+    let default_name = email.split('@').next().unwrap_or_default().to_owned();
+    let name = name
+        .map(|n| n.trim().to_owned())
+        .filter(|n| !n.is_empty())
+        .unwrap_or(default_name);
+    let user = model::insert(
+        &mut conn,
+        &NewUser {
+            id: Uuid::now_v7(),
+            email: &email,
+            name: &name,
+            password_hash: &password_hash,
+            role: Role::Admin,
+            email_verified_at: Some(now),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    Ok((user, true))
+}

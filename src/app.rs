@@ -1,0 +1,375 @@
+//! The application: its shared state, how it is assembled from a
+//! [`Config`], and how it serves and shuts down.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+
+use anyhow::Context as _;
+use axum::{
+    Router,
+    http::{HeaderName, HeaderValue, Method, Request, header},
+    routing::get,
+};
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+
+use crate::{
+    auth::{AccessTokens, PasswordHasher, access_token::load_or_create_dev_secret},
+    config::{Config, CorsOrigins, redact_url},
+    db::{
+        DbConn, DbPool, QueryCounter,
+        local_postgres::{LocalPostgres, LocalPostgresOptions},
+        migrations, pool,
+    },
+    error::AppResult,
+    graphql::{self, AppSchema, QueryLimits},
+    platform::{
+        clock::{SharedClock, SystemClock},
+        health,
+    },
+};
+
+/// Name of the database the embedded PostgreSQL serves.
+const LOCAL_DATABASE: &str = "tollgate";
+/// Connections per instance; PostgreSQL's default max_connections is 100.
+const POOL_SIZE: usize = 16;
+/// How long shutdown waits for websockets and jobs to finish.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Everything a request handler may need, cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    pool: DbPool,
+    clock: SharedClock,
+    access_tokens: AccessTokens,
+    passwords: PasswordHasher,
+    redis: Option<redis::aio::ConnectionManager>,
+    queries: QueryCounter,
+    started: Instant,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+impl AppState {
+    /// The configuration the app was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A pooled connection; SERVICE_UNAVAILABLE when none can be had.
+    pub async fn db(&self) -> AppResult<DbConn> {
+        Ok(self.inner.pool.get().await?)
+    }
+
+    /// The pool itself, for loaders and background work.
+    pub fn pool(&self) -> &DbPool {
+        &self.inner.pool
+    }
+
+    /// The current time, from the application clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The application clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// Access token minting and checking.
+    pub fn access_tokens(&self) -> &AccessTokens {
+        &self.inner.access_tokens
+    }
+
+    /// Password hashing.
+    pub fn passwords(&self) -> &PasswordHasher {
+        &self.inner.passwords
+    }
+
+    /// Redis, when configured.
+    pub fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
+        self.inner.redis.as_ref()
+    }
+
+    /// SQL statements run so far by this instance.
+    pub fn query_count(&self) -> u64 {
+        self.inner.queries.get()
+    }
+
+    /// Seconds since the app was built.
+    pub fn uptime_secs(&self) -> u64 {
+        self.inner.started.elapsed().as_secs()
+    }
+
+    /// Cancelled when the server begins to shut down; long-lived work
+    /// (websockets, jobs) watches it.
+    pub fn shutdown_signal(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Tracks long-lived tasks so shutdown can wait for them.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+}
+
+/// State of the HTTP handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The application.
+    pub app: AppState,
+    /// The executable schema.
+    pub schema: AppSchema,
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    /// Shared state (also reachable from tests).
+    pub state: AppState,
+    /// The router with every endpoint.
+    pub router: Router,
+    database: Database,
+}
+
+/// Where the database is, and the embedded server when we run one.
+pub struct Database {
+    /// Connection URL (may hold a password).
+    pub url: SecretString,
+    /// The embedded server, when no DATABASE_URL was given.
+    pub local: Option<LocalPostgres>,
+}
+
+impl Database {
+    /// Stops the embedded server if this process started it.
+    pub async fn stop(&self) {
+        if let Some(local) = &self.local
+            && let Err(e) = local.stop_if_started_here().await
+        {
+            tracing::warn!(error = %e, "could not stop the embedded PostgreSQL");
+        }
+    }
+}
+
+/// Finds the database: DATABASE_URL, or the embedded PostgreSQL in
+/// `$DATA_DIR/postgres` (started when needed).
+pub async fn open_database(config: &Config) -> anyhow::Result<Database> {
+    if let Some(url) = &config.database_url {
+        tracing::info!(database = %redact_url(url.expose_secret()), "using DATABASE_URL");
+        return Ok(Database {
+            url: url.clone(),
+            local: None,
+        });
+    }
+    let dir = config.absolute_data_dir()?.join("postgres");
+    let local = LocalPostgres::ensure_running(&dir, LocalPostgresOptions::default()).await?;
+    local.ensure_database(LOCAL_DATABASE).await?;
+    let url = local.url(LOCAL_DATABASE);
+    tracing::info!(database = %redact_url(&url), socket_dir = %local.socket_dir().display(), "using the embedded PostgreSQL");
+    Ok(Database {
+        url: SecretString::from(url),
+        local: Some(local),
+    })
+}
+
+/// Builds the app with the system clock: database, migrations, pool,
+/// Redis, schema and router.
+pub async fn build_app(config: Config) -> anyhow::Result<App> {
+    build_app_with_clock(config, Arc::new(SystemClock)).await
+}
+
+/// [`build_app`] with a clock of the caller's choosing (tests move time).
+pub async fn build_app_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<App> {
+    let database = open_database(&config).await?;
+    let result = assemble(config, clock, &database.url).await;
+    match result {
+        Ok((state, router)) => Ok(App {
+            state,
+            router,
+            database,
+        }),
+        Err(e) => {
+            database.stop().await;
+            Err(e)
+        }
+    }
+}
+
+async fn assemble(
+    config: Config,
+    clock: SharedClock,
+    database_url: &SecretString,
+) -> anyhow::Result<(AppState, Router)> {
+    let applied = migrations::run_pending(database_url.expose_secret())
+        .await
+        .context("migrating the database")?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "applied migrations");
+    }
+    let queries = QueryCounter::default();
+    let pool = pool::build_pool(database_url.expose_secret(), POOL_SIZE, queries.clone())?;
+
+    let jwt_secret = match &config.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => load_or_create_dev_secret(&config.data_dir).context("creating the development JWT secret")?,
+    };
+    let access_tokens = AccessTokens::new(&jwt_secret, config.public_url.as_str(), config.access_token_ttl);
+
+    let redis = match &config.redis_url {
+        Some(url) => Some(connect_redis(url).await?),
+        None => None,
+    };
+
+    let schema = graphql::build_schema(QueryLimits {
+        max_depth: config.graphql_max_depth,
+        max_complexity: config.graphql_max_complexity,
+        introspection: config.introspection,
+        ..QueryLimits::default()
+    });
+
+    let state = AppState {
+        inner: Arc::new(Inner {
+            config,
+            pool,
+            clock,
+            access_tokens,
+            passwords: PasswordHasher::default(),
+            redis,
+            queries,
+            started: Instant::now(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }),
+    };
+    let router = router(HttpState {
+        app: state.clone(),
+        schema,
+    });
+    Ok((state, router))
+}
+
+async fn connect_redis(url: &SecretString) -> anyhow::Result<redis::aio::ConnectionManager> {
+    let shown = redact_url(url.expose_secret());
+    let client = redis::Client::open(url.expose_secret()).with_context(|| format!("REDIS_URL {shown}"))?;
+    let manager = redis::aio::ConnectionManager::new(client)
+        .await
+        .with_context(|| format!("connecting to Redis at {shown}"))?;
+    tracing::info!(redis = %shown, "using Redis");
+    Ok(manager)
+}
+
+fn router(state: HttpState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    let cors = cors_layer(&state.app.config().cors_origins);
+    Router::new()
+        .route(
+            "/graphql",
+            get(graphql::http::graphql_get).post(graphql::http::graphql_post),
+        )
+        .route("/health", get(health::health))
+        .route("/ready", get(health::ready))
+        .with_state(state)
+        .layer(cors)
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let id = request
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
+    let allow_origin = match origins {
+        CorsOrigins::Any => AllowOrigin::any(),
+        CorsOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok())),
+    };
+    CorsLayer::new()
+        .allow_origin(allow_origin)
+        .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([HeaderName::from_static("x-request-id")])
+        .max_age(std::time::Duration::from_secs(600))
+}
+
+impl App {
+    /// Serves until SIGINT or SIGTERM, then drains and stops the embedded
+    /// PostgreSQL if this process started it.
+    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        self.serve_until(listener, shutdown_requested()).await
+    }
+
+    /// Serves until `signal` completes, then drains: in-flight requests
+    /// finish, websockets are closed with 1001, tracked tasks get
+    /// [`DRAIN_TIMEOUT`] to end.
+    pub async fn serve_until(
+        self,
+        listener: TcpListener,
+        signal: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let state = self.state.clone();
+        let token = state.shutdown_signal().clone();
+        let stop = token.clone();
+        tokio::spawn(async move {
+            signal.await;
+            stop.cancel();
+        });
+        let served = axum::serve(
+            listener,
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await;
+        state.tasks().close();
+        if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks().wait()).await.is_err() {
+            tracing::warn!("some connections did not close in time");
+        }
+        self.database.stop().await;
+        served.context("serving HTTP")
+    }
+
+    /// Stops the embedded PostgreSQL (for one-shot commands that built an app).
+    pub async fn close(self) {
+        self.state.shutdown_signal().cancel();
+        self.database.stop().await;
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_requested() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,90 @@
+//! Password hashing with argon2id at OWASP's recommended parameters.
+//!
+//! Hashing is deliberately slow, so it runs on the blocking pool behind a
+//! semaphore sized to the cores: a burst of logins queues here instead of
+//! starving the async runtime.
+
+use std::sync::Arc;
+
+use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
+use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
+
+use crate::error::{AppError, AppResult};
+
+/// OWASP (2024): argon2id, m = 19 MiB, t = 2, p = 1.
+const MEMORY_KIB: u32 = 19 * 1024;
+const ITERATIONS: u32 = 2;
+const PARALLELISM: u32 = 1;
+
+/// Hashes and verifies passwords off the async runtime.
+#[derive(Clone, Debug)]
+pub struct PasswordHasher {
+    permits: Arc<Semaphore>,
+}
+
+impl Default for PasswordHasher {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
+        Self {
+            permits: Arc::new(Semaphore::new(cores)),
+        }
+    }
+}
+
+fn argon2() -> AppResult<Argon2<'static>> {
+    let params = Params::new(MEMORY_KIB, ITERATIONS, PARALLELISM, None)
+        .map_err(|e| AppError::internal(anyhow::anyhow!("argon2 parameters: {e}")))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+impl PasswordHasher {
+    /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$salt$hash`) with a fresh salt.
+    pub async fn hash(&self, password: SecretString) -> AppResult<String> {
+        self.run(move || {
+            let hash = argon2()?
+                .hash_password(password.expose_secret().as_bytes())
+                .map_err(|e| AppError::internal(anyhow::anyhow!("hashing a password: {e}")))?;
+            Ok(hash.to_string())
+        })
+        .await
+    }
+
+    /// Whether `password` matches `phc`. A malformed stored hash is an
+    /// internal error, not a wrong password.
+    pub async fn verify(&self, password: SecretString, phc: String) -> AppResult<bool> {
+        self.run(
+            move || match argon2()?.verify_password(password.expose_secret().as_bytes(), phc.as_str()) {
+                Ok(()) => Ok(true),
+                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+                Err(e) => Err(AppError::internal(anyhow::anyhow!("verifying a password: {e}"))),
+            },
+        )
+        .await
+    }
+
+    async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> AppResult<T> + Send + 'static) -> AppResult<T> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| AppError::internal(anyhow::anyhow!("password semaphore closed: {e}")))?;
+        tokio::task::spawn_blocking(job).await?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn hashes_verify_and_salts_differ() {
+        let hasher = PasswordHasher::default();
+        let a = hasher.hash("correct horse battery".into()).await.unwrap();
+        let b = hasher.hash("correct horse battery".into()).await.unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{a}");
+        assert_ne!(a, b);
+        assert!(hasher.verify("correct horse battery".into(), a.clone()).await.unwrap());
+        assert!(!hasher.verify("wrong horse".into(), a).await.unwrap());
+    }
+}

@@ -1,0 +1,82 @@
+//! Who a request acts as, resolved once from its credentials.
+
+use uuid::Uuid;
+
+use crate::{
+    app::AppState,
+    error::{AppError, AppResult},
+};
+
+/// The caller of a request or websocket connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Principal {
+    /// No credentials were presented.
+    Anonymous,
+    /// A person signed in with an access token.
+    User {
+        /// The user's id.
+        user_id: Uuid,
+        /// The session the access token belongs to.
+        session_id: Uuid,
+    },
+}
+
+impl Principal {
+    /// The signed-in user's id; UNAUTHENTICATED for anyone else.
+    pub fn require_user(&self) -> AppResult<Uuid> {
+        match self {
+            Self::User { user_id, .. } => Ok(*user_id),
+            Self::Anonymous => Err(AppError::unauthenticated()),
+        }
+    }
+
+    /// The user's id, when a user is signed in.
+    pub fn user_id(&self) -> Option<Uuid> {
+        match self {
+            Self::User { user_id, .. } => Some(*user_id),
+            Self::Anonymous => None,
+        }
+    }
+}
+
+/// Turns an `Authorization` value into a principal. No value: anonymous.
+/// A value that is not a valid credential: UNAUTHENTICATED, never
+/// anonymous.
+pub async fn resolve(app: &AppState, authorization: Option<&str>) -> AppResult<Principal> {
+    let Some(value) = authorization else {
+        return Ok(Principal::Anonymous);
+    };
+    let token = bearer_token(value).ok_or_else(AppError::unauthenticated)?;
+    let claims = app.access_tokens().verify(token, app.now())?;
+    Ok(Principal::User {
+        user_id: claims.sub,
+        session_id: claims.sid,
+    })
+}
+
+/// The token of an `Authorization` value: `Bearer <token>` (any case), or
+/// a bare token as websocket clients sometimes send it.
+pub fn bearer_token(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let token = match value.split_once(char::is_whitespace) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        Some(_) => return None,
+        None if value.eq_ignore_ascii_case("bearer") => return None,
+        None => value,
+    };
+    (!token.is_empty()).then_some(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bearer_values_are_read_leniently_but_not_other_schemes() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer   abc "), Some("abc"));
+        assert_eq!(bearer_token("abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! Query limits and error codes for failures that happen before any
+//! resolver runs: parse errors, validation errors, and documents over the
+//! depth, complexity or alias limits.
+
+use std::sync::Arc;
+
+use futures_util::{StreamExt, stream::BoxStream};
+
+use async_graphql::{
+    Response, ServerError, ServerResult, ValidationResult, Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe, NextValidation,
+    },
+    parser::types::{ExecutableDocument, Selection, SelectionSet},
+};
+
+use crate::error::ErrorCode;
+
+/// Limits on what one document may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryLimits {
+    /// Maximum nesting of selections.
+    pub max_depth: usize,
+    /// Maximum total field cost.
+    pub max_complexity: usize,
+    /// Maximum aliased fields; aliases are how one request multiplies work.
+    pub max_aliases: usize,
+    /// Whether `__schema` / `__type` may be queried.
+    pub introspection: bool,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_depth: 16,
+            max_complexity: 2000,
+            max_aliases: 50,
+            introspection: true,
+        }
+    }
+}
+
+/// Sets `extensions.code` when an error has none.
+pub fn ensure_code(error: &mut ServerError, code: ErrorCode) {
+    let extensions = error.extensions.get_or_insert_with(Default::default);
+    if extensions.get("code").is_none() {
+        extensions.set("code", code.as_str());
+    }
+}
+
+/// The extension that enforces [`QueryLimits`] and labels early errors.
+pub struct Limits(pub QueryLimits);
+
+impl ExtensionFactory for Limits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(LimitsExtension(self.0))
+    }
+}
+
+struct LimitsExtension(QueryLimits);
+
+#[async_trait::async_trait]
+impl Extension for LimitsExtension {
+    async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
+        let mut response = next.run(ctx).await;
+        // Anything still without a code was refused while coercing the
+        // client's variables or arguments: the input's fault.
+        for error in &mut response.errors {
+            ensure_code(error, ErrorCode::BadUserInput);
+        }
+        response
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        stream: BoxStream<'s, Response>,
+        next: NextSubscribe<'_>,
+    ) -> BoxStream<'s, Response> {
+        next.run(ctx, stream)
+            .map(|mut response| {
+                for error in &mut response.errors {
+                    ensure_code(error, ErrorCode::BadUserInput);
+                }
+                response
+            })
+            .boxed()
+    }
+
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await.map_err(|mut error| {
+            ensure_code(&mut error, ErrorCode::GraphqlParseFailed);
+            error
+        })?;
+        if !self.0.introspection && selects_introspection(&document) {
+            let mut error = ServerError::new("introspection is disabled on this server", None);
+            ensure_code(&mut error, ErrorCode::GraphqlValidationFailed);
+            return Err(error);
+        }
+        let aliases = count_aliases(&document);
+        if aliases > self.0.max_aliases {
+            let mut error = ServerError::new(
+                format!(
+                    "the query uses {aliases} aliases; at most {} are allowed",
+                    self.0.max_aliases
+                ),
+                None,
+            );
+            ensure_code(&mut error, ErrorCode::QueryTooComplex);
+            return Err(error);
+        }
+        Ok(document)
+    }
+
+    async fn validation(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        next: NextValidation<'_>,
+    ) -> Result<ValidationResult, Vec<ServerError>> {
+        let result = next.run(ctx).await.map_err(|mut errors| {
+            for error in &mut errors {
+                label_validation_error(error);
+            }
+            errors
+        })?;
+        let limits = self.0;
+        let refusal = if result.depth > limits.max_depth {
+            Some(format!(
+                "the query is nested {} deep; the limit is {}",
+                result.depth, limits.max_depth
+            ))
+        } else if result.complexity > limits.max_complexity {
+            Some(format!(
+                "the query's complexity is {}; the limit is {}",
+                result.complexity, limits.max_complexity
+            ))
+        } else {
+            None
+        };
+        match refusal {
+            Some(message) => {
+                let mut error = ServerError::new(message, None);
+                ensure_code(&mut error, ErrorCode::QueryTooComplex);
+                Err(vec![error])
+            }
+            None => Ok(result),
+        }
+    }
+}
+
+/// A wrong argument value (literal or variable) is the input's fault:
+/// BAD_USER_INPUT naming the argument or input field, as the contract
+/// asks. Every other validation failure is GRAPHQL_VALIDATION_FAILED.
+fn label_validation_error(error: &mut ServerError) {
+    // async-graphql words these `Invalid value for argument "input.email", ...`.
+    let field = error
+        .message
+        .strip_prefix("Invalid value for argument \"")
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|path| path.rsplit('.').find(|segment| segment.parse::<usize>().is_err()))
+        .map(str::to_owned);
+    match field {
+        Some(field) => {
+            ensure_code(error, ErrorCode::BadUserInput);
+            let extensions = error.extensions.get_or_insert_with(Default::default);
+            extensions.set("field", field);
+        }
+        None => ensure_code(error, ErrorCode::GraphqlValidationFailed),
+    }
+}
+
+/// Whether an operation selects `__schema` or `__type` at its root.
+pub fn selects_introspection(document: &ExecutableDocument) -> bool {
+    fn root_has(set: &SelectionSet, document: &ExecutableDocument) -> bool {
+        set.items.iter().any(|item| match &item.node {
+            Selection::Field(field) => matches!(field.node.name.node.as_str(), "__schema" | "__type"),
+            Selection::InlineFragment(fragment) => root_has(&fragment.node.selection_set.node, document),
+            Selection::FragmentSpread(spread) => document
+                .fragments
+                .get(&spread.node.fragment_name.node)
+                .is_some_and(|fragment| root_has(&fragment.node.selection_set.node, document)),
+        })
+    }
+    document
+        .operations
+        .iter()
+        .any(|(_, op)| root_has(&op.node.selection_set.node, document))
+}
+
+/// Aliased fields in every operation and fragment of the document.
+pub fn count_aliases(document: &ExecutableDocument) -> usize {
+    fn walk(set: &SelectionSet) -> usize {
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(field) => {
+                    usize::from(field.node.alias.is_some()) + walk(&field.node.selection_set.node)
+                }
+                Selection::InlineFragment(fragment) => walk(&fragment.node.selection_set.node),
+                Selection::FragmentSpread(_) => 0,
+            })
+            .sum()
+    }
+    let operations: usize = document
+        .operations
+        .iter()
+        .map(|(_, op)| walk(&op.node.selection_set.node))
+        .sum();
+    let fragments: usize = document
+        .fragments
+        .values()
+        .map(|f| walk(&f.node.selection_set.node))
+        .sum();
+    operations + fragments
+}

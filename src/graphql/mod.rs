@@ -1,0 +1,45 @@
+//! The GraphQL schema: one `build_schema()` used by the server, the tests
+//! and `tollgate export-schema`, plus the HTTP and websocket handlers that
+//! wrap its executor.
+
+pub mod context;
+pub mod http;
+pub mod limits;
+pub mod loaders;
+pub mod scalars;
+pub mod websocket;
+
+use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Schema};
+
+use crate::{
+    accounts::graphql::AccountsQuery, billing::graphql::BillingQuery, platform::graphql::PlatformQuery,
+    usage::graphql::UsageQuery,
+};
+pub use limits::QueryLimits;
+
+/// Every query field, merged from the domains.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(AccountsQuery, BillingQuery, UsageQuery, PlatformQuery);
+
+/// The executable schema.
+pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+
+/// Builds the schema. Request data (application, principal, loaders) is
+/// attached per request, so the schema itself needs no running server.
+pub fn build_schema(limits: QueryLimits) -> AppSchema {
+    let mut builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
+        .extension(limits::Limits(limits))
+        // The parser's own guard against stack exhaustion; the configurable
+        // depth limit (QUERY_TOO_COMPLEX) sits below it.
+        .limit_recursive_depth(64);
+    if !limits.introspection {
+        builder = builder.disable_introspection();
+    }
+    builder.finish()
+}
+
+/// The SDL that `schema.graphql` must equal.
+pub fn export_sdl() -> String {
+    build_schema(QueryLimits::default()).sdl()
+}

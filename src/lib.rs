@@ -1,0 +1,18 @@
+//! Tollgate: a GraphQL server for user management and LLM token metering.
+//!
+//! `build_app(config)` assembles the whole server; `main.rs` and the
+//! integration tests both go through it.
+
+pub mod accounts;
+pub mod app;
+pub mod auth;
+pub mod billing;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod graphql;
+pub mod platform;
+pub mod usage;
+
+pub use app::{App, AppState, build_app, build_app_with_clock};
+pub use config::Config;
