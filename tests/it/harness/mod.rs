@@ -1,0 +1,33 @@
+//! Test harness: shared services, apps on port 0, and request helpers.
+
+pub mod services;
+pub mod test_app;
+
+pub use services::services;
+pub use test_app::{GqlResponse, TestApp, TestAppOptions};
+
+use tollgate::accounts::model::{self, NewUser, Role};
+use uuid::Uuid;
+
+/// Inserts a user straight into the app's database (no password that can
+/// sign in) and returns its id.
+pub async fn create_user(app: &TestApp, email: &str, role: Role) -> Uuid {
+    let now = app.state.now();
+    let mut conn = app.db().await;
+    let user = model::insert(
+        &mut conn,
+        &NewUser {
+            id: Uuid::now_v7(),
+            email,
+            name: "Test User",
+            password_hash: "!",
+            role,
+            email_verified_at: None,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await
+    .expect("inserting a user");
+    user.id
+}
