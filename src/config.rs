@@ -156,14 +156,29 @@ impl fmt::Debug for Config {
 
 /// Replaces the password of a URL with `***`, for logs.
 pub fn redact_url(raw: &str) -> String {
-    match Url::parse(raw) {
-        Ok(mut url) if url.password().is_some() => {
-            let _ = url.set_password(Some("***"));
-            url.to_string()
-        }
-        Ok(url) => url.to_string(),
-        Err(_) => "<unparseable url>".to_owned(),
+    let Ok(mut url) = Url::parse(raw) else {
+        return "<unparseable url>".to_owned();
+    };
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
     }
+    // PostgreSQL and Redis URLs may carry the password as a parameter.
+    let secret_param = |key: &str| ["password", "pass", "sslpassword"].contains(&key.to_ascii_lowercase().as_str());
+    if url.query_pairs().any(|(key, _)| secret_param(&key)) {
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if secret_param(&k) {
+                    "***".to_owned()
+                } else {
+                    v.into_owned()
+                };
+                (k.into_owned(), v)
+            })
+            .collect();
+        url.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    url.to_string()
 }
 
 impl Config {
@@ -209,8 +224,7 @@ impl Config {
         let app_url = vars.url("APP_URL")?.unwrap_or_else(|| public_url.clone());
         let device_verification_url = match vars.url("DEVICE_VERIFICATION_URL")? {
             Some(url) => url,
-            None => public_url
-                .join("device")
+            None => Url::parse(&join_path(&public_url, "device"))
                 .map_err(|e| ConfigError::new("DEVICE_VERIFICATION_URL", e.to_string()))?,
         };
 
@@ -459,6 +473,11 @@ mod tests {
         assert_eq!(c.cors_origins, CorsOrigins::Any);
         assert_eq!(c.graphql_max_depth, 16);
         assert!(c.playground && c.introspection && c.registration_open);
+        let behind_a_path = config(&[("PUBLIC_URL", "https://example.com/api")]).unwrap();
+        assert_eq!(
+            behind_a_path.device_verification_url.as_str(),
+            "https://example.com/api/device"
+        );
     }
 
     #[test]
@@ -500,5 +519,6 @@ mod tests {
             !shown.contains("hunter2") && !shown.contains(&"s".repeat(40)),
             "{shown}"
         );
+        assert!(!redact_url("postgres://u@db/x?password=hunter2&sslmode=require").contains("hunter2"));
     }
 }

@@ -153,6 +153,16 @@ impl AppError {
         }
     }
 
+    /// Too many wrong passwords for this email; try after `retry_after` seconds.
+    pub fn account_locked(retry_after: u64) -> Self {
+        Self::Client {
+            code: ErrorCode::AccountLocked,
+            message: "too many failed sign-ins; try again later".into(),
+            field: None,
+            retry_after: Some(retry_after.max(1)),
+        }
+    }
+
     /// Query over the depth, complexity or alias limits.
     pub fn too_complex(message: impl Into<Cow<'static, str>>) -> Self {
         Self::client(ErrorCode::QueryTooComplex, message)
@@ -221,9 +231,28 @@ impl From<AppError> for async_graphql::Error {
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
         use diesel::result::{DatabaseErrorKind, Error};
-        match &err {
-            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => Self::unavailable(err),
-            _ => Self::internal(err),
+        let outage = match &err {
+            Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) | Error::BrokenTransactionManager => true,
+            // What diesel-async reports when the server went away mid-request.
+            Error::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => true,
+            Error::DatabaseError(DatabaseErrorKind::Unknown, info) => {
+                let message = info.message();
+                [
+                    "terminating connection",
+                    "shutting down",
+                    "starting up",
+                    "connection closed",
+                    "recovery mode",
+                ]
+                .iter()
+                .any(|sign| message.contains(sign))
+            }
+            _ => false,
+        };
+        if outage {
+            Self::unavailable(err)
+        } else {
+            Self::internal(err)
         }
     }
 }

@@ -16,6 +16,9 @@ use crate::error::{AppError, AppResult};
 
 /// The audience every access token is minted for.
 pub const AUDIENCE: &str = "tollgate";
+/// The issuer of every access token. Fixed (not PUBLIC_URL) so that every
+/// instance of a deployment accepts every other instance's tokens.
+pub const ISSUER: &str = "tollgate";
 
 /// Claims of an access token.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -28,7 +31,7 @@ pub struct AccessClaims {
     pub iat: i64,
     /// Expires at (seconds since the epoch).
     pub exp: i64,
-    /// The issuing server (its public URL).
+    /// Always [`ISSUER`].
     pub iss: String,
     /// Always [`AUDIENCE`].
     pub aud: String,

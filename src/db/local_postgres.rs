@@ -40,7 +40,9 @@ pub enum LocalPostgresError {
     #[error("{0} exists and is not empty, but is not a PostgreSQL data folder")]
     NotADataDir(PathBuf),
     /// Running as root and no unprivileged user to run the server as.
-    #[error("running as root, and neither a 'postgres' nor a 'nobody' user exists to run PostgreSQL as")]
+    #[error(
+        "running as root, and there is no 'postgres' user to run PostgreSQL as; create one or run as an ordinary user"
+    )]
     NoUnprivilegedUser,
     /// A PostgreSQL tool failed.
     #[error("{tool} failed: {output}")]
@@ -357,6 +359,20 @@ pub async fn create_database_if_missing(admin_url: &str, database: &str, templat
     if !existing.is_empty() {
         return Ok(());
     }
+    create_database(admin_url, database, template).await
+}
+
+/// Creates `database` (failing if it exists), optionally as a copy of
+/// `template`. Names must be plain identifiers.
+pub async fn create_database(admin_url: &str, database: &str, template: Option<&str>) -> Result<(), String> {
+    for name in std::iter::once(database).chain(template) {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(format!("{name:?} is not a plain database name"));
+        }
+    }
+    let mut conn = AsyncPgConnection::establish(admin_url)
+        .await
+        .map_err(|e| e.to_string())?;
     let statement = match template {
         Some(template) => format!("CREATE DATABASE \"{database}\" TEMPLATE \"{template}\""),
         None => format!("CREATE DATABASE \"{database}\""),
@@ -400,21 +416,20 @@ fn newest_debian_bin_dir() -> Option<PathBuf> {
     versions.pop().map(|(_, bin)| bin)
 }
 
-/// initdb and pg_ctl refuse to run as root, so root runs them as `postgres`
-/// (or `nobody`).
+/// initdb and pg_ctl refuse to run as root, so root runs them as the
+/// `postgres` user that PostgreSQL packages create. (Not `nobody`: other
+/// daemons run as it, and the socket trusts its owner.)
 fn unprivileged_user() -> Result<Option<RunAs>, LocalPostgresError> {
     if !nix::unistd::geteuid().is_root() {
         return Ok(None);
     }
-    for name in ["postgres", "nobody"] {
-        if let Ok(Some(user)) = nix::unistd::User::from_name(name) {
-            return Ok(Some(RunAs {
-                uid: user.uid.as_raw(),
-                gid: user.gid.as_raw(),
-            }));
-        }
+    match nix::unistd::User::from_name("postgres") {
+        Ok(Some(user)) => Ok(Some(RunAs {
+            uid: user.uid.as_raw(),
+            gid: user.gid.as_raw(),
+        })),
+        _ => Err(LocalPostgresError::NoUnprivilegedUser),
     }
-    Err(LocalPostgresError::NoUnprivilegedUser)
 }
 
 /// pg_ctl hands `-o` to `/bin/sh`, so paths inside it are single-quoted.

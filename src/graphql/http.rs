@@ -150,9 +150,16 @@ fn is_length_limit(error: &axum::Error) -> bool {
 
 /// Facts about the client, for sessions, rate limits and audit entries.
 pub fn request_meta(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> RequestMeta {
-    let forwarded_for = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+    // Proxies may add their own header line instead of appending to the
+    // client's: every line counts, in order (a non-text one as garbage).
+    let forwarded_for: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .map(|v| v.to_str().unwrap_or("invalid"))
+        .collect();
+    let forwarded_for = (!forwarded_for.is_empty()).then(|| forwarded_for.join(","));
     RequestMeta {
-        client_ip: client_ip(peer.ip(), forwarded_for, &app.config().trusted_proxies),
+        client_ip: client_ip(peer.ip(), forwarded_for.as_deref(), &app.config().trusted_proxies),
         user_agent: headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())

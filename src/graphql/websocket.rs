@@ -40,6 +40,10 @@ const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(15);
 const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Operations one connection may run at once.
 pub const MAX_SUBSCRIPTIONS_PER_CONNECTION: usize = 50;
+/// How long the closing handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Close reasons must fit a control frame (125 bytes with the code).
+const MAX_CLOSE_REASON: usize = 123;
 /// Largest client message.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
@@ -184,10 +188,18 @@ impl Connection {
         if let Some((code, reason)) = close {
             let frame = CloseFrame {
                 code,
-                reason: Utf8Bytes::from(reason),
+                reason: Utf8Bytes::from(close_reason(reason)),
             };
             let _ = tokio::time::timeout(SEND_TIMEOUT, sink.send(Message::Close(Some(frame)))).await;
         }
+        // Completes the closing handshake either way: flushes the reply to a
+        // client's Close, and reads until the client answers ours, so the
+        // close code is seen instead of a reset.
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = sink.close().await;
+            while let Some(Ok(_)) = incoming.next().await {}
+        })
+        .await;
     }
 
     fn keepalive_message(&self) -> Value {
@@ -308,6 +320,8 @@ impl Connection {
     /// `error` message and ends; otherwise `next` (`data`), then `complete`.
     fn operation_output(&mut self, id: String, item: Option<GqlResponse>) -> Vec<Value> {
         let Some(response) = item else {
+            // Removed now, not on the next poll, so the id is free at once.
+            self.operations.remove(&id);
             return vec![json!({ "type": "complete", "id": id })];
         };
         if response.data == async_graphql::Value::Null && !response.errors.is_empty() {
@@ -333,6 +347,19 @@ impl Connection {
         };
         json!({ "type": "error", "id": id, "payload": payload })
     }
+}
+
+/// Cuts a close reason to what a close frame can carry, on a character
+/// boundary (reasons may quote client input).
+fn close_reason(mut reason: String) -> String {
+    if reason.len() > MAX_CLOSE_REASON {
+        let mut end = MAX_CLOSE_REASON;
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        reason.truncate(end);
+    }
+    reason
 }
 
 /// `Authorization` (or `authorization`) from a connection_init payload,
@@ -364,6 +391,12 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn close_reasons_fit_a_control_frame() {
+        assert_eq!(close_reason("é".repeat(100)).len(), 122);
+        assert_eq!(close_reason("ok".to_owned()), "ok");
+    }
 
     #[test]
     fn authorization_is_found_in_either_case() {

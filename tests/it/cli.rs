@@ -155,14 +155,21 @@ async fn serve_with_no_configuration_runs_its_own_postgres_and_stops_it() {
         .local_addr()
         .unwrap()
         .port();
-    let mut child = tollgate()
+    let child = tollgate()
         .arg("serve")
+        // No .env of the developer's checkout: the run is what CI sees.
+        .current_dir(dir.path())
         .env("DATA_DIR", dir.path())
         .env("PORT", port.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let mut guard = StopOnDrop {
+        child,
+        data_dir: dir.path().join("postgres"),
+    };
+    let child = &mut guard.child;
 
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
@@ -199,10 +206,38 @@ async fn serve_with_no_configuration_runs_its_own_postgres_and_stops_it() {
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "tollgate did not stop within 30 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     assert!(status.success(), "{status}");
     assert!(!pid_file.exists(), "the embedded PostgreSQL was stopped");
+}
+
+/// Kills the server and its PostgreSQL if the test fails half-way, so
+/// nothing outlives the run.
+struct StopOnDrop {
+    child: std::process::Child,
+    data_dir: std::path::PathBuf,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let pid = std::fs::read_to_string(self.data_dir.join("postmaster.pid")).unwrap_or_default();
+        if let Some(pid) = pid.lines().next().and_then(|p| p.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGINT);
+        }
+    }
 }

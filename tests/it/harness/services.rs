@@ -14,7 +14,7 @@ use std::{
 };
 
 use tollgate::db::{
-    local_postgres::{LocalPostgres, LocalPostgresOptions, create_database_if_missing, socket_url},
+    local_postgres::{self, LocalPostgres, LocalPostgresOptions, socket_url},
     migrations,
 };
 
@@ -75,9 +75,7 @@ impl Services {
     pub async fn create_database(&self) -> (String, String) {
         let n = self.next_database.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}_{n}", self.run_prefix);
-        create_database_if_missing(&self.database_url.for_database("postgres"), &name, Some(&self.template))
-            .await
-            .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+        create_database(&self.database_url.for_database("postgres"), &name, Some(&self.template)).await;
         let url = self.database_url.for_database(&name);
         (name, url)
     }
@@ -86,9 +84,7 @@ impl Services {
     pub async fn create_empty_database(&self) -> String {
         let n = self.next_database.fetch_add(1, Ordering::Relaxed);
         let name = format!("{}_{n}_empty", self.run_prefix);
-        create_database_if_missing(&self.database_url.for_database("postgres"), &name, None)
-            .await
-            .unwrap_or_else(|e| panic!("creating test database {name}: {e}"));
+        create_database(&self.database_url.for_database("postgres"), &name, None).await;
         self.database_url.for_database(&name)
     }
 }
@@ -130,11 +126,11 @@ async fn start() -> Services {
     };
     watched.spawn_watchdog(pid, &work_dir);
 
-    let run_prefix = format!("tg_{pid}");
+    // PIDs repeat across containers sharing a server, so the prefix also
+    // names the host and a random run id.
+    let run_prefix = format!("tg_{}_{pid}_{:08x}", host_id(), rand::random::<u32>());
     let template = format!("{run_prefix}_template");
-    create_database_if_missing(&database_url.for_database("postgres"), &template, None)
-        .await
-        .unwrap_or_else(|e| panic!("creating the template database: {e}"));
+    create_database(&database_url.for_database("postgres"), &template, None).await;
     migrations::run_pending(&database_url.for_database(&template))
         .await
         .unwrap_or_else(|e| panic!("migrating the template database: {e:#}"));
@@ -146,6 +142,22 @@ async fn start() -> Services {
         run_prefix,
         next_database: AtomicU32::new(0),
     }
+}
+
+/// A short, stable id of this host, so runs on other hosts sharing an
+/// external server are never mistaken for this host's leftovers.
+fn host_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let digest = <sha2::Sha256 as sha2::Digest>::digest(host.as_bytes());
+    hex::encode(&digest[..3])
+}
+
+/// Creates a database that must not exist yet (a clash means two runs
+/// picked one name, which must fail loudly rather than share).
+async fn create_database(admin_url: &str, name: &str, template: Option<&str>) {
+    local_postgres::create_database(admin_url, name, template)
+        .await
+        .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
 }
 
 /// `cargo test` on a fresh machine: the project's script installs the
@@ -243,8 +255,8 @@ impl Watched {
     }
 }
 
-/// Drops databases left on an external server by earlier runs whose
-/// process is gone.
+/// Drops databases left on an external server by earlier runs on this
+/// host whose process is gone.
 async fn drop_leftovers(database_url: &DatabaseUrl) {
     use diesel::{QueryableByName, sql_types::Text};
     use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -257,12 +269,15 @@ async fn drop_leftovers(database_url: &DatabaseUrl) {
     let Ok(mut conn) = AsyncPgConnection::establish(&database_url.for_database("postgres")).await else {
         return;
     };
-    let names: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE 'tg\\_%'")
+    let ours = format!("tg\\_{}\\_%", host_id());
+    let names: Vec<Name> = diesel::sql_query("SELECT datname FROM pg_database WHERE datname LIKE $1")
+        .bind::<Text, _>(ours)
         .load(&mut conn)
         .await
         .unwrap_or_default();
     for Name { datname } in names {
-        let pid = datname.split('_').nth(1).and_then(|p| p.parse::<i32>().ok());
+        // tg_<host>_<pid>_<run>[_<n>]: only this host's dead runs are dropped.
+        let pid = datname.split('_').nth(2).and_then(|p| p.parse::<i32>().ok());
         let alive = pid.is_some_and(|p| nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), None).is_ok());
         if !alive {
             let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"))
