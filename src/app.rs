@@ -20,7 +20,10 @@ use tower_http::{
 };
 
 use crate::{
-    auth::{AccessTokens, PasswordHasher, access_token::load_or_create_dev_secret},
+    auth::{
+        AccessTokens, PasswordHasher, RefreshTokens, access_token::load_or_create_dev_secret,
+        session_cache::SessionCache,
+    },
     config::{Config, CorsOrigins, redact_url},
     db::{
         DbConn, DbPool, QueryCounter,
@@ -31,7 +34,9 @@ use crate::{
     graphql::{self, AppSchema, QueryLimits},
     platform::{
         clock::{SharedClock, SystemClock},
+        events::{BusConfig, EventBus},
         health,
+        rate_limit::RateLimiter,
     },
 };
 
@@ -39,6 +44,8 @@ use crate::{
 const LOCAL_DATABASE: &str = "tollgate";
 /// Connections per instance; PostgreSQL's default max_connections is 100.
 const POOL_SIZE: usize = 16;
+/// Connections per instance for background jobs.
+const JOBS_POOL_SIZE: usize = 4;
 /// How long shutdown waits for websockets and jobs to finish.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -51,10 +58,15 @@ pub struct AppState {
 struct Inner {
     config: Config,
     pool: DbPool,
+    jobs_pool: DbPool,
     clock: SharedClock,
     access_tokens: AccessTokens,
+    refresh_tokens: RefreshTokens,
     passwords: PasswordHasher,
     redis: Option<redis::aio::ConnectionManager>,
+    events: EventBus,
+    session_cache: SessionCache,
+    rate_limiter: RateLimiter,
     queries: QueryCounter,
     started: Instant,
     shutdown: CancellationToken,
@@ -72,9 +84,16 @@ impl AppState {
         Ok(self.inner.pool.get().await?)
     }
 
-    /// The pool itself, for loaders and background work.
+    /// The request pool, for loaders. Its statements are counted.
     pub fn pool(&self) -> &DbPool {
         &self.inner.pool
+    }
+
+    /// A small pool of its own for background jobs, so their polling
+    /// neither competes with requests for connections nor shows up in the
+    /// request statement count.
+    pub fn jobs_pool(&self) -> &DbPool {
+        &self.inner.jobs_pool
     }
 
     /// The current time, from the application clock.
@@ -92,9 +111,29 @@ impl AppState {
         &self.inner.access_tokens
     }
 
+    /// Refresh token minting and checking.
+    pub fn refresh_tokens(&self) -> &RefreshTokens {
+        &self.inner.refresh_tokens
+    }
+
     /// Password hashing.
     pub fn passwords(&self) -> &PasswordHasher {
         &self.inner.passwords
+    }
+
+    /// Events to and from every instance.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// Live sessions known to this instance.
+    pub fn session_cache(&self) -> &SessionCache {
+        &self.inner.session_cache
+    }
+
+    /// Attempt counters (shared through Redis when configured).
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.rate_limiter
     }
 
     /// Redis, when configured.
@@ -218,17 +257,37 @@ async fn assemble(
     }
     let queries = QueryCounter::default();
     let pool = pool::build_pool(database_url.expose_secret(), POOL_SIZE, queries.clone())?;
+    let jobs_pool = pool::build_pool(database_url.expose_secret(), JOBS_POOL_SIZE, QueryCounter::default())?;
 
     let jwt_secret = match &config.jwt_secret {
         Some(secret) => secret.clone(),
         None => load_or_create_dev_secret(&config.data_dir).context("creating the development JWT secret")?,
     };
-    let access_tokens = AccessTokens::new(&jwt_secret, config.public_url.as_str(), config.access_token_ttl);
+    let access_tokens = AccessTokens::new(&jwt_secret, crate::auth::access_token::ISSUER, config.access_token_ttl);
+    let refresh_tokens = RefreshTokens::new(&jwt_secret);
 
     let redis = match &config.redis_url {
         Some(url) => Some(connect_redis(url).await?),
         None => None,
     };
+    let shutdown = CancellationToken::new();
+    let tasks = TaskTracker::new();
+    let bus_config = match &redis {
+        Some((client, manager)) => BusConfig::Redis {
+            client: client.clone(),
+            publisher: manager.clone(),
+            prefix: config.redis_key_prefix.clone(),
+        },
+        None => BusConfig::Postgres {
+            pool: pool.clone(),
+            url: database_url.clone(),
+        },
+    };
+    let events = EventBus::start(bus_config, &tasks, shutdown.clone()).await?;
+    let session_cache = SessionCache::default();
+    tasks.spawn(session_cache.follow(&events, shutdown.clone()));
+    let redis = redis.map(|(_, manager)| manager);
+    let rate_limiter = RateLimiter::new(redis.clone(), config.redis_key_prefix.clone());
 
     let schema = graphql::build_schema(QueryLimits {
         max_depth: config.graphql_max_depth,
@@ -241,16 +300,22 @@ async fn assemble(
         inner: Arc::new(Inner {
             config,
             pool,
+            jobs_pool,
             clock,
             access_tokens,
+            refresh_tokens,
             passwords: PasswordHasher::default(),
             redis,
+            events,
+            session_cache,
+            rate_limiter,
             queries,
             started: Instant::now(),
-            shutdown: CancellationToken::new(),
-            tasks: TaskTracker::new(),
+            shutdown,
+            tasks,
         }),
     };
+    crate::platform::mail::spawn_worker(&state);
     let router = router(HttpState {
         app: state.clone(),
         schema,
@@ -258,14 +323,14 @@ async fn assemble(
     Ok((state, router))
 }
 
-async fn connect_redis(url: &SecretString) -> anyhow::Result<redis::aio::ConnectionManager> {
+async fn connect_redis(url: &SecretString) -> anyhow::Result<(redis::Client, redis::aio::ConnectionManager)> {
     let shown = redact_url(url.expose_secret());
     let client = redis::Client::open(url.expose_secret()).with_context(|| format!("REDIS_URL {shown}"))?;
-    let manager = redis::aio::ConnectionManager::new(client)
+    let manager = redis::aio::ConnectionManager::new(client.clone())
         .await
         .with_context(|| format!("connecting to Redis at {shown}"))?;
     tracing::info!(redis = %shown, "using Redis");
-    Ok(manager)
+    Ok((client, manager))
 }
 
 fn router(state: HttpState) -> Router {
@@ -327,12 +392,20 @@ impl App {
             signal.await;
             stop.cancel();
         });
-        let served = axum::serve(
+        let draining = token.clone();
+        let serving = axum::serve(
             listener,
             self.router.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move { token.cancelled().await })
-        .await;
+        .with_graceful_shutdown(async move { token.cancelled().await });
+        // A request stuck past the drain time must not hold the process.
+        let served = tokio::select! {
+            served = serving => served,
+            () = async { draining.cancelled().await; tokio::time::sleep(DRAIN_TIMEOUT).await } => {
+                tracing::warn!("requests still running after the drain time; stopping anyway");
+                Ok(())
+            }
+        };
         state.tasks().close();
         if tokio::time::timeout(DRAIN_TIMEOUT, state.tasks().wait()).await.is_err() {
             tracing::warn!("some connections did not close in time");

@@ -4,6 +4,7 @@
 //! integration tests both go through it.
 
 pub mod accounts;
+pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod billing;
@@ -11,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod graphql;
+pub mod orgs;
 pub mod platform;
 pub mod usage;
 

@@ -1,10 +1,13 @@
 //! The User type and the account queries.
 
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, Object, SimpleObject};
 
 use crate::{
-    accounts::model::{Role, UserRow},
-    error::AppResult,
+    accounts::{
+        model::{Role, UserRow},
+        sessions::{self, IssuedTokens, SessionRow},
+    },
+    error::{AppError, AppResult},
     graphql::{context::ContextExt, scalars::Timestamp},
 };
 
@@ -61,6 +64,107 @@ impl User {
     /// Free-form client preferences (theme, editor settings).
     async fn preferences(&self) -> &serde_json::Value {
         &self.0.preferences
+    }
+
+    /// The user themself and ADMIN/SUPPORT; null with FORBIDDEN for anyone else.
+    async fn sessions(&self, ctx: &Context<'_>) -> AppResult<Option<Vec<Session>>> {
+        let principal = ctx.principal()?;
+        let viewer = principal.require_user()?;
+        if viewer != self.0.id {
+            let staff = ctx
+                .loaders()?
+                .users
+                .load_one(viewer)
+                .await?
+                .is_some_and(|u| u.role.is_staff());
+            if !staff {
+                return Err(AppError::forbidden());
+            }
+        }
+        let app = ctx.app()?;
+        let mut conn = app.db().await?;
+        let current = principal.require_session().ok().map(|(_, session)| session);
+        let rows = sessions::live_of_user(&mut conn, self.0.id, app.now()).await?;
+        Ok(Some(
+            rows.into_iter()
+                .map(|row| Session {
+                    current: Some(row.id) == current,
+                    row,
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// One signed-in device or browser.
+pub struct Session {
+    row: SessionRow,
+    current: bool,
+}
+
+#[Object]
+impl Session {
+    /// Stable identifier (for revokeSession).
+    async fn id(&self) -> ID {
+        ID(self.row.id.to_string())
+    }
+
+    /// When the person signed in.
+    async fn created_at(&self) -> Timestamp {
+        self.row.created_at.into()
+    }
+
+    /// When the session last refreshed its tokens.
+    async fn last_used_at(&self) -> Timestamp {
+        self.row.last_used_at.into()
+    }
+
+    /// When it ends unless refreshed (or revoked first).
+    async fn expires_at(&self) -> Timestamp {
+        self.row.expires_at.into()
+    }
+
+    /// The browser or client that signed in.
+    async fn user_agent(&self) -> Option<&str> {
+        self.row.user_agent.as_deref()
+    }
+
+    /// The address it last refreshed from.
+    async fn ip(&self) -> Option<&str> {
+        self.row.ip.as_deref()
+    }
+
+    /// True for the session whose token made this request.
+    async fn current(&self) -> bool {
+        self.current
+    }
+}
+
+/// Tokens for a new or refreshed session.
+#[derive(SimpleObject)]
+pub struct AuthPayload {
+    /// JWT for `Authorization: Bearer`.
+    pub access_token: String,
+    /// Single-use token for refreshSession.
+    pub refresh_token: String,
+    /// Always Bearer.
+    pub token_type: &'static str,
+    /// Seconds until accessToken expires.
+    pub expires_in: i32,
+    /// The signed-in user.
+    pub user: User,
+}
+
+impl AuthPayload {
+    /// Wraps issued tokens for `user`.
+    pub fn new(user: UserRow, tokens: IssuedTokens) -> Self {
+        Self {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+            token_type: "Bearer",
+            expires_in: i32::try_from(tokens.expires_in).unwrap_or(i32::MAX),
+            user: User(user),
+        }
     }
 }
 

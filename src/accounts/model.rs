@@ -114,3 +114,12 @@ pub async fn promote_to_admin(
         .get_result(conn)
         .await
 }
+
+/// Stamps a successful sign-in.
+pub async fn record_login(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(id))
+        .set(users::last_login_at.eq(now))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}

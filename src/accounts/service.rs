@@ -1,21 +1,17 @@
 //! Account rules that outgrow a resolver.
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use uuid::Uuid;
 
 use crate::{
     accounts::{
         email::normalize_email,
         model::{self, NewUser, Role, UserRow},
+        password_policy,
     },
     app::AppState,
-    error::{AppError, AppResult},
+    error::AppResult,
 };
-
-/// The shortest password accepted anywhere.
-pub const MIN_PASSWORD_LEN: usize = 8;
-/// The longest password accepted (argon2 would take more, but nobody types more).
-pub const MAX_PASSWORD_LEN: usize = 128;
 
 /// `tollgate create-admin`: creates the user as an ADMIN with a verified
 /// email, or promotes an existing one (and sets the given password, so the
@@ -28,13 +24,7 @@ pub async fn create_or_promote_admin(
     name: Option<String>,
 ) -> AppResult<(UserRow, bool)> {
     let email = normalize_email(email, "email")?;
-    let length = password.expose_secret().chars().count();
-    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&length) {
-        return Err(AppError::bad_input(
-            "password",
-            format!("must be {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"),
-        ));
-    }
+    password_policy::check(&password, &email, "password")?;
     let password_hash = app.passwords().hash(password).await?;
     let now = app.now();
     let mut conn = app.db().await?;

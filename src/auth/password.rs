@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as _, Version};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::error::{AppError, AppResult};
 
@@ -21,6 +21,9 @@ const PARALLELISM: u32 = 1;
 #[derive(Clone, Debug)]
 pub struct PasswordHasher {
     permits: Arc<Semaphore>,
+    /// A hash of a random password, verified against when an email has no
+    /// account so unknown emails take as long as known ones.
+    dummy: Arc<OnceCell<String>>,
 }
 
 impl Default for PasswordHasher {
@@ -28,6 +31,7 @@ impl Default for PasswordHasher {
         let cores = std::thread::available_parallelism().map(usize::from).unwrap_or(2);
         Self {
             permits: Arc::new(Semaphore::new(cores)),
+            dummy: Arc::new(OnceCell::new()),
         }
     }
 }
@@ -61,6 +65,22 @@ impl PasswordHasher {
             },
         )
         .await
+    }
+
+    /// Spends the time of a real verification and returns false: for
+    /// sign-ins to emails that have no account.
+    pub async fn verify_nothing(&self, password: SecretString) -> AppResult<bool> {
+        let dummy = self
+            .dummy
+            .get_or_try_init(|| async {
+                let mut random = [0u8; 16];
+                rand::RngCore::fill_bytes(&mut rand::rng(), &mut random);
+                self.hash(SecretString::from(hex::encode(random))).await
+            })
+            .await?
+            .clone();
+        self.verify(password, dummy).await?;
+        Ok(false)
     }
 
     async fn run<T: Send + 'static>(&self, job: impl FnOnce() -> AppResult<T> + Send + 'static) -> AppResult<T> {

@@ -1,8 +1,10 @@
 //! Who a request acts as, resolved once from its credentials.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
+    accounts::sessions,
     app::AppState,
     error::{AppError, AppResult},
 };
@@ -30,6 +32,14 @@ impl Principal {
         }
     }
 
+    /// The signed-in user and the session their token belongs to.
+    pub fn require_session(&self) -> AppResult<(Uuid, Uuid)> {
+        match self {
+            Self::User { user_id, session_id } => Ok((*user_id, *session_id)),
+            Self::Anonymous => Err(AppError::unauthenticated()),
+        }
+    }
+
     /// The user's id, when a user is signed in.
     pub fn user_id(&self) -> Option<Uuid> {
         match self {
@@ -47,11 +57,32 @@ pub async fn resolve(app: &AppState, authorization: Option<&str>) -> AppResult<P
         return Ok(Principal::Anonymous);
     };
     let token = bearer_token(value).ok_or_else(AppError::unauthenticated)?;
-    let claims = app.access_tokens().verify(token, app.now())?;
+    let now = app.now();
+    let claims = app.access_tokens().verify(token, now)?;
+    ensure_session_live(app, claims.sid, claims.sub, now).await?;
     Ok(Principal::User {
         user_id: claims.sub,
         session_id: claims.sid,
     })
+}
+
+/// An access token is only as good as its session: ended sessions (and
+/// suspended or deleted users) are refused at once. The cache answers the
+/// common case without a database round trip.
+async fn ensure_session_live(app: &AppState, session_id: Uuid, user_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+    let cache = app.session_cache();
+    if cache.is_live(session_id, user_id, now) {
+        return Ok(());
+    }
+    let generation = cache.generation();
+    let mut conn = app.db().await?;
+    match sessions::check_live(&mut conn, session_id, user_id, now).await? {
+        Some(expires_at) => {
+            cache.remember(generation, session_id, user_id, expires_at);
+            Ok(())
+        }
+        None => Err(AppError::unauthenticated()),
+    }
 }
 
 /// The token of an `Authorization` value: `Bearer <token>` (any case), or

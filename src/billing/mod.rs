@@ -1,4 +1,6 @@
-//! Plans and (with the billing issue) subscriptions and Stripe.
+//! Plans, subscriptions and quota periods (and, with the billing issue,
+//! Stripe).
 
 pub mod graphql;
 pub mod model;
+pub mod subscription;

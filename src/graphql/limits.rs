@@ -63,10 +63,9 @@ struct LimitsExtension(QueryLimits);
 impl Extension for LimitsExtension {
     async fn request(&self, ctx: &ExtensionContext<'_>, next: NextRequest<'_>) -> Response {
         let mut response = next.run(ctx).await;
-        // Anything still without a code was refused while coercing the
-        // client's variables or arguments: the input's fault.
         for error in &mut response.errors {
-            ensure_code(error, ErrorCode::BadUserInput);
+            let code = uncoded_error_code(&error.message);
+            ensure_code(error, code);
         }
         response
     }
@@ -80,7 +79,8 @@ impl Extension for LimitsExtension {
         next.run(ctx, stream)
             .map(|mut response| {
                 for error in &mut response.errors {
-                    ensure_code(error, ErrorCode::BadUserInput);
+                    let code = uncoded_error_code(&error.message);
+                    ensure_code(error, code);
                 }
                 response
             })
@@ -101,6 +101,11 @@ impl Extension for LimitsExtension {
         if !self.0.introspection && selects_introspection(&document) {
             let mut error = ServerError::new("introspection is disabled on this server", None);
             ensure_code(&mut error, ErrorCode::GraphqlValidationFailed);
+            return Err(error);
+        }
+        if count_root_fields(&document, &["login", "register"]) > 1 {
+            let mut error = ServerError::new("a request may hold at most one login or register", None);
+            ensure_code(&mut error, ErrorCode::BadUserInput);
             return Err(error);
         }
         let aliases = count_aliases(&document);
@@ -154,6 +159,23 @@ impl Extension for LimitsExtension {
     }
 }
 
+/// The code of an error async-graphql raised itself (ours always carry
+/// one): coercing the client's variables and arguments is the input's
+/// fault, choosing an operation that is not there is a validation failure,
+/// anything else is ours.
+fn uncoded_error_code(message: &str) -> ErrorCode {
+    if ["Failed to parse", "Variable ", "Invalid value"]
+        .iter()
+        .any(|p| message.starts_with(p))
+    {
+        ErrorCode::BadUserInput
+    } else if message.starts_with("Operation name required") || message.starts_with("Unknown operation") {
+        ErrorCode::GraphqlValidationFailed
+    } else {
+        ErrorCode::Internal
+    }
+}
+
 /// A wrong argument value (literal or variable) is the input's fault:
 /// BAD_USER_INPUT naming the argument or input field, as the contract
 /// asks. Every other validation failure is GRAPHQL_VALIDATION_FAILED.
@@ -191,6 +213,36 @@ pub fn selects_introspection(document: &ExecutableDocument) -> bool {
         .operations
         .iter()
         .any(|(_, op)| root_has(&op.node.selection_set.node, document))
+}
+
+/// Root fields named one of `names`, aliased or not, in every operation
+/// (fragments included): aliases must not multiply password guesses.
+pub fn count_root_fields(document: &ExecutableDocument, names: &[&str]) -> usize {
+    fn count(set: &SelectionSet, document: &ExecutableDocument, names: &[&str], depth: usize) -> usize {
+        if depth > 8 {
+            return 0;
+        }
+        set.items
+            .iter()
+            .map(|item| match &item.node {
+                Selection::Field(field) => usize::from(names.contains(&field.node.name.node.as_str())),
+                Selection::InlineFragment(fragment) => {
+                    count(&fragment.node.selection_set.node, document, names, depth + 1)
+                }
+                Selection::FragmentSpread(spread) => document
+                    .fragments
+                    .get(&spread.node.fragment_name.node)
+                    .map_or(0, |fragment| {
+                        count(&fragment.node.selection_set.node, document, names, depth + 1)
+                    }),
+            })
+            .sum()
+    }
+    document
+        .operations
+        .iter()
+        .map(|(_, op)| count(&op.node.selection_set.node, document, names, 0))
+        .sum()
 }
 
 /// Aliased fields in every operation and fragment of the document.

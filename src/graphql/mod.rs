@@ -9,10 +9,12 @@ pub mod loaders;
 pub mod scalars;
 pub mod websocket;
 
-use async_graphql::{EmptyMutation, EmptySubscription, MergedObject, Schema};
+use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::{
-    accounts::graphql::AccountsQuery, billing::graphql::BillingQuery, platform::graphql::PlatformQuery,
+    accounts::{graphql::AccountsQuery, mutations::AccountsMutation},
+    billing::graphql::BillingQuery,
+    platform::graphql::PlatformQuery,
     usage::graphql::UsageQuery,
 };
 pub use limits::QueryLimits;
@@ -22,13 +24,18 @@ pub use limits::QueryLimits;
 #[graphql(name = "Query")]
 pub struct QueryRoot(AccountsQuery, BillingQuery, UsageQuery, PlatformQuery);
 
+/// Every mutation field, merged from the domains.
+#[derive(MergedObject, Default)]
+#[graphql(name = "Mutation")]
+pub struct MutationRoot(AccountsMutation);
+
 /// The executable schema.
-pub type AppSchema = Schema<QueryRoot, EmptyMutation, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
 /// Builds the schema. Request data (application, principal, loaders) is
 /// attached per request, so the schema itself needs no running server.
 pub fn build_schema(limits: QueryLimits) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot::default(), EmptyMutation, EmptySubscription)
+    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
         .extension(limits::Limits(limits))
         // The parser's own guard against stack exhaustion; the configurable
         // depth limit (QUERY_TOO_COMPLEX) sits below it.

@@ -4,6 +4,9 @@
 
 pub mod client_ip;
 pub mod clock;
+pub mod events;
 pub mod graphql;
 pub mod health;
+pub mod mail;
+pub mod rate_limit;
 pub mod telemetry;

@@ -287,7 +287,10 @@ async fn two_instances_share_one_database() {
     let b = a.spawn_sibling().await;
     assert_ne!(a.addr, b.addr);
     let id = crate::harness::create_user(&a, "shared@example.com", tollgate::accounts::model::Role::User).await;
-    let me = b.graphql_as(&b.token_for(id), "{ me { email } }", json!({})).await;
+    // A token minted by one instance works on the other.
+    let me = b
+        .graphql_as(&a.token_for(id).await, "{ me { email } }", json!({}))
+        .await;
     assert_eq!(me.data()["me"]["email"], "shared@example.com");
 }
 

@@ -3,8 +3,13 @@
 
 mod harness;
 
+mod accounts;
 mod catalog;
 mod cli;
 mod contract;
+mod events;
 mod graphql_http;
+mod lockout;
+mod mail;
+mod rate_limit;
 mod websocket;

@@ -68,6 +68,15 @@ impl TestApp {
         Self::start(database, vars, Arc::new(AdjustableClock::new()), None).await
     }
 
+    /// An app with Redis, or without it (the PostgreSQL fallbacks).
+    pub async fn spawn_with_redis(use_redis: bool) -> Self {
+        Self::spawn_with(TestAppOptions {
+            without_redis: !use_redis,
+            ..Default::default()
+        })
+        .await
+    }
+
     /// A second instance on the same database and Redis prefix, as a load
     /// balancer would see it.
     pub async fn spawn_sibling(&self) -> Self {
@@ -154,12 +163,19 @@ impl TestApp {
         GqlResponse::from(request.send().await.expect("POST /graphql")).await
     }
 
-    /// An access token for `user_id` in a new (made-up) session.
-    pub fn token_for(&self, user_id: Uuid) -> String {
-        self.state
-            .access_tokens()
-            .issue(user_id, Uuid::new_v4(), self.state.now())
-            .expect("issuing a token")
+    /// An access token for `user_id` in a new session.
+    pub async fn token_for(&self, user_id: Uuid) -> String {
+        let meta = tollgate::graphql::context::RequestMeta {
+            client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
+            user_agent: Some("tests".to_owned()),
+        };
+        let mut conn = self.db().await;
+        let session = tollgate::accounts::sessions::create(&mut conn, &self.state, user_id, &meta, None)
+            .await
+            .expect("creating a session");
+        tollgate::accounts::sessions::tokens_for(&self.state, session)
+            .expect("issuing tokens")
+            .access_token
     }
 
     /// A pooled connection to the app's database.

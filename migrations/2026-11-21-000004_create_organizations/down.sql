@@ -1,0 +1,3 @@
+DROP TABLE subscriptions;
+DROP TABLE memberships;
+DROP TABLE organizations;

@@ -1,0 +1,153 @@
+//! Mutations on one's own account and sessions.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::{
+    accounts::{
+        graphql::AuthPayload,
+        login,
+        registration::{self, Registration},
+        sessions,
+    },
+    admin::audit::{self, AuditEntry},
+    error::{AppError, AppResult},
+    graphql::context::ContextExt,
+};
+
+/// Sign-up details.
+#[derive(InputObject)]
+pub struct RegisterInput {
+    /// Email address; trimmed and compared case-insensitively.
+    pub email: String,
+    /// 8 to 128 characters, not a common password, not the email.
+    pub password: String,
+    /// Display name.
+    pub name: String,
+    /// From an invitation email: allows sign-up when registration is closed, and verifies the email.
+    pub invitation_token: Option<String>,
+}
+
+/// Sign-in details.
+#[derive(InputObject)]
+pub struct LoginInput {
+    /// Email address.
+    pub email: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Parses an ID argument; a malformed one matches nothing.
+fn parse_id(id: &ID) -> Option<Uuid> {
+    Uuid::parse_str(id.as_str()).ok()
+}
+
+/// Account and session mutations.
+#[derive(Default)]
+pub struct AccountsMutation;
+
+#[Object]
+impl AccountsMutation {
+    /// Creates an account (with its personal organization) and signs it in.
+    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> AppResult<AuthPayload> {
+        let app = ctx.app()?;
+        let registration = Registration {
+            email: input.email,
+            password: SecretString::from(input.password),
+            name: input.name,
+        };
+        let (user, tokens) = registration::register(app, registration, ctx.request_meta()?).await?;
+        Ok(AuthPayload::new(user, tokens))
+    }
+
+    /// Signs in with email and password.
+    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> AppResult<AuthPayload> {
+        let app = ctx.app()?;
+        let (user, tokens) = login::login(
+            app,
+            &input.email,
+            SecretString::from(input.password),
+            ctx.request_meta()?,
+        )
+        .await?;
+        Ok(AuthPayload::new(user, tokens))
+    }
+
+    /// Rotates: the old refresh token stops working. Reusing a rotated token revokes the whole session.
+    async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> AppResult<AuthPayload> {
+        let app = ctx.app()?;
+        let tokens = sessions::refresh(app, &refresh_token, ctx.request_meta()?).await?;
+        let user = ctx.loaders()?.users.load_one(tokens.session.user_id).await?;
+        let user = user
+            .filter(|u| !u.is_deleted() && u.suspended_at.is_none())
+            .ok_or_else(AppError::unauthenticated)?;
+        Ok(AuthPayload::new(user, tokens))
+    }
+
+    /// Ends the current session at once: its access token stops working too.
+    async fn logout(&self, ctx: &Context<'_>) -> AppResult<bool> {
+        let (user_id, session_id) = ctx.principal()?.require_session()?;
+        end_sessions(ctx, user_id, Ended::One(session_id), "user.logout").await?;
+        Ok(true)
+    }
+
+    /// Ends one of the caller's sessions (a lost laptop).
+    async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+        let user_id = ctx.principal()?.require_user()?;
+        let app = ctx.app()?;
+        let mut conn = app.db().await?;
+        let owned = match parse_id(&id) {
+            Some(session_id) => sessions::owned_by(&mut conn, session_id, user_id).await?,
+            None => false,
+        };
+        let Some(session_id) = parse_id(&id).filter(|_| owned) else {
+            return Err(AppError::not_found("session"));
+        };
+        drop(conn);
+        end_sessions(ctx, user_id, Ended::One(session_id), "session.revoked").await?;
+        Ok(true)
+    }
+
+    /// Ends every session of the caller but the current one; returns how many.
+    async fn revoke_other_sessions(&self, ctx: &Context<'_>) -> AppResult<i32> {
+        let (user_id, session_id) = ctx.principal()?.require_session()?;
+        let ended = end_sessions(ctx, user_id, Ended::AllBut(session_id), "session.revoked").await?;
+        Ok(i32::try_from(ended).unwrap_or(i32::MAX))
+    }
+}
+
+/// Which of a user's sessions end.
+enum Ended {
+    One(Uuid),
+    AllBut(Uuid),
+}
+
+/// Ends sessions, audits it, and tells every instance; returns how many ended.
+async fn end_sessions(ctx: &Context<'_>, user_id: Uuid, which: Ended, action: &'static str) -> AppResult<usize> {
+    let app = ctx.app()?;
+    let ip = Some(ctx.request_meta()?.client_ip.to_string());
+    let now = app.now();
+    let mut conn = app.db().await?;
+    let (ended, reason) = match which {
+        Ended::One(id) => (
+            sessions::revoke(&mut conn, id, action, now)
+                .await?
+                .into_iter()
+                .collect(),
+            action,
+        ),
+        Ended::AllBut(keep) => (
+            sessions::revoke_all_of_user(&mut conn, user_id, Some(keep), action, now).await?,
+            action,
+        ),
+    };
+    for session in &ended {
+        let entry = AuditEntry::new(action, Some(user_id), ip.clone())
+            .target("session", session.id)
+            .metadata(serde_json::json!({ "reason": reason }));
+        audit::record(&mut conn, entry, now).await?;
+    }
+    sessions::announce(app, &ended).await;
+    Ok(ended.len())
+}

@@ -1,0 +1,302 @@
+//! Sessions: one per sign-in. Refresh tokens rotate on every use; a token
+//! presented after it was rotated revokes the whole session (theft
+//! detection), except within a short grace window in which two tabs
+//! refreshing at once both get the current token.
+
+use chrono::{DateTime, Duration, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{
+    admin::audit::{self, AuditEntry},
+    app::AppState,
+    auth::session_cache::{Revocation, SESSION_REVOKED},
+    db::schema::{sessions, users},
+    error::{AppError, AppResult},
+    graphql::context::RequestMeta,
+};
+
+/// How long the just-rotated refresh token is still answered (with the
+/// current token) instead of being treated as stolen.
+pub const REFRESH_GRACE: Duration = Duration::seconds(10);
+
+/// A row of `sessions`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions, check_for_backend(diesel::pg::Pg))]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub generation: i64,
+    pub rotated_at: Option<DateTime<Utc>>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub client_name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub revoked_reason: Option<String>,
+}
+
+impl SessionRow {
+    /// Neither revoked nor expired at `now`.
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at > now
+    }
+}
+
+/// The tokens handed to a client for a session.
+#[derive(Debug, Clone)]
+pub struct IssuedTokens {
+    /// JWT for the Authorization header.
+    pub access_token: String,
+    /// Opaque token for `refreshSession`.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// The session.
+    pub session: SessionRow,
+}
+
+/// Mints the tokens of a session's current generation.
+pub fn tokens_for(app: &AppState, session: SessionRow) -> AppResult<IssuedTokens> {
+    Ok(IssuedTokens {
+        access_token: app.access_tokens().issue(session.user_id, session.id, app.now())?,
+        refresh_token: app.refresh_tokens().issue(session.id, session.generation),
+        expires_in: app.access_tokens().ttl_secs(),
+        session,
+    })
+}
+
+/// Starts a session for `user_id` (inside the caller's transaction).
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    app: &AppState,
+    user_id: Uuid,
+    meta: &RequestMeta,
+    client_name: Option<&str>,
+) -> QueryResult<SessionRow> {
+    let now = app.now();
+    let ttl = Duration::from_std(app.config().refresh_token_ttl).unwrap_or(Duration::days(30));
+    diesel::insert_into(sessions::table)
+        .values((
+            sessions::id.eq(Uuid::now_v7()),
+            sessions::user_id.eq(user_id),
+            sessions::user_agent.eq(meta.user_agent.as_deref().map(|ua| truncate(ua, 512))),
+            sessions::ip.eq(meta.client_ip.to_string()),
+            sessions::client_name.eq(client_name),
+            sessions::created_at.eq(now),
+            sessions::last_used_at.eq(now),
+            sessions::expires_at.eq(now + ttl),
+        ))
+        .returning(SessionRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// What a refresh attempt came to.
+enum Refresh {
+    Issued(SessionRow),
+    Refused,
+    TheftDetected(SessionRow),
+}
+
+/// `refreshSession`: rotates the session's refresh token.
+#[tracing::instrument(skip_all)]
+pub async fn refresh(app: &AppState, token: &str, meta: &RequestMeta) -> AppResult<IssuedTokens> {
+    let Some((session_id, generation)) = app.refresh_tokens().parse(token) else {
+        return Err(AppError::unauthenticated());
+    };
+    let now = app.now();
+    let mut conn = app.db().await?;
+    let outcome = conn
+        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            let session: Option<SessionRow> = sessions::table
+                .find(session_id)
+                .select(SessionRow::as_select())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let Some(session) = session.filter(|s| s.is_live(now)) else {
+                return Ok(Refresh::Refused);
+            };
+            let just_rotated = session.rotated_at.is_some_and(|at| now - at <= REFRESH_GRACE);
+            if generation == session.generation - 1 && just_rotated {
+                return Ok(Refresh::Issued(session));
+            }
+            if generation != session.generation {
+                let revoked = revoke_where(conn, Which::One(session.id), "refresh token reused", now).await?;
+                return Ok(revoked
+                    .into_iter()
+                    .next()
+                    .map_or(Refresh::Refused, Refresh::TheftDetected));
+            }
+            let rotated = diesel::update(sessions::table.find(session.id))
+                .set((
+                    sessions::generation.eq(session.generation + 1),
+                    sessions::rotated_at.eq(now),
+                    sessions::last_used_at.eq(now),
+                    sessions::ip.eq(meta.client_ip.to_string()),
+                ))
+                .returning(SessionRow::as_returning())
+                .get_result(conn)
+                .await?;
+            Ok(Refresh::Issued(rotated))
+        })
+        .await?;
+    match outcome {
+        Refresh::Issued(session) => tokens_for(app, session),
+        Refresh::Refused => Err(AppError::unauthenticated()),
+        Refresh::TheftDetected(session) => {
+            tracing::warn!(session = %session.id, user = %session.user_id, "refresh token reuse: session revoked");
+            audit::record(
+                &mut conn,
+                AuditEntry::new(
+                    "session.revoked",
+                    Some(session.user_id),
+                    Some(meta.client_ip.to_string()),
+                )
+                .target("session", session.id)
+                .metadata(serde_json::json!({ "reason": "refresh token reused" })),
+                now,
+            )
+            .await?;
+            announce(app, &[session]).await;
+            Err(AppError::unauthenticated())
+        }
+    }
+}
+
+/// Which sessions to end.
+enum Which {
+    One(Uuid),
+    AllOfUserBut(Uuid, Uuid),
+}
+
+/// Revokes the live sessions `which` names; returns them.
+async fn revoke_where(
+    conn: &mut AsyncPgConnection,
+    which: Which,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<SessionRow>> {
+    let live = sessions::table.filter(sessions::revoked_at.is_null()).into_boxed();
+    let targets = match which {
+        Which::One(id) => live.filter(sessions::id.eq(id)),
+        Which::AllOfUserBut(user_id, keep) => live.filter(sessions::user_id.eq(user_id)).filter(sessions::id.ne(keep)),
+    };
+    let ids: Vec<Uuid> = targets.select(sessions::id).load(conn).await?;
+    // Re-checking revoked_at makes concurrent revocations count each session once.
+    diesel::update(
+        sessions::table
+            .filter(sessions::id.eq_any(&ids))
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
+    .returning(SessionRow::as_returning())
+    .get_results(conn)
+    .await
+}
+
+/// Ends one session. Returns it when it was live.
+pub async fn revoke(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<SessionRow>> {
+    Ok(revoke_where(conn, Which::One(session_id), reason, now)
+        .await?
+        .into_iter()
+        .next())
+}
+
+/// Ends every live session of a user but `keep`; returns those ended.
+pub async fn revoke_all_of_user(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    keep: Option<Uuid>,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<SessionRow>> {
+    revoke_where(
+        conn,
+        Which::AllOfUserBut(user_id, keep.unwrap_or(Uuid::nil())),
+        reason,
+        now,
+    )
+    .await
+}
+
+/// Tells every instance that these sessions ended, so their access tokens
+/// stop working at once. Called after the revocation committed; a failure
+/// is logged (the cache TTL still bounds the damage).
+pub async fn announce(app: &AppState, ended: &[SessionRow]) {
+    if ended.is_empty() {
+        return;
+    }
+    let revocation = Revocation {
+        sessions: ended.iter().map(|s| s.id).collect(),
+        user: None,
+    };
+    app.session_cache().forget(&revocation);
+    let payload = serde_json::to_string(&revocation).unwrap_or_default();
+    if let Err(e) = app.events().publish(SESSION_REVOKED, &payload).await {
+        tracing::error!(error = ?e, "could not announce ended sessions");
+    }
+}
+
+/// A user's live sessions, newest first.
+pub async fn live_of_user(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<SessionRow>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .order(sessions::created_at.desc())
+        .select(SessionRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Whether a session is live and its user may act: the check behind every
+/// access token, done when the cache does not know the session.
+pub async fn check_live(
+    conn: &mut AsyncPgConnection,
+    session_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<DateTime<Utc>>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(session_id))
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .filter(users::deleted_at.is_null())
+        .filter(users::suspended_at.is_null())
+        .select(sessions::expires_at)
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Whether the session belongs to the user (revoked or not).
+pub async fn owned_by(conn: &mut AsyncPgConnection, session_id: Uuid, user_id: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        sessions::table
+            .filter(sessions::id.eq(session_id))
+            .filter(sessions::user_id.eq(user_id)),
+    ))
+    .get_result(conn)
+    .await
+}

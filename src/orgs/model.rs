@@ -1,0 +1,104 @@
+//! Organization and membership rows and their queries.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{
+    db::schema::{memberships, organizations},
+    text_enum,
+};
+
+text_enum! {
+    /// Role inside one organization. OWNER > ADMIN > MEMBER > VIEWER.
+    pub enum OrgRole {
+        /// The one owner: everything, including deletion and transfer.
+        Owner => "OWNER",
+        /// Manages members, invitations, keys and billing.
+        Admin => "ADMIN",
+        /// Uses the organization: keys and usage.
+        Member => "MEMBER",
+        /// Reads.
+        Viewer => "VIEWER",
+    }
+}
+
+/// A row of `organizations`.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = organizations, check_for_backend(diesel::pg::Pg))]
+pub struct OrganizationRow {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub personal_user_id: Option<Uuid>,
+    pub settings: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An organization about to be inserted.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = organizations)]
+pub struct NewOrganization<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub slug: &'a str,
+    pub personal_user_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A row of `memberships`.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = memberships, check_for_backend(diesel::pg::Pg))]
+pub struct MembershipRow {
+    pub organization_id: Uuid,
+    pub user_id: Uuid,
+    pub role: OrgRole,
+    pub token_limit: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Inserts an organization.
+pub async fn insert(conn: &mut AsyncPgConnection, organization: &NewOrganization<'_>) -> QueryResult<OrganizationRow> {
+    diesel::insert_into(organizations::table)
+        .values(organization)
+        .returning(OrganizationRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Inserts a membership.
+pub async fn insert_membership(conn: &mut AsyncPgConnection, membership: &MembershipRow) -> QueryResult<()> {
+    diesel::insert_into(memberships::table)
+        .values(membership)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// How many other members share the organizations this user owns (a
+/// person cannot leave those behind ownerless).
+pub async fn owned_with_other_members(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<i64> {
+    let (owner, other) = diesel::alias!(memberships as owner, memberships as other);
+    owner
+        .inner_join(
+            other.on(other
+                .field(memberships::organization_id)
+                .eq(owner.field(memberships::organization_id))
+                .and(other.field(memberships::user_id).ne(owner.field(memberships::user_id)))),
+        )
+        .filter(owner.field(memberships::user_id).eq(user_id))
+        .filter(owner.field(memberships::role).eq(OrgRole::Owner))
+        .select(diesel::dsl::count(owner.field(memberships::organization_id)))
+        .get_result(conn)
+        .await
+}
+
+/// The slug of a personal organization: derived from the user's id, so it
+/// is unique without a retry loop and reveals nothing about the email.
+pub fn personal_slug(user_id: Uuid) -> String {
+    format!("personal-{}", &user_id.simple().to_string()[..12])
+}
