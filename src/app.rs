@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_http::{
+    catch_panic::CatchPanicLayer,
     cors::{AllowOrigin, CorsLayer},
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
@@ -342,8 +343,15 @@ fn router(state: HttpState) -> Router {
             get(graphql::http::graphql_get).post(graphql::http::graphql_post),
         )
         .route("/health", get(health::health))
+        .route("/avatars/{id}", get(crate::accounts::avatars::serve))
+        .route("/device", get(crate::accounts::pages::device_page))
+        .route("/verify-email", get(crate::accounts::pages::verify_email_page))
+        .route("/reset-password", get(crate::accounts::pages::reset_password_page))
         .route("/ready", get(health::ready))
         .with_state(state)
+        // A panic anywhere below answers 500 with a contract-shaped error
+        // instead of dropping the connection.
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(cors)
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -355,6 +363,14 @@ fn router(state: HttpState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    tracing::error!("a request handler panicked");
+    crate::graphql::http::error_response(
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        crate::error::AppError::internal(anyhow::anyhow!("handler panicked")),
+    )
 }
 
 fn cors_layer(origins: &CorsOrigins) -> CorsLayer {

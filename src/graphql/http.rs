@@ -49,9 +49,10 @@ pub async fn graphql_post(
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
-    let options = MultipartOptions::default()
-        .max_file_size(MAX_UPLOAD_BYTES)
-        .max_num_files(1);
+    // Only a per-file cap: async-graphql's whole-stream cap (size x files)
+    // would count the operations part against the file and refuse an upload
+    // of exactly 2 MiB; read_body already bounds the whole body.
+    let options = MultipartOptions::default().max_file_size(MAX_UPLOAD_BYTES);
     let batch = receive_batch_body(content_type, futures_util::io::Cursor::new(bytes), options).await;
     let request = match batch {
         Ok(BatchRequest::Single(request)) => request,
@@ -167,6 +168,34 @@ pub fn request_meta(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Re
     }
 }
 
+/// async-graphql marks uploaded files in variables as
+/// `#__graphql_file__:<index>` and panics on a marker it did not write
+/// (its Upload scalar unwraps the index). Clients never need to send one.
+const UPLOAD_MARKER: &str = "#__graphql_file__:";
+
+/// Refuses requests that carry an upload marker async-graphql did not put
+/// there (in the document or in variables).
+pub fn refuse_forged_uploads(request: &GqlRequest) -> Result<(), AppError> {
+    fn forged(value: &async_graphql::Value, uploads: usize) -> bool {
+        match value {
+            async_graphql::Value::String(s) => s
+                .strip_prefix(UPLOAD_MARKER)
+                .is_some_and(|index| index.parse::<usize>().map_or(true, |i| i >= uploads)),
+            async_graphql::Value::List(items) => items.iter().any(|v| forged(v, uploads)),
+            async_graphql::Value::Object(fields) => fields.values().any(|v| forged(v, uploads)),
+            _ => false,
+        }
+    }
+    let uploads = request.uploads.len();
+    if request.query.contains(UPLOAD_MARKER) || request.variables.values().any(|v| forged(v, uploads)) {
+        return Err(AppError::bad_input(
+            "file",
+            "files must be sent as GraphQL multipart uploads",
+        ));
+    }
+    Ok(())
+}
+
 /// Attaches what every resolver may ask for to a request.
 pub fn with_request_data(
     app: &AppState,
@@ -183,6 +212,9 @@ pub fn with_request_data(
 
 async fn execute(http: &HttpState, peer: SocketAddr, headers: &HeaderMap, request: GqlRequest) -> Response {
     let app = &http.app;
+    if let Err(e) = refuse_forged_uploads(&request) {
+        return error_response(StatusCode::OK, e);
+    }
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));

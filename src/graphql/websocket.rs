@@ -27,7 +27,7 @@ use crate::{
     error::{AppError, ErrorCode},
     graphql::{
         context::RequestMeta,
-        http::{request_meta, server_error, with_request_data},
+        http::{refuse_forged_uploads, request_meta, server_error, with_request_data},
     },
 };
 
@@ -304,6 +304,10 @@ impl Connection {
                 return Flow::Continue;
             }
         };
+        if let Err(error) = refuse_forged_uploads(&request) {
+            replies.push(self.error_message(&id, error));
+            return Flow::Continue;
+        }
         let request = with_request_data(self.app(), request, principal, self.meta.clone());
         let stream = self
             .http
