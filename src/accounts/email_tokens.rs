@@ -89,3 +89,22 @@ pub async fn consume(
     .await
     .optional()
 }
+
+/// The user and email of a valid token, without using it up (to check a
+/// new password against the account before the token is spent).
+pub async fn peek(
+    conn: &mut AsyncPgConnection,
+    secret: &str,
+    purpose: TokenPurpose,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<(Uuid, String)>> {
+    email_tokens::table
+        .filter(email_tokens::token_hash.eq(hash_secret(secret)))
+        .filter(email_tokens::purpose.eq(purpose))
+        .filter(email_tokens::used_at.is_null())
+        .filter(email_tokens::expires_at.gt(now))
+        .select((email_tokens::user_id, email_tokens::email))
+        .first(conn)
+        .await
+        .optional()
+}

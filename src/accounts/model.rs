@@ -123,3 +123,40 @@ pub async fn record_login(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<
         .get_result(conn)
         .await
 }
+
+/// Replaces the password hash.
+pub async fn set_password(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    password_hash: &str,
+    now: DateTime<Utc>,
+) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(id))
+        .set((users::password_hash.eq(password_hash), users::updated_at.eq(now)))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Marks the email verified (keeping the first verification time).
+pub async fn mark_verified(conn: &mut AsyncPgConnection, user: &UserRow, now: DateTime<Utc>) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(user.id))
+        .set((
+            users::email_verified_at.eq(user.email_verified_at.unwrap_or(now)),
+            users::updated_at.eq(now),
+        ))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// A live (not deleted) user by id.
+pub async fn find_live(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id)
+        .filter(users::deleted_at.is_null())
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}

@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        graphql::AuthPayload,
-        login,
+        graphql::{AuthPayload, User},
+        login, recovery,
         registration::{self, Registration},
         sessions,
     },
@@ -114,6 +114,51 @@ impl AccountsMutation {
         let (user_id, session_id) = ctx.principal()?.require_session()?;
         let ended = end_sessions(ctx, user_id, Ended::AllBut(session_id), "session.revoked").await?;
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
+    }
+
+    /// Proves the email address with the token from the verification email.
+    async fn verify_email(&self, ctx: &Context<'_>, token: String) -> AppResult<User> {
+        let user = recovery::verify_email(ctx.app()?, &token, ctx.request_meta()?).await?;
+        Ok(User(user))
+    }
+
+    /// Sends the verification email again; false when the address is already verified.
+    async fn resend_verification_email(&self, ctx: &Context<'_>) -> AppResult<bool> {
+        let user_id = ctx.principal()?.require_user()?;
+        recovery::resend_verification(ctx.app()?, user_id).await
+    }
+
+    /// Always true, whether or not the email exists.
+    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> AppResult<bool> {
+        recovery::request_reset(ctx.app()?, &email, ctx.request_meta()?).await
+    }
+
+    /// Also ends every session of that user.
+    async fn reset_password(&self, ctx: &Context<'_>, token: String, new_password: String) -> AppResult<bool> {
+        let meta = ctx.request_meta()?;
+        recovery::reset_password(ctx.app()?, &token, SecretString::from(new_password), meta).await?;
+        Ok(true)
+    }
+
+    /// Needs the current password; ends every other session of the caller.
+    async fn change_password(
+        &self,
+        ctx: &Context<'_>,
+        current_password: String,
+        new_password: String,
+    ) -> AppResult<bool> {
+        let (user_id, session_id) = ctx.principal()?.require_session()?;
+        let (current, new_password) = (SecretString::from(current_password), SecretString::from(new_password));
+        recovery::change_password(
+            ctx.app()?,
+            user_id,
+            session_id,
+            current,
+            new_password,
+            ctx.request_meta()?,
+        )
+        .await?;
+        Ok(true)
     }
 }
 

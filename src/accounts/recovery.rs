@@ -1,0 +1,229 @@
+//! Proving an email address, and getting back into (or securing) an
+//! account: verification, password reset and password change.
+//!
+//! Each change, its audit entry and its email are one transaction; ended
+//! sessions are announced to every instance after the commit.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::{
+    accounts::{
+        email::normalize_email,
+        email_tokens::{self, TokenPurpose},
+        emails, lockout,
+        model::{self, UserRow},
+        password_policy,
+        sessions::{self, SessionRow},
+        throttle::{self, AuthAction},
+    },
+    admin::audit::{self, AuditEntry},
+    app::AppState,
+    error::{AppError, AppResult},
+    graphql::context::RequestMeta,
+    platform::mail,
+};
+
+fn bad_token() -> AppError {
+    AppError::bad_input("token", "this link is invalid, expired or already used")
+}
+
+/// `verifyEmail`: spends a verification token; returns the verified user.
+pub async fn verify_email(app: &AppState, token: &str, meta: &RequestMeta) -> AppResult<UserRow> {
+    let now = app.now();
+    let mut conn = app.db().await?;
+    let ip = Some(meta.client_ip.to_string());
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let (user_id, email) = email_tokens::consume(conn, token, TokenPurpose::VerifyEmail, now)
+            .await?
+            .ok_or_else(bad_token)?;
+        let user = model::find_live(conn, user_id).await?.ok_or_else(bad_token)?;
+        // A token proves the address it was sent to, not a later one.
+        if user.email != email {
+            return Err(bad_token());
+        }
+        let user = model::mark_verified(conn, &user, now).await?;
+        audit::record(
+            conn,
+            AuditEntry::new("email.verified", Some(user.id), ip).target("user", user.id),
+            now,
+        )
+        .await?;
+        Ok(user)
+    })
+    .await
+}
+
+/// `resendVerificationEmail`: true when an email was queued, false when
+/// the address is already verified.
+pub async fn resend_verification(app: &AppState, user_id: Uuid) -> AppResult<bool> {
+    let now = app.now();
+    let mut conn = app.db().await?;
+    let user = model::find_live(&mut conn, user_id)
+        .await?
+        .ok_or_else(AppError::unauthenticated)?;
+    if user.email_verified_at.is_some() {
+        return Ok(false);
+    }
+    // The caller owns this address, so telling them it is throttled
+    // reveals nothing.
+    app.rate_limiter()
+        .check(
+            &format!("email:{}", user.email),
+            throttle::EMAILS_PER_ADDRESS_PER_HOUR,
+            std::time::Duration::from_secs(3600),
+            now,
+        )
+        .await?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let token = email_tokens::create(conn, user.id, &user.email, TokenPurpose::VerifyEmail, now).await?;
+        mail::enqueue(
+            conn,
+            &emails::verify_email(app.config(), &user.email, &user.name, &token),
+            now,
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    mail::wake();
+    Ok(true)
+}
+
+/// `requestPasswordReset`: emails a reset link when the address has an
+/// account; the answer is the same either way.
+pub async fn request_reset(app: &AppState, email: &str, meta: &RequestMeta) -> AppResult<bool> {
+    throttle::per_client(app, AuthAction::PasswordReset, meta).await?;
+    let email = normalize_email(email, "email")?;
+    let now = app.now();
+    let mut conn = app.db().await?;
+    let Some(user) = model::find_live_by_email(&mut conn, &email).await? else {
+        return Ok(true);
+    };
+    if !throttle::email_allowed(app, &email).await? {
+        return Ok(true);
+    }
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let token = email_tokens::create(conn, user.id, &email, TokenPurpose::ResetPassword, now).await?;
+        mail::enqueue(
+            conn,
+            &emails::reset_password(app.config(), &email, &user.name, &token),
+            now,
+        )
+        .await?;
+        Ok(())
+    })
+    .await?;
+    mail::wake();
+    Ok(true)
+}
+
+/// `resetPassword`: sets a new password with a reset token and ends every
+/// session of the account (whoever knew the old password is out).
+pub async fn reset_password(
+    app: &AppState,
+    token: &str,
+    new_password: SecretString,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    throttle::per_client(app, AuthAction::PasswordReset, meta).await?;
+    let now = app.now();
+    let mut conn = app.db().await?;
+    let (_, email) = email_tokens::peek(&mut conn, token, TokenPurpose::ResetPassword, now)
+        .await?
+        .ok_or_else(bad_token)?;
+    password_policy::check(&new_password, &email, "newPassword")?;
+    drop(conn);
+    let password_hash = app.passwords().hash(new_password).await?;
+    let mut conn = app.db().await?;
+    let ip = Some(meta.client_ip.to_string());
+    let ended = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let (user_id, email) = email_tokens::consume(conn, token, TokenPurpose::ResetPassword, now)
+                .await?
+                .ok_or_else(bad_token)?;
+            let user = model::find_live(conn, user_id)
+                .await?
+                .filter(|u| u.email == email)
+                .ok_or_else(bad_token)?;
+            // The reset link proved the address, so it is verified too.
+            let user = model::mark_verified(conn, &user, now).await?;
+            let ended = replace_password(conn, app, &user, &password_hash, None, "password.reset", ip).await?;
+            lockout::clear(conn, &email).await?;
+            Ok(ended)
+        })
+        .await?;
+    mail::wake();
+    sessions::announce(app, &ended).await;
+    Ok(())
+}
+
+/// `changePassword`: needs the current password; ends every other session.
+pub async fn change_password(
+    app: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    current: SecretString,
+    new_password: SecretString,
+    meta: &RequestMeta,
+) -> AppResult<()> {
+    let mut conn = app.db().await?;
+    let user = model::find_live(&mut conn, user_id)
+        .await?
+        .ok_or_else(AppError::unauthenticated)?;
+    drop(conn);
+    let matches = match user.password_hash.clone() {
+        Some(hash) => app.passwords().verify(current, hash).await?,
+        None => false,
+    };
+    if !matches {
+        return Err(AppError::bad_input(
+            "currentPassword",
+            "the current password is not correct",
+        ));
+    }
+    password_policy::check(&new_password, &user.email, "newPassword")?;
+    let password_hash = app.passwords().hash(new_password).await?;
+    let ip = Some(meta.client_ip.to_string());
+    let mut conn = app.db().await?;
+    let ended = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            replace_password(
+                conn,
+                app,
+                &user,
+                &password_hash,
+                Some(session_id),
+                "password.changed",
+                ip,
+            )
+            .await
+        })
+        .await?;
+    mail::wake();
+    sessions::announce(app, &ended).await;
+    Ok(())
+}
+
+/// Stores the new hash, ends sessions (all but `keep`), audits and sends
+/// the notice; returns the sessions ended.
+async fn replace_password(
+    conn: &mut AsyncPgConnection,
+    app: &AppState,
+    user: &UserRow,
+    password_hash: &str,
+    keep: Option<Uuid>,
+    action: &'static str,
+    ip: Option<String>,
+) -> AppResult<Vec<SessionRow>> {
+    let now = app.now();
+    model::set_password(conn, user.id, password_hash, now).await?;
+    let ended = sessions::revoke_all_of_user(conn, user.id, keep, action, now).await?;
+    let entry = AuditEntry::new(action, Some(user.id), ip)
+        .target("user", user.id)
+        .metadata(serde_json::json!({ "sessionsEnded": ended.len() }));
+    audit::record(conn, entry, now).await?;
+    mail::enqueue(conn, &emails::password_changed(&user.email, &user.name), now).await?;
+    Ok(ended)
+}
