@@ -44,8 +44,9 @@ impl PlatformQuery {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             registration_open: config.registration_open,
             billing_enabled: config.stripe_secret_key.is_some(),
-            // Password and device sign-in arrive with the accounts issue.
-            auth_providers: Vec::new(),
+            // Email and password (`login`) and device login for editors and CLIs
+            // (`startDeviceLogin`); both are always on.
+            auth_providers: vec!["password".into(), "device".into()],
         })
     }
 }
