@@ -134,6 +134,11 @@ impl Session {
         self.row.ip.as_deref()
     }
 
+    /// The client that asked for it through device login (e.g. "VS Code").
+    async fn client_name(&self) -> Option<&str> {
+        self.row.client_name.as_deref()
+    }
+
     /// True for the session whose token made this request.
     async fn current(&self) -> bool {
         self.current

@@ -1,6 +1,9 @@
 //! People and their accounts: users, registration, sign-in, sessions,
-//! email tokens and (still to come) profiles and device login.
+//! email tokens, recovery, profiles, avatars and device login.
 
+pub mod avatars;
+pub mod device;
+pub mod device_graphql;
 pub mod email;
 pub mod email_tokens;
 pub mod emails;
@@ -9,7 +12,11 @@ pub mod lockout;
 pub mod login;
 pub mod model;
 pub mod mutations;
+pub mod pages;
 pub mod password_policy;
+pub mod profile;
+pub mod profile_graphql;
+pub mod recovery;
 pub mod registration;
 pub mod service;
 pub mod sessions;

@@ -2,8 +2,9 @@
 //! membership, free subscription, first session and verification email,
 //! all in one transaction.
 
+use diesel::QueryResult;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::AsyncConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -15,13 +16,14 @@ use crate::{
         model::{self, NewUser, Role, UserRow},
         password_policy,
         sessions::{self, IssuedTokens},
+        throttle::{self, AuthAction},
     },
     admin::audit::{self, AuditEntry},
     app::AppState,
     billing::subscription,
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
-    orgs::model::{self as orgs, MembershipRow, NewOrganization, OrgRole},
+    orgs::model::{self as orgs, MembershipRow, NewOrganization, OrgRole, OrganizationRow},
     platform::mail,
 };
 
@@ -50,9 +52,46 @@ pub fn clean_name(raw: &str, field: &'static str) -> AppResult<String> {
     Ok(name.to_owned())
 }
 
+/// Inserts a user with what every user has: a personal organization they
+/// own, on the free plan. Runs inside the caller's transaction.
+pub async fn create_account(
+    conn: &mut AsyncPgConnection,
+    user: &NewUser<'_>,
+) -> QueryResult<(UserRow, OrganizationRow)> {
+    let now = user.created_at;
+    let user = model::insert(conn, user).await?;
+    let organization = orgs::insert(
+        conn,
+        &NewOrganization {
+            id: Uuid::now_v7(),
+            name: &user.name,
+            slug: &orgs::personal_slug(user.id),
+            personal_user_id: Some(user.id),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    orgs::insert_membership(
+        conn,
+        &MembershipRow {
+            organization_id: organization.id,
+            user_id: user.id,
+            role: OrgRole::Owner,
+            token_limit: None,
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    subscription::insert_free(conn, organization.id, now).await?;
+    Ok((user, organization))
+}
+
 /// Creates the account and signs it in.
 #[tracing::instrument(skip_all)]
 pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -> AppResult<(UserRow, IssuedTokens)> {
+    throttle::per_client(app, AuthAction::Register, meta).await?;
     let email = normalize_email(&input.email, "email")?;
     let name = clean_name(&input.name, "name")?;
     password_policy::check(&input.password, &email, "password")?;
@@ -69,7 +108,7 @@ pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -
         .transaction::<_, DieselError, _>(async |conn| {
             let (email, name, password_hash) = (&email, &name, &password_hash);
             {
-                let user = model::insert(
+                let (user, organization) = create_account(
                     conn,
                     &NewUser {
                         id: Uuid::now_v7(),
@@ -83,31 +122,6 @@ pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -
                     },
                 )
                 .await?;
-                let organization = orgs::insert(
-                    conn,
-                    &NewOrganization {
-                        id: Uuid::now_v7(),
-                        name,
-                        slug: &orgs::personal_slug(user.id),
-                        personal_user_id: Some(user.id),
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )
-                .await?;
-                orgs::insert_membership(
-                    conn,
-                    &MembershipRow {
-                        organization_id: organization.id,
-                        user_id: user.id,
-                        role: OrgRole::Owner,
-                        token_limit: None,
-                        created_at: now,
-                        updated_at: now,
-                    },
-                )
-                .await?;
-                subscription::insert_free(conn, organization.id, now).await?;
                 let session = sessions::create(conn, app, user.id, meta, None).await?;
                 let ip = Some(meta.client_ip.to_string());
                 audit::record(

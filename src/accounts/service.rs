@@ -1,5 +1,6 @@
 //! Account rules that outgrow a resolver.
 
+use diesel_async::AsyncConnection;
 use secrecy::SecretString;
 use uuid::Uuid;
 
@@ -7,14 +8,14 @@ use crate::{
     accounts::{
         email::normalize_email,
         model::{self, NewUser, Role, UserRow},
-        password_policy,
+        password_policy, registration,
     },
     app::AppState,
     error::AppResult,
 };
 
-/// `tollgate create-admin`: creates the user as an ADMIN with a verified
-/// email, or promotes an existing one (and sets the given password, so the
+/// `tollgate create-admin`: creates the user (with a personal organization,
+/// like every user) as an ADMIN with a verified email, or promotes an existing one (and sets the given password, so the
 /// operator can sign in with it). Returns the user and whether it was new.
 #[tracing::instrument(skip(app, password))]
 pub async fn create_or_promote_admin(
@@ -37,19 +38,18 @@ pub async fn create_or_promote_admin(
         .map(|n| n.trim().to_owned())
         .filter(|n| !n.is_empty())
         .unwrap_or(default_name);
-    let user = model::insert(
-        &mut conn,
-        &NewUser {
-            id: Uuid::now_v7(),
-            email: &email,
-            name: &name,
-            password_hash: &password_hash,
-            role: Role::Admin,
-            email_verified_at: Some(now),
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
+    let new_user = NewUser {
+        id: Uuid::now_v7(),
+        email: &email,
+        name: &name,
+        password_hash: &password_hash,
+        role: Role::Admin,
+        email_verified_at: Some(now),
+        created_at: now,
+        updated_at: now,
+    };
+    let (user, _) = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| registration::create_account(conn, &new_user).await)
+        .await?;
     Ok((user, true))
 }

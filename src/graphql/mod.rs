@@ -22,12 +22,22 @@ pub use limits::QueryLimits;
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Query")]
-pub struct QueryRoot(AccountsQuery, BillingQuery, UsageQuery, PlatformQuery);
+pub struct QueryRoot(
+    AccountsQuery,
+    BillingQuery,
+    UsageQuery,
+    PlatformQuery,
+    crate::accounts::device_graphql::DeviceQuery,
+);
 
 /// Every mutation field, merged from the domains.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutation")]
-pub struct MutationRoot(AccountsMutation);
+pub struct MutationRoot(
+    AccountsMutation,
+    crate::accounts::device_graphql::DeviceMutation,
+    crate::accounts::profile_graphql::ProfileMutation,
+);
 
 /// The executable schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

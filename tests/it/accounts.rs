@@ -239,6 +239,17 @@ async fn sign_in_attempts_are_rate_limited_per_client_with_and_without_redis() {
         }
         let limited = login(&app, "x@example.com", "whatever pass").await;
         assert_eq!(limited.error_code(), Some("RATE_LIMITED"), "redis: {}", !without_redis);
+        // Each action has its own bucket.
+        for n in 0..3 {
+            register(&app, &format!("new{n}@example.com")).await;
+        }
+        let sign_up = app
+            .graphql(
+                REGISTER,
+                json!({ "input": { "email": "new3@example.com", "password": PASSWORD, "name": "A" } }),
+            )
+            .await;
+        assert_eq!(sign_up.error_code(), Some("RATE_LIMITED"));
         let retry_after = limited.body["errors"][0]["extensions"]["retryAfter"].as_u64().unwrap();
         assert!((1..=60).contains(&retry_after));
     }

@@ -138,6 +138,13 @@ async fn create_admin_creates_then_promotes() {
         .await
         .unwrap();
     assert_eq!(rows, [("root@example.com".to_owned(), "ADMIN".to_owned(), true)]);
+    let personal: i64 = tollgate::db::schema::organizations::table
+        .filter(tollgate::db::schema::organizations::personal_user_id.is_not_null())
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(personal, 1, "like every user, the admin has a personal organization");
 }
 
 /// `cargo run` on a machine with nothing configured: the binary starts its
