@@ -9,9 +9,8 @@ use crate::{
         graphql::{AuthPayload, User},
         login, recovery,
         registration::{self, Registration},
-        sessions,
+        sessions::{self, Ending},
     },
-    admin::audit::{self, AuditEntry},
     error::{AppError, AppResult},
     graphql::context::ContextExt,
 };
@@ -88,7 +87,7 @@ impl AccountsMutation {
     /// Ends the current session at once: its access token stops working too.
     async fn logout(&self, ctx: &Context<'_>) -> AppResult<bool> {
         let (user_id, session_id) = ctx.principal()?.require_session()?;
-        end_sessions(ctx, user_id, Ended::One(session_id), "user.logout").await?;
+        end_sessions(ctx, user_id, Ending::One(session_id), "user.logout").await?;
         Ok(true)
     }
 
@@ -105,14 +104,14 @@ impl AccountsMutation {
             return Err(AppError::not_found("session"));
         };
         drop(conn);
-        end_sessions(ctx, user_id, Ended::One(session_id), "session.revoked").await?;
+        end_sessions(ctx, user_id, Ending::One(session_id), "session.revoked").await?;
         Ok(true)
     }
 
     /// Ends every session of the caller but the current one; returns how many.
     async fn revoke_other_sessions(&self, ctx: &Context<'_>) -> AppResult<i32> {
         let (user_id, session_id) = ctx.principal()?.require_session()?;
-        let ended = end_sessions(ctx, user_id, Ended::AllBut(session_id), "session.revoked").await?;
+        let ended = end_sessions(ctx, user_id, Ending::AllBut(session_id), "session.revoked").await?;
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
 
@@ -162,37 +161,8 @@ impl AccountsMutation {
     }
 }
 
-/// Which of a user's sessions end.
-enum Ended {
-    One(Uuid),
-    AllBut(Uuid),
-}
-
-/// Ends sessions, audits it, and tells every instance; returns how many ended.
-async fn end_sessions(ctx: &Context<'_>, user_id: Uuid, which: Ended, action: &'static str) -> AppResult<usize> {
-    let app = ctx.app()?;
+/// Ends sessions of the caller (see [`sessions::end`]).
+async fn end_sessions(ctx: &Context<'_>, user_id: Uuid, which: Ending, action: &'static str) -> AppResult<usize> {
     let ip = Some(ctx.request_meta()?.client_ip.to_string());
-    let now = app.now();
-    let mut conn = app.db().await?;
-    let (ended, reason) = match which {
-        Ended::One(id) => (
-            sessions::revoke(&mut conn, id, action, now)
-                .await?
-                .into_iter()
-                .collect(),
-            action,
-        ),
-        Ended::AllBut(keep) => (
-            sessions::revoke_all_of_user(&mut conn, user_id, Some(keep), action, now).await?,
-            action,
-        ),
-    };
-    for session in &ended {
-        let entry = AuditEntry::new(action, Some(user_id), ip.clone())
-            .target("session", session.id)
-            .metadata(serde_json::json!({ "reason": reason }));
-        audit::record(&mut conn, entry, now).await?;
-    }
-    sessions::announce(app, &ended).await;
-    Ok(ended.len())
+    sessions::end(ctx.app()?, user_id, which, action, ip).await
 }

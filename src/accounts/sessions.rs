@@ -114,10 +114,17 @@ pub async fn refresh(app: &AppState, token: &str, meta: &RequestMeta) -> AppResu
     };
     let now = app.now();
     let mut conn = app.db().await?;
+    let ip = meta.client_ip.to_string();
     let outcome = conn
         .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            // Locks the session (and its user row, so a suspension cannot
+            // slip in between); a suspended or deleted user's session is
+            // not rotated at all.
             let session: Option<SessionRow> = sessions::table
-                .find(session_id)
+                .inner_join(users::table)
+                .filter(sessions::id.eq(session_id))
+                .filter(users::deleted_at.is_null())
+                .filter(users::suspended_at.is_null())
                 .select(SessionRow::as_select())
                 .for_update()
                 .first(conn)
@@ -132,17 +139,21 @@ pub async fn refresh(app: &AppState, token: &str, meta: &RequestMeta) -> AppResu
             }
             if generation != session.generation {
                 let revoked = revoke_where(conn, Which::One(session.id), "refresh token reused", now).await?;
-                return Ok(revoked
-                    .into_iter()
-                    .next()
-                    .map_or(Refresh::Refused, Refresh::TheftDetected));
+                let Some(session) = revoked.into_iter().next() else {
+                    return Ok(Refresh::Refused);
+                };
+                let entry = AuditEntry::new("session.revoked", Some(session.user_id), Some(ip))
+                    .target("session", session.id)
+                    .metadata(serde_json::json!({ "reason": "refresh token reused" }));
+                audit::record(conn, entry, now).await?;
+                return Ok(Refresh::TheftDetected(session));
             }
             let rotated = diesel::update(sessions::table.find(session.id))
                 .set((
                     sessions::generation.eq(session.generation + 1),
                     sessions::rotated_at.eq(now),
                     sessions::last_used_at.eq(now),
-                    sessions::ip.eq(meta.client_ip.to_string()),
+                    sessions::ip.eq(ip),
                 ))
                 .returning(SessionRow::as_returning())
                 .get_result(conn)
@@ -155,18 +166,6 @@ pub async fn refresh(app: &AppState, token: &str, meta: &RequestMeta) -> AppResu
         Refresh::Refused => Err(AppError::unauthenticated()),
         Refresh::TheftDetected(session) => {
             tracing::warn!(session = %session.id, user = %session.user_id, "refresh token reuse: session revoked");
-            audit::record(
-                &mut conn,
-                AuditEntry::new(
-                    "session.revoked",
-                    Some(session.user_id),
-                    Some(meta.client_ip.to_string()),
-                )
-                .target("session", session.id)
-                .metadata(serde_json::json!({ "reason": "refresh token reused" })),
-                now,
-            )
-            .await?;
             announce(app, &[session]).await;
             Err(AppError::unauthenticated())
         }
@@ -186,7 +185,10 @@ async fn revoke_where(
     reason: &str,
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<SessionRow>> {
-    let live = sessions::table.filter(sessions::revoked_at.is_null()).into_boxed();
+    let live = sessions::table
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .into_boxed();
     let targets = match which {
         Which::One(id) => live.filter(sessions::id.eq(id)),
         Which::AllOfUserBut(user_id, keep) => live.filter(sessions::user_id.eq(user_id)).filter(sessions::id.ne(keep)),
@@ -232,6 +234,42 @@ pub async fn revoke_all_of_user(
         now,
     )
     .await
+}
+
+/// Which of a user's sessions [`end`] ends.
+pub enum Ending {
+    /// This one.
+    One(Uuid),
+    /// All but this one.
+    AllBut(Uuid),
+}
+
+/// Ends sessions of `user_id` and audits each as `action`, in one
+/// transaction, then tells every instance. Returns how many ended.
+pub async fn end(
+    app: &AppState,
+    user_id: Uuid,
+    which: Ending,
+    action: &'static str,
+    ip: Option<String>,
+) -> AppResult<usize> {
+    let now = app.now();
+    let mut conn = app.db().await?;
+    let ended = conn
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            let ended = match which {
+                Ending::One(id) => revoke_where(conn, Which::One(id), action, now).await?,
+                Ending::AllBut(keep) => revoke_where(conn, Which::AllOfUserBut(user_id, keep), action, now).await?,
+            };
+            for session in &ended {
+                let entry = AuditEntry::new(action, Some(user_id), ip.clone()).target("session", session.id);
+                audit::record(conn, entry, now).await?;
+            }
+            Ok(ended)
+        })
+        .await?;
+    announce(app, &ended).await;
+    Ok(ended.len())
 }
 
 /// Tells every instance that these sessions ended, so their access tokens

@@ -12,7 +12,7 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -27,8 +27,9 @@ use crate::platform::events::{BusMessage, EventBus};
 
 /// The bus topic that announces ended sessions.
 pub const SESSION_REVOKED: &str = "session.revoked";
-/// How long a cached answer is trusted without any message.
-const TTL: Duration = Duration::from_secs(60);
+/// How long a cached answer is trusted without any message: the bound on
+/// a revocation missed by a connection that failed without closing.
+const TTL: Duration = Duration::from_secs(10);
 /// Entries kept before the cache is swept.
 const MAX_ENTRIES: usize = 100_000;
 
@@ -61,11 +62,17 @@ pub struct SessionCache {
 struct Inner {
     entries: Mutex<HashMap<Uuid, Entry>>,
     generation: AtomicU64,
+    /// False while the bus is down (and before it first connects): every
+    /// check then asks the database.
+    trusted: AtomicBool,
 }
 
 impl SessionCache {
     /// Whether `session_id` of `user_id` is known live at `now`.
     pub fn is_live(&self, session_id: Uuid, user_id: Uuid, now: DateTime<Utc>) -> bool {
+        if !self.inner.trusted.load(Ordering::SeqCst) {
+            return false;
+        }
         let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(&session_id)
@@ -120,7 +127,8 @@ impl SessionCache {
     /// Keeps the cache in step with the bus until shutdown.
     pub fn follow(&self, bus: &EventBus, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
         let cache = self.clone();
-        let mut messages = bus.subscribe();
+        let (mut messages, connected) = bus.subscribe();
+        cache.inner.trusted.store(connected, Ordering::SeqCst);
         async move {
             loop {
                 let message = tokio::select! {
@@ -135,7 +143,15 @@ impl SessionCache {
                         }
                     }
                     Ok(BusMessage::Event { .. }) => {}
-                    Ok(BusMessage::Resync) | Err(RecvError::Lagged(_)) => cache.clear(),
+                    Ok(BusMessage::Resync) => {
+                        cache.clear();
+                        cache.inner.trusted.store(true, Ordering::SeqCst);
+                    }
+                    Ok(BusMessage::Disconnected) => {
+                        cache.inner.trusted.store(false, Ordering::SeqCst);
+                        cache.clear();
+                    }
+                    Err(RecvError::Lagged(_)) => cache.clear(),
                     Err(RecvError::Closed) => return,
                 }
             }
@@ -150,6 +166,7 @@ mod tests {
     #[test]
     fn a_revocation_racing_a_lookup_wins() {
         let cache = SessionCache::default();
+        cache.inner.trusted.store(true, Ordering::SeqCst);
         let (session, user, later) = (Uuid::new_v4(), Uuid::new_v4(), Utc::now() + chrono::Duration::hours(1));
         let before_lookup = cache.generation();
         cache.forget(&Revocation {

@@ -8,7 +8,14 @@
 //! One shared channel (rather than one per topic) keeps a single
 //! subscription per instance whatever the number of topics or tenants.
 
-use std::{borrow::Cow, sync::Arc, time::Duration};
+use std::{
+    borrow::Cow,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 use diesel::sql_types::Text;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -43,6 +50,9 @@ pub enum BusMessage {
     /// The subscription was (re)established: state derived from earlier
     /// events may be stale.
     Resync,
+    /// The subscription was lost: until the next `Resync`, events may be
+    /// missed, so nothing derived from them can be trusted.
+    Disconnected,
 }
 
 /// The wire form of an event. Owned strings, because a JSON payload is
@@ -76,6 +86,8 @@ pub struct EventBus {
 struct Inner {
     backend: Backend,
     local: broadcast::Sender<BusMessage>,
+    /// Whether the subscriber connection is up right now.
+    connected: AtomicBool,
 }
 
 /// Where the bus runs.
@@ -116,7 +128,11 @@ impl EventBus {
         };
         let (local, _) = broadcast::channel(LOCAL_CAPACITY);
         let bus = Self {
-            inner: Arc::new(Inner { backend, local }),
+            inner: Arc::new(Inner {
+                backend,
+                local,
+                connected: AtomicBool::new(false),
+            }),
         };
         let (ready_tx, ready_rx) = oneshot::channel();
         let listener = bus.clone();
@@ -128,9 +144,12 @@ impl EventBus {
         Ok(bus)
     }
 
-    /// Local listeners: every event from every instance (this one too).
-    pub fn subscribe(&self) -> broadcast::Receiver<BusMessage> {
-        self.inner.local.subscribe()
+    /// Local listeners: every event from every instance (this one too),
+    /// and whether the bus was connected when the listener joined (later
+    /// changes arrive as `Resync` / `Disconnected`).
+    pub fn subscribe(&self) -> (broadcast::Receiver<BusMessage>, bool) {
+        let receiver = self.inner.local.subscribe();
+        (receiver, AtomicBool::load(&self.inner.connected, Ordering::SeqCst))
     }
 
     /// Sends an event to every instance. Call it after the change it
@@ -172,6 +191,10 @@ impl EventBus {
                 }
                 Backend::Postgres { url, .. } => self.listen_postgres(url, &shutdown, &mut ready).await,
             };
+            self.inner.connected.store(false, Ordering::SeqCst);
+            if !shutdown.is_cancelled() {
+                let _ = self.inner.local.send(BusMessage::Disconnected);
+            }
             match outcome {
                 Ok(()) if shutdown.is_cancelled() => return,
                 Ok(()) => {
@@ -191,6 +214,7 @@ impl EventBus {
     }
 
     fn subscribed(&self, ready: &mut Option<oneshot::Sender<()>>) {
+        self.inner.connected.store(true, Ordering::SeqCst);
         let _ = self.inner.local.send(BusMessage::Resync);
         if let Some(ready) = ready.take() {
             let _ = ready.send(());

@@ -11,7 +11,8 @@ async fn an_event_published_on_one_instance_reaches_the_other() {
     for without_redis in [false, true] {
         let a = TestApp::spawn_with_redis(!without_redis).await;
         let b = a.spawn_sibling().await;
-        let mut received = b.state.events().subscribe();
+        let (mut received, connected) = b.state.events().subscribe();
+        assert!(connected);
         a.state.events().publish("test.ping", "{\"n\":1}").await.unwrap();
         let message = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
