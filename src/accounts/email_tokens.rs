@@ -108,3 +108,21 @@ pub async fn peek(
         .await
         .optional()
 }
+
+/// Uses up every outstanding token of `purpose` for a user.
+pub async fn spend_all(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    purpose: TokenPurpose,
+    now: DateTime<Utc>,
+) -> QueryResult<usize> {
+    diesel::update(
+        email_tokens::table
+            .filter(email_tokens::user_id.eq(user_id))
+            .filter(email_tokens::purpose.eq(purpose))
+            .filter(email_tokens::used_at.is_null()),
+    )
+    .set(email_tokens::used_at.eq(now))
+    .execute(conn)
+    .await
+}

@@ -78,3 +78,36 @@ pub async fn login(
         .await?;
     Ok((user, sessions::tokens_for(app, session)?))
 }
+
+/// Re-checks a signed-in person's password before a sensitive change
+/// (`changePassword`, `deleteAccount`). A stolen access token must not
+/// become a way to guess the password, so wrong answers count against a
+/// lockout of the account itself. A wrong password is BAD_USER_INPUT
+/// naming `field`.
+pub async fn confirm_password(
+    app: &AppState,
+    user: &UserRow,
+    password: SecretString,
+    field: &'static str,
+) -> AppResult<()> {
+    let key = format!("user:{}", user.id);
+    let config = app.config();
+    let now = app.now();
+    let mut conn = app.db().await?;
+    if let Attempt::Locked { retry_after_secs } =
+        lockout::take_attempt(&mut conn, &key, now, config.lockout_threshold, config.lockout_window).await?
+    {
+        return Err(AppError::account_locked(retry_after_secs));
+    }
+    // The hash is slow: give the connection back while it runs.
+    drop(conn);
+    let matches = match user.password_hash.clone() {
+        Some(hash) => app.passwords().verify(password, hash).await?,
+        None => app.passwords().verify_nothing(password).await?,
+    };
+    if !matches {
+        return Err(AppError::bad_input(field, "the password is not correct"));
+    }
+    lockout::clear(&mut *app.db().await?, &key).await?;
+    Ok(())
+}

@@ -370,18 +370,8 @@ pub async fn delete_account(
         .await
         .optional()?
         .ok_or_else(AppError::unauthenticated)?;
-    // The hash is slow: give the connection back while it runs.
     drop(conn);
-    let matches = match user.password_hash.clone() {
-        Some(hash) => app.passwords().verify(password, hash).await?,
-        None => {
-            app.passwords().verify_nothing(password).await?;
-            false
-        }
-    };
-    if !matches {
-        return Err(wrong_password());
-    }
+    crate::accounts::login::confirm_password(app, &user, password, "password").await?;
     let now = app.now();
     let ip = Some(meta.client_ip.to_string());
     let mut conn = app.db().await?;

@@ -12,7 +12,7 @@ use crate::{
     accounts::{
         email::normalize_email,
         email_tokens::{self, TokenPurpose},
-        emails, lockout,
+        emails, lockout, login,
         model::{self, UserRow},
         password_policy,
         sessions::{self, SessionRow},
@@ -66,16 +66,20 @@ pub async fn resend_verification(app: &AppState, user_id: Uuid) -> AppResult<boo
     if user.email_verified_at.is_some() {
         return Ok(false);
     }
-    // The caller owns this address, so telling them it is throttled
-    // reveals nothing.
+    // The caller owns this address, so saying it is throttled reveals
+    // nothing: one resend a minute (retryAfter stays within 60 s), and the
+    // hourly cap on emails to an address still applies, silently.
     app.rate_limiter()
         .check(
-            &format!("email:{}", user.email),
-            throttle::EMAILS_PER_ADDRESS_PER_HOUR,
-            std::time::Duration::from_secs(3600),
+            &format!("resend:{}", user.id),
+            1,
+            std::time::Duration::from_secs(60),
             now,
         )
         .await?;
+    if !throttle::email_allowed(app, &user.email).await? {
+        return Ok(true);
+    }
     conn.transaction::<_, AppError, _>(async |conn| {
         let token = email_tokens::create(conn, user.id, &user.email, TokenPurpose::VerifyEmail, now).await?;
         mail::enqueue(
@@ -92,23 +96,37 @@ pub async fn resend_verification(app: &AppState, user_id: Uuid) -> AppResult<boo
 }
 
 /// `requestPasswordReset`: emails a reset link when the address has an
-/// account; the answer is the same either way.
+/// account; the answer is the same either way, and so is the time it
+/// takes: the lookup and the email happen after the answer.
 pub async fn request_reset(app: &AppState, email: &str, meta: &RequestMeta) -> AppResult<bool> {
     throttle::per_client(app, AuthAction::PasswordReset, meta).await?;
     let email = normalize_email(email, "email")?;
+    let app = app.clone();
+    app.tasks().clone().spawn(async move {
+        if let Err(e) = send_reset_link(&app, &email).await {
+            tracing::error!(error = ?e, "could not queue a password reset email");
+        }
+    });
+    Ok(true)
+}
+
+async fn send_reset_link(app: &AppState, email: &str) -> AppResult<()> {
     let now = app.now();
+    // Counted for every address, known or not, so the limiter sees the same
+    // traffic either way.
+    let allowed = throttle::email_allowed(app, email).await?;
     let mut conn = app.db().await?;
-    let Some(user) = model::find_live_by_email(&mut conn, &email).await? else {
-        return Ok(true);
+    let Some(user) = model::find_live_by_email(&mut conn, email).await? else {
+        return Ok(());
     };
-    if !throttle::email_allowed(app, &email).await? {
-        return Ok(true);
+    if !allowed {
+        return Ok(());
     }
     conn.transaction::<_, AppError, _>(async |conn| {
-        let token = email_tokens::create(conn, user.id, &email, TokenPurpose::ResetPassword, now).await?;
+        let token = email_tokens::create(conn, user.id, email, TokenPurpose::ResetPassword, now).await?;
         mail::enqueue(
             conn,
-            &emails::reset_password(app.config(), &email, &user.name, &token),
+            &emails::reset_password(app.config(), email, &user.name, &token),
             now,
         )
         .await?;
@@ -116,7 +134,7 @@ pub async fn request_reset(app: &AppState, email: &str, meta: &RequestMeta) -> A
     })
     .await?;
     mail::wake();
-    Ok(true)
+    Ok(())
 }
 
 /// `resetPassword`: sets a new password with a reset token and ends every
@@ -173,16 +191,7 @@ pub async fn change_password(
         .await?
         .ok_or_else(AppError::unauthenticated)?;
     drop(conn);
-    let matches = match user.password_hash.clone() {
-        Some(hash) => app.passwords().verify(current, hash).await?,
-        None => false,
-    };
-    if !matches {
-        return Err(AppError::bad_input(
-            "currentPassword",
-            "the current password is not correct",
-        ));
-    }
+    login::confirm_password(app, &user, current, "currentPassword").await?;
     password_policy::check(&new_password, &user.email, "newPassword")?;
     let password_hash = app.passwords().hash(new_password).await?;
     let ip = Some(meta.client_ip.to_string());
@@ -219,6 +228,8 @@ async fn replace_password(
 ) -> AppResult<Vec<SessionRow>> {
     let now = app.now();
     model::set_password(conn, user.id, password_hash, now).await?;
+    // Reset links sent before this change must not undo it.
+    email_tokens::spend_all(conn, user.id, TokenPurpose::ResetPassword, now).await?;
     let ended = sessions::revoke_all_of_user(conn, user.id, keep, action, now).await?;
     let entry = AuditEntry::new(action, Some(user.id), ip)
         .target("user", user.id)

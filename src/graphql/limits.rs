@@ -40,6 +40,10 @@ impl Default for QueryLimits {
     }
 }
 
+/// Fields that check a password: one per request, so aliases cannot
+/// multiply guesses.
+const PASSWORD_FIELDS: &[&str] = &["login", "register", "changePassword", "deleteAccount", "resetPassword"];
+
 /// Sets `extensions.code` when an error has none.
 pub fn ensure_code(error: &mut ServerError, code: ErrorCode) {
     let extensions = error.extensions.get_or_insert_with(Default::default);
@@ -103,8 +107,8 @@ impl Extension for LimitsExtension {
             ensure_code(&mut error, ErrorCode::GraphqlValidationFailed);
             return Err(error);
         }
-        if count_root_fields(&document, &["login", "register"]) > 1 {
-            let mut error = ServerError::new("a request may hold at most one login or register", None);
+        if count_root_fields(&document, PASSWORD_FIELDS) > 1 {
+            let mut error = ServerError::new("a request may check at most one password", None);
             ensure_code(&mut error, ErrorCode::BadUserInput);
             return Err(error);
         }

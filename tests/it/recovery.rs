@@ -208,3 +208,65 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
     );
     login(&app, NEW_PASSWORD).await.data();
 }
+
+#[tokio::test]
+async fn a_stolen_access_token_cannot_be_used_to_guess_the_password() {
+    let smtp = FakeSmtp::start().await;
+    let app = app_mailing_to(&smtp).await;
+    let (access, _) = register(&app, "ada@example.com").await;
+    let change = "mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }";
+
+    let aliased = app
+        .graphql_as(
+            &access,
+            "mutation { a: changePassword(currentPassword: \"guess one\", newPassword: \"a brand new long passphrase\")
+                        b: changePassword(currentPassword: \"guess two\", newPassword: \"a brand new long passphrase\") }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(aliased.error_code(), Some("BAD_USER_INPUT"), "{}", aliased.body);
+
+    for n in 0..5 {
+        let guess = json!({ "c": format!("guess number {n}"), "n": NEW_PASSWORD });
+        assert_eq!(
+            app.graphql_as(&access, change, guess).await.error_code(),
+            Some("BAD_USER_INPUT")
+        );
+    }
+    let locked = app
+        .graphql_as(&access, change, json!({ "c": PASSWORD, "n": NEW_PASSWORD }))
+        .await;
+    assert_eq!(
+        locked.error_code(),
+        Some("ACCOUNT_LOCKED"),
+        "even the right password waits: {}",
+        locked.body
+    );
+}
+
+#[tokio::test]
+async fn sent_emails_do_not_keep_their_links_in_the_database() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use tollgate::db::schema::email_outbox;
+
+    let smtp = FakeSmtp::start().await;
+    let app = app_mailing_to(&smtp).await;
+    register(&app, "ada@example.com").await;
+    smtp.next_message().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let mut conn = app.db().await;
+        let (status, text, html): (String, String, String) = email_outbox::table
+            .select((email_outbox::status, email_outbox::text_body, email_outbox::html_body))
+            .first(&mut conn)
+            .await
+            .unwrap();
+        if status == "SENT" {
+            assert!(text.is_empty() && html.is_empty(), "bodies kept: {text}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not marked sent");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
