@@ -317,6 +317,8 @@ async fn assemble(
         }),
     };
     crate::platform::mail::spawn_worker(&state);
+    let passwords = state.passwords().clone();
+    state.tasks().spawn(async move { passwords.prime().await });
     let router = router(HttpState {
         app: state.clone(),
         schema,

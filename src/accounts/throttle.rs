@@ -30,13 +30,28 @@ impl AuthAction {
     }
 }
 
+/// The rate-limit bucket of a client address: IPv6 clients usually hold a
+/// whole /64, so they are counted per /64, not per address.
+pub fn client_bucket(ip: std::net::IpAddr) -> String {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let segments = v6.segments();
+            format!(
+                "{:x}:{:x}:{:x}:{:x}::/64",
+                segments[0], segments[1], segments[2], segments[3]
+            )
+        }
+    }
+}
+
 /// Emails one address may be sent per hour (verification, reset).
 pub const EMAILS_PER_ADDRESS_PER_HOUR: u32 = 5;
 
 /// Counts an attempt of `action` by this client; RATE_LIMITED beyond
 /// AUTH_RATE_LIMIT_PER_MINUTE.
 pub async fn per_client(app: &AppState, action: AuthAction, meta: &RequestMeta) -> AppResult<()> {
-    let key = format!("auth:{}:{}", action.bucket(), meta.client_ip);
+    let key = format!("auth:{}:{}", action.bucket(), client_bucket(meta.client_ip));
     app.rate_limiter()
         .check(
             &key,
@@ -59,4 +74,18 @@ pub async fn email_allowed(app: &AppState, address: &str) -> AppResult<bool> {
         decision,
         crate::platform::rate_limit::RateDecision::Allowed { .. }
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_share_their_slash_64() {
+        let a = client_bucket("2001:db8:1:2:aaaa::1".parse().unwrap());
+        let b = client_bucket("2001:db8:1:2:bbbb::9".parse().unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, client_bucket("2001:db8:1:3::1".parse().unwrap()));
+        assert_eq!(client_bucket("192.0.2.7".parse().unwrap()), "192.0.2.7");
+    }
 }

@@ -97,8 +97,26 @@ pub async fn owned_with_other_members(conn: &mut AsyncPgConnection, user_id: Uui
         .await
 }
 
-/// The slug of a personal organization: derived from the user's id, so it
-/// is unique without a retry loop and reveals nothing about the email.
+/// The slug of a personal organization: from the random tail of the
+/// user's (v7) id, so it reveals neither the email nor when the account was
+/// made (the head of a v7 id is its creation time).
 pub fn personal_slug(user_id: Uuid) -> String {
-    format!("personal-{}", &user_id.simple().to_string()[..12])
+    format!("personal-{}", &user_id.simple().to_string()[20..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn personal_slugs_differ_within_one_millisecond_and_fit_the_slug_rule() {
+        let ts = uuid::Timestamp::from_unix(uuid::NoContext, 1_800_000_000, 0);
+        let (a, b) = (personal_slug(Uuid::new_v7(ts)), personal_slug(Uuid::new_v7(ts)));
+        assert_ne!(a, b);
+        assert!(
+            a.len() <= 40
+                && a.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        );
+    }
 }

@@ -108,7 +108,9 @@ pub(super) async fn claim_due(
     .await
 }
 
-/// Records a delivery. Not guarded by the claim, unlike
+/// Records a delivery and forgets the bodies: they hold live verification
+/// and reset links, which must not sit readable in the database. Not
+/// guarded by the claim, unlike
 /// [`record_failure`]: a message the server accepted is sent, even if a
 /// slow worker's lease ran out meanwhile.
 pub(super) async fn mark_sent(
@@ -119,7 +121,12 @@ pub(super) async fn mark_sent(
     diesel::update(email_outbox::table)
         .filter(email_outbox::id.eq(claim.id))
         .filter(email_outbox::status.eq(MailStatus::Pending))
-        .set((email_outbox::status.eq(MailStatus::Sent), email_outbox::sent_at.eq(now)))
+        .set((
+            email_outbox::status.eq(MailStatus::Sent),
+            email_outbox::sent_at.eq(now),
+            email_outbox::text_body.eq(""),
+            email_outbox::html_body.eq(""),
+        ))
         .execute(conn)
         .await?;
     Ok(())

@@ -44,7 +44,10 @@ pub(super) enum Mailer {
         from: Mailbox,
     },
     /// No `SMTP_URL`: emails are written to the log and count as sent.
-    Log,
+    Log {
+        /// Bodies (with their links) are logged only in development.
+        with_bodies: bool,
+    },
     /// `SMTP_URL` or `MAIL_FROM` cannot be used. Emails stay queued and
     /// fail with this reason (logged once at start) rather than being
     /// dropped or logged, so a corrected configuration still sends them
@@ -59,7 +62,9 @@ impl Mailer {
             if !config.is_development() {
                 tracing::warn!("SMTP_URL is not set: emails are written to the log instead of being sent");
             }
-            return Self::Log;
+            return Self::Log {
+                with_bodies: config.is_development(),
+            };
         };
         let from = match config.mail_from.parse::<Mailbox>() {
             Ok(from) => from,
@@ -89,15 +94,21 @@ impl Mailer {
     /// Delivers one email.
     pub async fn send(&self, email: &ClaimedEmail) -> Result<(), SendFailure> {
         match self {
-            Self::Log => {
-                // At info, with the text body, so a developer without a mail
-                // server can follow verification and reset links.
+            Self::Log { with_bodies } => {
+                // In development, at info with the text body, so a developer
+                // without a mail server can follow verification and reset
+                // links; elsewhere the links are secrets and stay out of logs.
+                let body = if *with_bodies {
+                    email.text_body.as_str()
+                } else {
+                    "<withheld outside development>"
+                };
                 tracing::info!(
                     id = %email.id,
                     kind = %email.kind,
                     to = %email.to_address,
                     subject = %email.subject,
-                    body = %email.text_body,
+                    body = %body,
                     "email (no SMTP_URL, logged instead of sent)"
                 );
                 Ok(())
