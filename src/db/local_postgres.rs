@@ -343,11 +343,7 @@ pub async fn create_database_if_missing(admin_url: &str, database: &str, templat
         #[allow(dead_code)]
         datname: String,
     }
-    for name in std::iter::once(database).chain(template) {
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("{name:?} is not a plain database name"));
-        }
-    }
+    // The lookup binds the name; create_database checks it before use.
     let mut conn = AsyncPgConnection::establish(admin_url)
         .await
         .map_err(|e| e.to_string())?;

@@ -3,48 +3,17 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
-use crate::harness::{GqlResponse, TestApp, TestAppOptions};
+use crate::harness::{
+    GqlResponse, TestApp, TestAppOptions,
+    people::{PASSWORD, REGISTER, SignedIn, register},
+};
 
-const PASSWORD: &str = "correct horse battery staple";
-
-const REGISTER: &str = "mutation ($input: RegisterInput!) { register(input: $input) {
-    accessToken refreshToken tokenType expiresIn user { id email name emailVerified lastLoginAt } } }";
 const LOGIN: &str = "mutation ($input: LoginInput!) { login(input: $input) {
     accessToken refreshToken user { id lastLoginAt } } }";
 const REFRESH: &str = "mutation ($t: String!) { refreshSession(refreshToken: $t) { accessToken refreshToken } }";
-
-/// Tokens of a signed-in person.
-struct SignedIn {
-    access: String,
-    refresh: String,
-    user_id: Uuid,
-}
-
-impl SignedIn {
-    fn from(payload: &Value) -> Self {
-        Self {
-            access: payload["accessToken"].as_str().expect("accessToken").to_owned(),
-            refresh: payload["refreshToken"].as_str().expect("refreshToken").to_owned(),
-            user_id: payload["user"]["id"]
-                .as_str()
-                .and_then(|id| id.parse().ok())
-                .unwrap_or_default(),
-        }
-    }
-}
-
-async fn register(app: &TestApp, email: &str) -> SignedIn {
-    let response = app
-        .graphql(
-            REGISTER,
-            json!({ "input": { "email": email, "password": PASSWORD, "name": "Ada Lovelace" } }),
-        )
-        .await;
-    SignedIn::from(&response.data()["register"])
-}
 
 async fn login(app: &TestApp, email: &str, password: &str) -> GqlResponse {
     app.graphql(LOGIN, json!({ "input": { "email": email, "password": password } }))

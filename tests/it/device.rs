@@ -4,12 +4,13 @@
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::harness::{GqlResponse, TestApp, TestAppOptions};
+use crate::harness::{
+    GqlResponse, TestApp, TestAppOptions,
+    people::{SignedIn, register},
+};
 
-const PASSWORD: &str = "correct horse battery staple";
 const ALPHABET: &str = "BCDFGHJKLMNPQRSTVWXZ";
 
-const REGISTER: &str = "mutation ($input: RegisterInput!) { register(input: $input) { accessToken user { id } } }";
 const START: &str = "mutation ($name: String) { startDeviceLogin(clientName: $name) {
     deviceCode userCode verificationUri verificationUriComplete expiresIn interval } }";
 const POLL: &str = "mutation ($code: String!) { pollDeviceLogin(deviceCode: $code) {
@@ -18,21 +19,6 @@ const APPROVE: &str = "mutation ($code: String!) { approveDeviceLogin(userCode: 
 const DENY: &str = "mutation ($code: String!) { denyDeviceLogin(userCode: $code) }";
 const PENDING: &str = "query ($code: String!) { deviceLogin(userCode: $code) {
     userCode clientName clientIp createdAt expiresAt } }";
-
-/// A registered, signed-in person: (access token, user id).
-async fn register(app: &TestApp, email: &str) -> (String, String) {
-    let response = app
-        .graphql(
-            REGISTER,
-            json!({ "input": { "email": email, "password": PASSWORD, "name": "Grace Hopper" } }),
-        )
-        .await;
-    let payload = &response.data()["register"];
-    (
-        payload["accessToken"].as_str().expect("accessToken").to_owned(),
-        payload["user"]["id"].as_str().expect("user id").to_owned(),
-    )
-}
 
 async fn start(app: &TestApp, client_name: Option<&str>) -> Value {
     app.graphql(START, json!({ "name": client_name })).await.data()["startDeviceLogin"].clone()
@@ -56,7 +42,11 @@ fn is_user_code(code: &str) -> bool {
 #[tokio::test]
 async fn a_device_signs_in_once_after_a_person_approves() {
     let app = TestApp::spawn().await;
-    let (person, user_id) = register(&app, "grace@example.com").await;
+    let SignedIn {
+        access: person,
+        user_id,
+        ..
+    } = register(&app, "grace@example.com").await;
 
     let started = start(&app, Some("  VS Code  ")).await;
     let user_code = str_of(&started, "userCode").to_owned();
@@ -117,14 +107,14 @@ async fn a_device_signs_in_once_after_a_person_approves() {
     assert_eq!(lost.error_code(), Some("EXPIRED_TOKEN"), "{}", lost.body);
     let payload = &won.data()["pollDeviceLogin"];
     assert_eq!(payload["tokenType"], "Bearer");
-    assert_eq!(payload["user"]["id"], user_id.as_str());
+    assert_eq!(payload["user"]["id"], user_id.to_string());
     let device = str_of(payload, "accessToken");
 
     let me = app
         .graphql_as(device, "{ me { id sessions { id current } } }", json!({}))
         .await;
     let me = &me.data()["me"];
-    assert_eq!(me["id"], user_id.as_str());
+    assert_eq!(me["id"], user_id.to_string());
     let sessions = me["sessions"].as_array().expect("sessions");
     assert_eq!(sessions.len(), 2, "the registration's and the device's: {sessions:?}");
     let current = sessions
@@ -155,10 +145,7 @@ async fn a_device_signs_in_once_after_a_person_approves() {
         .load(&mut conn)
         .await
         .unwrap();
-    assert_eq!(
-        approvals,
-        [(Some(user_id.parse().unwrap()), Some("device_login".to_owned()))]
-    );
+    assert_eq!(approvals, [(Some(user_id), Some("device_login".to_owned()))]);
 }
 
 #[tokio::test]
@@ -171,7 +158,7 @@ async fn a_denied_request_gets_access_denied_and_bad_codes_are_refused() {
         ..Default::default()
     })
     .await;
-    let (person, _) = register(&app, "ada@example.com").await;
+    let SignedIn { access: person, .. } = register(&app, "ada@example.com").await;
 
     let started = start(&app, None).await;
     assert_eq!(started["verificationUri"], "https://app.example.com/activate");
@@ -214,7 +201,7 @@ async fn a_denied_request_gets_access_denied_and_bad_codes_are_refused() {
 #[tokio::test]
 async fn codes_expire_after_ten_minutes() {
     let app = TestApp::spawn().await;
-    let (person, _) = register(&app, "alan@example.com").await;
+    let SignedIn { access: person, .. } = register(&app, "alan@example.com").await;
     let started = start(&app, Some("cli")).await;
     let user_code = str_of(&started, "userCode");
     let device_code = str_of(&started, "deviceCode");

@@ -14,12 +14,11 @@ use tollgate::{
 };
 use uuid::Uuid;
 
-use crate::harness::{GqlResponse, TestApp};
+use crate::harness::{
+    GqlResponse, TestApp,
+    people::{PASSWORD, register},
+};
 
-const PASSWORD: &str = "correct horse battery staple";
-
-const REGISTER: &str = "mutation ($input: RegisterInput!) { register(input: $input) {
-    accessToken refreshToken user { id } } }";
 const UPDATE: &str = "mutation ($input: UpdateProfileInput!) { updateProfile(input: $input) {
     id name avatarUrl preferences } }";
 const UPLOAD: &str = "mutation ($file: Upload!) { uploadAvatar(file: $file) { id avatarUrl } }";
@@ -31,28 +30,6 @@ const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x06
     \0\0\0\x0aIDATx\x9cc\0\x01\0\0\x05\0\x01\x0d\x0a\x2d\xb4\0\0\0\0IEND\xae\x42\x60\x82";
 
 const MIB: usize = 1024 * 1024;
-
-/// A signed-in person.
-struct SignedIn {
-    access: String,
-    refresh: String,
-    user_id: Uuid,
-}
-
-async fn register(app: &TestApp, email: &str) -> SignedIn {
-    let response = app
-        .graphql(
-            REGISTER,
-            json!({ "input": { "email": email, "password": PASSWORD, "name": "Ada Lovelace" } }),
-        )
-        .await;
-    let payload = &response.data()["register"];
-    SignedIn {
-        access: payload["accessToken"].as_str().expect("accessToken").to_owned(),
-        refresh: payload["refreshToken"].as_str().expect("refreshToken").to_owned(),
-        user_id: payload["user"]["id"].as_str().expect("id").parse().expect("a UUID"),
-    }
-}
 
 async fn update(app: &TestApp, token: &str, input: Value) -> GqlResponse {
     app.graphql_as(token, UPDATE, json!({ "input": input })).await

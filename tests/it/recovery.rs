@@ -5,11 +5,11 @@ use serde_json::json;
 
 use crate::harness::{
     GqlResponse, TestApp, TestAppOptions,
+    people::{PASSWORD, SignedIn, register},
     smtp::{FakeSmtp, ReceivedMessage},
 };
 
 const APP_URL: &str = "https://app.example.com";
-const PASSWORD: &str = "correct horse battery staple";
 const NEW_PASSWORD: &str = "a brand new long passphrase";
 
 async fn app_mailing_to(smtp: &FakeSmtp) -> TestApp {
@@ -21,21 +21,6 @@ async fn app_mailing_to(smtp: &FakeSmtp) -> TestApp {
         ..Default::default()
     })
     .await
-}
-
-/// Registers and returns (access token, refresh token).
-async fn register(app: &TestApp, email: &str) -> (String, String) {
-    let response = app
-        .graphql(
-            "mutation ($input: RegisterInput!) { register(input: $input) { accessToken refreshToken } }",
-            json!({ "input": { "email": email, "password": PASSWORD, "name": "Ada" } }),
-        )
-        .await;
-    let payload = &response.data()["register"];
-    (
-        payload["accessToken"].as_str().unwrap().to_owned(),
-        payload["refreshToken"].as_str().unwrap().to_owned(),
-    )
 }
 
 async fn login(app: &TestApp, password: &str) -> GqlResponse {
@@ -65,7 +50,7 @@ fn link_token(message: &ReceivedMessage, path: &str) -> String {
 async fn the_emailed_verification_link_verifies_once() {
     let smtp = FakeSmtp::start().await;
     let app = app_mailing_to(&smtp).await;
-    let (access, _) = register(&app, "ada@example.com").await;
+    let SignedIn { access, .. } = register(&app, "ada@example.com").await;
     let message = smtp.next_message().await;
     assert_eq!(message.to, ["ada@example.com"]);
     let token = link_token(&message, "verify-email");
@@ -100,7 +85,7 @@ async fn the_emailed_verification_link_verifies_once() {
 async fn a_resent_verification_email_carries_a_fresh_working_link() {
     let smtp = FakeSmtp::start().await;
     let app = app_mailing_to(&smtp).await;
-    let (access, _) = register(&app, "ada@example.com").await;
+    let SignedIn { access, .. } = register(&app, "ada@example.com").await;
     let first = link_token(&smtp.next_message().await, "verify-email");
     let resend = app
         .graphql_as(&access, "mutation { resendVerificationEmail }", json!({}))
@@ -121,7 +106,7 @@ async fn a_resent_verification_email_carries_a_fresh_working_link() {
 async fn a_password_reset_link_sets_a_new_password_and_ends_every_session() {
     let smtp = FakeSmtp::start().await;
     let app = app_mailing_to(&smtp).await;
-    let (access, refresh) = register(&app, "ada@example.com").await;
+    let SignedIn { access, refresh, .. } = register(&app, "ada@example.com").await;
     smtp.next_message().await; // the verification email
 
     let unknown = app
@@ -185,7 +170,7 @@ async fn a_password_reset_link_sets_a_new_password_and_ends_every_session() {
 async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
     let smtp = FakeSmtp::start().await;
     let app = app_mailing_to(&smtp).await;
-    let (laptop, _) = register(&app, "ada@example.com").await;
+    let SignedIn { access: laptop, .. } = register(&app, "ada@example.com").await;
     let phone = login(&app, PASSWORD).await.data()["login"]["accessToken"]
         .as_str()
         .unwrap()
@@ -213,7 +198,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_other_sessions() {
 async fn a_stolen_access_token_cannot_be_used_to_guess_the_password() {
     let smtp = FakeSmtp::start().await;
     let app = app_mailing_to(&smtp).await;
-    let (access, _) = register(&app, "ada@example.com").await;
+    let SignedIn { access, .. } = register(&app, "ada@example.com").await;
     let change = "mutation ($c: String!, $n: String!) { changePassword(currentPassword: $c, newPassword: $n) }";
 
     let aliased = app
