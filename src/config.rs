@@ -317,11 +317,6 @@ impl Config {
         join_path(&self.app_url, path)
     }
 
-    /// Where the embedded PostgreSQL keeps its files.
-    pub fn local_postgres_dir(&self) -> PathBuf {
-        self.data_dir.join("postgres")
-    }
-
     /// The data folder, made absolute so child processes and socket paths
     /// do not depend on the working directory.
     pub fn absolute_data_dir(&self) -> std::io::Result<PathBuf> {

@@ -163,11 +163,6 @@ impl AppError {
         }
     }
 
-    /// Query over the depth, complexity or alias limits.
-    pub fn too_complex(message: impl Into<Cow<'static, str>>) -> Self {
-        Self::client(ErrorCode::QueryTooComplex, message)
-    }
-
     /// Wraps an unexpected failure.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         Self::Internal(Arc::new(cause.into()))

@@ -45,10 +45,8 @@ pub async fn login(
     let user = model::find_live_by_email(&mut conn, &email).await?;
     // The hash is slow: give the connection back while it runs.
     drop(conn);
-    let matches = match user.as_ref().and_then(|u| u.password_hash.clone()) {
-        Some(hash) => app.passwords().verify(password, hash).await?,
-        None => app.passwords().verify_nothing(password).await?,
-    };
+    let stored = user.as_ref().and_then(|u| u.password_hash.clone());
+    let matches = app.passwords().verify_stored(password, stored).await?;
     let mut conn = app.db().await?;
     let ip = Some(meta.client_ip.to_string());
     let user = match user {
@@ -101,10 +99,10 @@ pub async fn confirm_password(
     }
     // The hash is slow: give the connection back while it runs.
     drop(conn);
-    let matches = match user.password_hash.clone() {
-        Some(hash) => app.passwords().verify(password, hash).await?,
-        None => app.passwords().verify_nothing(password).await?,
-    };
+    let matches = app
+        .passwords()
+        .verify_stored(password, user.password_hash.clone())
+        .await?;
     if !matches {
         return Err(AppError::bad_input(field, "the password is not correct"));
     }

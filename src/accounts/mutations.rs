@@ -94,16 +94,12 @@ impl AccountsMutation {
     /// Ends one of the caller's sessions (a lost laptop).
     async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
         let user_id = ctx.principal()?.require_user()?;
-        let app = ctx.app()?;
-        let mut conn = app.db().await?;
-        let owned = match parse_id(&id) {
-            Some(session_id) => sessions::owned_by(&mut conn, session_id, user_id).await?,
-            None => false,
-        };
-        let Some(session_id) = parse_id(&id).filter(|_| owned) else {
+        let session_id = parse_id(&id).ok_or_else(|| AppError::not_found("session"))?;
+        // Someone else's session is NOT_FOUND; one's own already-ended one
+        // is simply done.
+        if !sessions::owned_by(&mut *ctx.app()?.db().await?, session_id, user_id).await? {
             return Err(AppError::not_found("session"));
-        };
-        drop(conn);
+        }
         end_sessions(ctx, user_id, Ending::One(session_id), "session.revoked").await?;
         Ok(true)
     }

@@ -138,7 +138,13 @@ pub async fn refresh(app: &AppState, token: &str, meta: &RequestMeta) -> AppResu
                 return Ok(Refresh::Issued(session));
             }
             if generation != session.generation {
-                let revoked = revoke_where(conn, Which::One(session.id), "refresh token reused", now).await?;
+                let revoked = revoke_where(
+                    conn,
+                    Which::One(session.user_id, session.id),
+                    "refresh token reused",
+                    now,
+                )
+                .await?;
                 let Some(session) = revoked.into_iter().next() else {
                     return Ok(Refresh::Refused);
                 };
@@ -172,51 +178,39 @@ pub async fn refresh(app: &AppState, token: &str, meta: &RequestMeta) -> AppResu
     }
 }
 
-/// Which sessions to end.
+/// Which of one user's sessions to end. Always scoped to the user, so a
+/// session id from someone else never matches.
 enum Which {
-    One(Uuid),
+    One(Uuid, Uuid),
     AllOfUserBut(Uuid, Uuid),
 }
 
-/// Revokes the live sessions `which` names; returns them.
+/// Revokes the live sessions `which` names in one statement; returns them
+/// (a session already revoked by a concurrent call is not returned twice).
 async fn revoke_where(
     conn: &mut AsyncPgConnection,
     which: Which,
     reason: &str,
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<SessionRow>> {
-    let live = sessions::table
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(now))
-        .into_boxed();
-    let targets = match which {
-        Which::One(id) => live.filter(sessions::id.eq(id)),
-        Which::AllOfUserBut(user_id, keep) => live.filter(sessions::user_id.eq(user_id)).filter(sessions::id.ne(keep)),
+    // `(id = x) = wanted`: the session x itself, or every other one. One
+    // expression type for both keeps this a single statement (the user's
+    // index narrows it to a handful of rows either way).
+    let (user_id, id, wanted) = match which {
+        Which::One(user_id, id) => (user_id, id, true),
+        Which::AllOfUserBut(user_id, keep) => (user_id, keep, false),
     };
-    let ids: Vec<Uuid> = targets.select(sessions::id).load(conn).await?;
-    // Re-checking revoked_at makes concurrent revocations count each session once.
     diesel::update(
         sessions::table
-            .filter(sessions::id.eq_any(&ids))
-            .filter(sessions::revoked_at.is_null()),
+            .filter(sessions::user_id.eq(user_id))
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .filter(sessions::id.eq(id).eq(wanted)),
     )
     .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
     .returning(SessionRow::as_returning())
     .get_results(conn)
     .await
-}
-
-/// Ends one session. Returns it when it was live.
-pub async fn revoke(
-    conn: &mut AsyncPgConnection,
-    session_id: Uuid,
-    reason: &str,
-    now: DateTime<Utc>,
-) -> QueryResult<Option<SessionRow>> {
-    Ok(revoke_where(conn, Which::One(session_id), reason, now)
-        .await?
-        .into_iter()
-        .next())
 }
 
 /// Ends every live session of a user but `keep`; returns those ended.
@@ -258,7 +252,7 @@ pub async fn end(
     let ended = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let ended = match which {
-                Ending::One(id) => revoke_where(conn, Which::One(id), action, now).await?,
+                Ending::One(id) => revoke_where(conn, Which::One(user_id, id), action, now).await?,
                 Ending::AllBut(keep) => revoke_where(conn, Which::AllOfUserBut(user_id, keep), action, now).await?,
             };
             for session in &ended {

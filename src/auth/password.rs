@@ -67,6 +67,16 @@ impl PasswordHasher {
         .await
     }
 
+    /// Checks `password` against an account's stored hash; with no hash
+    /// (no account, or no password) it spends the same time and says no,
+    /// so the answer's timing reveals nothing.
+    pub async fn verify_stored(&self, password: SecretString, stored: Option<String>) -> AppResult<bool> {
+        match stored {
+            Some(hash) => self.verify(password, hash).await,
+            None => self.verify_nothing(password).await,
+        }
+    }
+
     /// Computes the dummy hash ahead of the first unknown-email sign-in, so
     /// even that one takes no longer than a real one.
     pub async fn prime(&self) {

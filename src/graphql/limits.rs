@@ -102,12 +102,13 @@ impl Extension for LimitsExtension {
             ensure_code(&mut error, ErrorCode::GraphqlParseFailed);
             error
         })?;
-        if !self.0.introspection && selects_introspection(&document) {
+        let root_fields = root_field_names(&document);
+        if !self.0.introspection && root_fields.iter().any(|name| matches!(*name, "__schema" | "__type")) {
             let mut error = ServerError::new("introspection is disabled on this server", None);
             ensure_code(&mut error, ErrorCode::GraphqlValidationFailed);
             return Err(error);
         }
-        if count_root_fields(&document, PASSWORD_FIELDS) > 1 {
+        if root_fields.iter().filter(|name| PASSWORD_FIELDS.contains(name)).count() > 1 {
             let mut error = ServerError::new("a request may check at most one password", None);
             ensure_code(&mut error, ErrorCode::BadUserInput);
             return Err(error);
@@ -201,52 +202,34 @@ fn label_validation_error(error: &mut ServerError) {
     }
 }
 
-/// Whether an operation selects `__schema` or `__type` at its root.
-pub fn selects_introspection(document: &ExecutableDocument) -> bool {
-    fn root_has(set: &SelectionSet, document: &ExecutableDocument) -> bool {
-        set.items.iter().any(|item| match &item.node {
-            Selection::Field(field) => matches!(field.node.name.node.as_str(), "__schema" | "__type"),
-            Selection::InlineFragment(fragment) => root_has(&fragment.node.selection_set.node, document),
-            Selection::FragmentSpread(spread) => document
-                .fragments
-                .get(&spread.node.fragment_name.node)
-                .is_some_and(|fragment| root_has(&fragment.node.selection_set.node, document)),
-        })
-    }
-    document
-        .operations
-        .iter()
-        .any(|(_, op)| root_has(&op.node.selection_set.node, document))
-}
-
-/// Root fields named one of `names`, aliased or not, in every operation
-/// (fragments included): aliases must not multiply password guesses.
-pub fn count_root_fields(document: &ExecutableDocument, names: &[&str]) -> usize {
-    fn count(set: &SelectionSet, document: &ExecutableDocument, names: &[&str], depth: usize) -> usize {
+/// The names of the fields every operation selects at its root (through
+/// inline fragments and fragment spreads), aliased or not: what the
+/// introspection switch and the one-password-per-request rule look at.
+pub fn root_field_names(document: &ExecutableDocument) -> Vec<&str> {
+    fn collect<'d>(set: &'d SelectionSet, document: &'d ExecutableDocument, depth: usize, names: &mut Vec<&'d str>) {
+        // Fragment cycles are refused in validation, which runs later.
         if depth > 8 {
-            return 0;
+            return;
         }
-        set.items
-            .iter()
-            .map(|item| match &item.node {
-                Selection::Field(field) => usize::from(names.contains(&field.node.name.node.as_str())),
+        for item in &set.items {
+            match &item.node {
+                Selection::Field(field) => names.push(field.node.name.node.as_str()),
                 Selection::InlineFragment(fragment) => {
-                    count(&fragment.node.selection_set.node, document, names, depth + 1)
+                    collect(&fragment.node.selection_set.node, document, depth + 1, names)
                 }
-                Selection::FragmentSpread(spread) => document
-                    .fragments
-                    .get(&spread.node.fragment_name.node)
-                    .map_or(0, |fragment| {
-                        count(&fragment.node.selection_set.node, document, names, depth + 1)
-                    }),
-            })
-            .sum()
+                Selection::FragmentSpread(spread) => {
+                    if let Some(fragment) = document.fragments.get(&spread.node.fragment_name.node) {
+                        collect(&fragment.node.selection_set.node, document, depth + 1, names);
+                    }
+                }
+            }
+        }
     }
-    document
-        .operations
-        .iter()
-        .map(|(_, op)| count(&op.node.selection_set.node, document, names, 0))
-        .sum()
+    let mut names = Vec::new();
+    for (_, operation) in document.operations.iter() {
+        collect(&operation.node.selection_set.node, document, 0, &mut names);
+    }
+    names
 }
 
 /// Aliased fields in every operation and fragment of the document.

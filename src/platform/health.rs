@@ -58,9 +58,7 @@ async fn check_database(app: &AppState) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         Ok(())
     };
-    tokio::time::timeout(PROBE_TIMEOUT, probe)
-        .await
-        .map_err(|_| "timed out".to_owned())?
+    within_probe_timeout(probe).await
 }
 
 async fn check_redis(app: &AppState) -> Result<(), String> {
@@ -73,6 +71,10 @@ async fn check_redis(app: &AppState) -> Result<(), String> {
             .map_err(|e| e.to_string())?;
         Ok(())
     };
+    within_probe_timeout(probe).await
+}
+
+async fn within_probe_timeout(probe: impl Future<Output = Result<(), String>>) -> Result<(), String> {
     tokio::time::timeout(PROBE_TIMEOUT, probe)
         .await
         .map_err(|_| "timed out".to_owned())?
