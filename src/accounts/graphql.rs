@@ -9,68 +9,120 @@ use crate::{
     },
     error::{AppError, AppResult},
     graphql::{context::ContextExt, scalars::Timestamp},
+    orgs::graphql::Membership,
 };
 
 /// A person with an account.
-pub struct User(pub UserRow);
+pub struct User {
+    row: UserRow,
+    /// Set where the user is the caller even though the request carried no
+    /// credentials yet (the payload of register, login and refresh).
+    own: bool,
+}
+
+impl User {
+    /// A user as seen by whoever made the request.
+    pub fn new(row: UserRow) -> Self {
+        Self { row, own: false }
+    }
+
+    /// The caller themself, known from the operation rather than from the
+    /// request's credentials.
+    pub fn own(row: UserRow) -> Self {
+        Self { row, own: true }
+    }
+
+    /// The row behind it.
+    pub fn row(&self) -> &UserRow {
+        &self.row
+    }
+
+    /// The id of the person looking, when known.
+    fn viewer_id(&self, ctx: &Context<'_>) -> AppResult<Option<uuid::Uuid>> {
+        if self.own {
+            return Ok(Some(self.row.id));
+        }
+        Ok(ctx.principal()?.user_id())
+    }
+}
 
 #[Object]
 impl User {
     /// Stable identifier.
     async fn id(&self) -> ID {
-        ID(self.0.id.to_string())
+        ID(self.row.id.to_string())
     }
 
     /// Sign-in address, lowercased.
     async fn email(&self) -> &str {
-        &self.0.email
+        &self.row.email
     }
 
     /// Display name.
     async fn name(&self) -> &str {
-        &self.0.name
+        &self.row.name
     }
 
     /// Picture URL, if any.
     async fn avatar_url(&self) -> Option<&str> {
-        self.0.avatar_url.as_deref()
+        self.row.avatar_url.as_deref()
     }
 
     /// Platform-wide role.
     async fn role(&self) -> Role {
-        self.0.role
+        self.row.role
     }
 
     /// Whether the person proved they own the email address.
     async fn email_verified(&self) -> bool {
-        self.0.email_verified_at.is_some()
+        self.row.email_verified_at.is_some()
     }
 
     /// Suspended by staff: cannot sign in, credentials refused.
     async fn suspended(&self) -> bool {
-        self.0.suspended_at.is_some()
+        self.row.suspended_at.is_some()
     }
 
     /// When the account was created.
     async fn created_at(&self) -> Timestamp {
-        self.0.created_at.into()
+        self.row.created_at.into()
     }
 
     /// The most recent successful sign-in.
     async fn last_login_at(&self) -> Option<Timestamp> {
-        self.0.last_login_at.map(Timestamp)
+        self.row.last_login_at.map(Timestamp)
     }
 
     /// Free-form client preferences (theme, editor settings).
     async fn preferences(&self) -> &serde_json::Value {
-        &self.0.preferences
+        &self.row.preferences
+    }
+
+    /// The user themself and staff see all; anyone else sees only the organizations they share with the user.
+    async fn memberships(&self, ctx: &Context<'_>) -> AppResult<Vec<Membership>> {
+        let viewer = self.viewer_id(ctx)?.ok_or_else(AppError::unauthenticated)?;
+        let loaders = ctx.loaders()?;
+        let theirs = loaders
+            .memberships_by_user
+            .load_one(self.row.id)
+            .await?
+            .unwrap_or_default();
+        if viewer == self.row.id || loaders.users.load_one(viewer).await?.is_some_and(|u| u.role.is_staff()) {
+            return Ok(theirs.into_iter().map(Membership).collect());
+        }
+        let mine = loaders.memberships_by_user.load_one(viewer).await?.unwrap_or_default();
+        Ok(theirs
+            .into_iter()
+            .filter(|m| mine.iter().any(|own| own.organization_id == m.organization_id))
+            .map(Membership)
+            .collect())
     }
 
     /// The user themself and ADMIN/SUPPORT; null with FORBIDDEN for anyone else.
     async fn sessions(&self, ctx: &Context<'_>) -> AppResult<Option<Vec<Session>>> {
         let principal = ctx.principal()?;
         let viewer = principal.require_user()?;
-        if viewer != self.0.id {
+        if viewer != self.row.id {
             let staff = ctx
                 .loaders()?
                 .users
@@ -84,7 +136,7 @@ impl User {
         let app = ctx.app()?;
         let mut conn = app.db().await?;
         let current = principal.require_session().ok().map(|(_, session)| session);
-        let rows = sessions::live_of_user(&mut conn, self.0.id, app.now()).await?;
+        let rows = sessions::live_of_user(&mut conn, self.row.id, app.now()).await?;
         Ok(Some(
             rows.into_iter()
                 .map(|row| Session {
@@ -168,7 +220,7 @@ impl AuthPayload {
             refresh_token: tokens.refresh_token,
             token_type: "Bearer",
             expires_in: i32::try_from(tokens.expires_in).unwrap_or(i32::MAX),
-            user: User(user),
+            user: User::own(user),
         }
     }
 }
@@ -186,7 +238,7 @@ impl AccountsQuery {
         };
         let user = ctx.loaders()?.users.load_one(user_id).await?;
         match user {
-            Some(user) if !user.is_deleted() => Ok(Some(User(user))),
+            Some(user) if !user.is_deleted() => Ok(Some(User::new(user))),
             // A token outliving its account is a bad credential, not anonymity.
             _ => Err(crate::error::AppError::unauthenticated()),
         }

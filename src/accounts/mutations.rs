@@ -114,7 +114,7 @@ impl AccountsMutation {
     /// Proves the email address with the token from the verification email.
     async fn verify_email(&self, ctx: &Context<'_>, token: String) -> AppResult<User> {
         let user = recovery::verify_email(ctx.app()?, &token, ctx.request_meta()?).await?;
-        Ok(User(user))
+        Ok(User::new(user))
     }
 
     /// Sends the verification email again; false when the address is already verified.

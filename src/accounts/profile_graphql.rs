@@ -50,7 +50,7 @@ impl ProfileMutation {
     async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> AppResult<User> {
         let user_id = ctx.principal()?.require_user()?;
         let user = profile::update_profile(ctx.app()?, user_id, input.into()).await?;
-        Ok(User(user))
+        Ok(User::new(user))
     }
 
     /// PNG, JPEG or WebP, at most 2 MiB.
@@ -83,7 +83,7 @@ impl ProfileMutation {
         .await?
         .map_err(AppError::internal)?;
         let user = profile::store_avatar(app, user_id, bytes).await?;
-        Ok(User(user))
+        Ok(User::new(user))
     }
 
     /// Deletes the caller's account after checking the password. Refused (CONFLICT) while the caller owns an organization with other members. Organizations the caller owns alone are deleted; the email can sign up again.

@@ -54,3 +54,12 @@ pub async fn list(conn: &mut AsyncPgConnection, include_private: bool) -> QueryR
     }
     query.load(conn).await
 }
+
+/// Plans by id, private ones included (an organization may be on one).
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<PlanRow>> {
+    plans::table
+        .filter(plans::id.eq_any(ids))
+        .select(PlanRow::as_select())
+        .load(conn)
+        .await
+}

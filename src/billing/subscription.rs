@@ -67,6 +67,18 @@ pub async fn insert_free(conn: &mut AsyncPgConnection, organization_id: Uuid, no
     Ok(())
 }
 
+/// The subscription rows of these organizations.
+pub async fn find_by_organizations(
+    conn: &mut AsyncPgConnection,
+    organization_ids: &[Uuid],
+) -> QueryResult<Vec<SubscriptionRow>> {
+    subscriptions::table
+        .filter(subscriptions::organization_id.eq_any(organization_ids))
+        .select(SubscriptionRow::as_select())
+        .load(conn)
+        .await
+}
+
 /// A half-open interval of time `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {

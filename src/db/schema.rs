@@ -72,6 +72,21 @@ diesel::table! {
 }
 
 diesel::table! {
+    invitations (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        email -> Text,
+        role -> Text,
+        token_hash -> Bytea,
+        invited_by -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        accepted_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     login_attempts (email) {
         email -> Text,
         attempts -> Int4,
@@ -199,6 +214,8 @@ diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(avatars -> users (user_id));
 diesel::joinable!(device_logins -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(invitations -> organizations (organization_id));
+diesel::joinable!(invitations -> users (invited_by));
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(organizations -> users (personal_user_id));
@@ -212,6 +229,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_logins,
     email_outbox,
     email_tokens,
+    invitations,
     login_attempts,
     memberships,
     models,

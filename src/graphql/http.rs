@@ -207,7 +207,7 @@ pub fn with_request_data(
         .data(app.clone())
         .data(principal)
         .data(meta)
-        .data(Loaders::new(app.pool()))
+        .data(Loaders::new(app.pool(), app.now()))
 }
 
 async fn execute(http: &HttpState, peer: SocketAddr, headers: &HeaderMap, request: GqlRequest) -> Response {

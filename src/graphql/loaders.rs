@@ -1,15 +1,25 @@
 //! Per-request batch loaders. Built fresh for every request so nothing
-//! cached crosses requests or tenants.
+//! cached crosses requests or tenants; each turns the fields of one query
+//! level into one SQL statement, whatever the number of parents.
 
 use std::collections::HashMap;
 
 use async_graphql::dataloader::{DataLoader, Loader};
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
     accounts::model::{self as accounts, UserRow},
+    billing::{
+        model::{self as plans, PlanRow},
+        subscription::{self, SubscriptionRow},
+    },
     db::DbPool,
     error::AppError,
+    orgs::{
+        invitations::{self, InvitationRow},
+        model::{self as orgs, MembershipRow, OrganizationRow},
+    },
 };
 
 /// Users by id.
@@ -28,17 +38,147 @@ impl Loader<Uuid> for UserLoader {
     }
 }
 
+/// Organizations by id.
+pub struct OrganizationLoader {
+    pool: DbPool,
+}
+
+impl Loader<Uuid> for OrganizationLoader {
+    type Value = OrganizationRow;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, OrganizationRow>, AppError> {
+        let mut conn = self.pool.get().await?;
+        let rows = orgs::find_by_ids(&mut conn, keys).await?;
+        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+    }
+}
+
+/// The memberships of an organization, oldest first.
+pub struct MembershipsByOrganizationLoader {
+    pool: DbPool,
+}
+
+impl Loader<Uuid> for MembershipsByOrganizationLoader {
+    type Value = Vec<MembershipRow>;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<MembershipRow>>, AppError> {
+        let mut conn = self.pool.get().await?;
+        let rows = orgs::memberships_of_organizations(&mut conn, keys).await?;
+        Ok(group(keys, rows, |row| row.organization_id))
+    }
+}
+
+/// The memberships of a user, oldest first.
+pub struct MembershipsByUserLoader {
+    pool: DbPool,
+}
+
+impl Loader<Uuid> for MembershipsByUserLoader {
+    type Value = Vec<MembershipRow>;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<MembershipRow>>, AppError> {
+        let mut conn = self.pool.get().await?;
+        let rows = orgs::memberships_of_users(&mut conn, keys).await?;
+        Ok(group(keys, rows, |row| row.user_id))
+    }
+}
+
+/// Plans by id.
+pub struct PlanLoader {
+    pool: DbPool,
+}
+
+impl Loader<Uuid> for PlanLoader {
+    type Value = PlanRow;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, PlanRow>, AppError> {
+        let mut conn = self.pool.get().await?;
+        let rows = plans::find_by_ids(&mut conn, keys).await?;
+        Ok(rows.into_iter().map(|row| (row.id, row)).collect())
+    }
+}
+
+/// Subscription rows by organization id.
+pub struct SubscriptionLoader {
+    pool: DbPool,
+}
+
+impl Loader<Uuid> for SubscriptionLoader {
+    type Value = SubscriptionRow;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, SubscriptionRow>, AppError> {
+        let mut conn = self.pool.get().await?;
+        let rows = subscription::find_by_organizations(&mut conn, keys).await?;
+        Ok(rows.into_iter().map(|row| (row.organization_id, row)).collect())
+    }
+}
+
+/// Pending invitations by organization id, newest first.
+pub struct PendingInvitationsLoader {
+    pool: DbPool,
+    now: DateTime<Utc>,
+}
+
+impl Loader<Uuid> for PendingInvitationsLoader {
+    type Value = Vec<InvitationRow>;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<InvitationRow>>, AppError> {
+        let mut conn = self.pool.get().await?;
+        let rows = invitations::pending_of_organizations(&mut conn, keys, self.now).await?;
+        Ok(group(keys, rows, |row| row.organization_id))
+    }
+}
+
+/// Groups rows under their key, keeping their order; every asked key gets
+/// an entry (empty when it has no rows), so "none" is not "not loaded".
+fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+    let mut grouped: HashMap<Uuid, Vec<T>> = keys.iter().map(|key| (*key, Vec::new())).collect();
+    for row in rows {
+        grouped.entry(key_of(&row)).or_default().push(row);
+    }
+    grouped
+}
+
 /// Every loader of one request.
 pub struct Loaders {
     /// Users by id.
     pub users: DataLoader<UserLoader>,
+    /// Organizations by id.
+    pub organizations: DataLoader<OrganizationLoader>,
+    /// Memberships by organization id.
+    pub memberships_by_organization: DataLoader<MembershipsByOrganizationLoader>,
+    /// Memberships by user id.
+    pub memberships_by_user: DataLoader<MembershipsByUserLoader>,
+    /// Plans by id.
+    pub plans: DataLoader<PlanLoader>,
+    /// Subscription rows by organization id.
+    pub subscriptions: DataLoader<SubscriptionLoader>,
+    /// Pending invitations by organization id.
+    pub pending_invitations: DataLoader<PendingInvitationsLoader>,
 }
 
 impl Loaders {
-    /// Fresh loaders over `pool`.
-    pub fn new(pool: &DbPool) -> Self {
+    /// Fresh loaders over `pool`; `now` is the request's time (what
+    /// "pending" and "expired" are measured against).
+    pub fn new(pool: &DbPool, now: DateTime<Utc>) -> Self {
+        let pool = pool.clone();
         Self {
             users: DataLoader::new(UserLoader { pool: pool.clone() }, tokio::spawn),
+            organizations: DataLoader::new(OrganizationLoader { pool: pool.clone() }, tokio::spawn),
+            memberships_by_organization: DataLoader::new(
+                MembershipsByOrganizationLoader { pool: pool.clone() },
+                tokio::spawn,
+            ),
+            memberships_by_user: DataLoader::new(MembershipsByUserLoader { pool: pool.clone() }, tokio::spawn),
+            plans: DataLoader::new(PlanLoader { pool: pool.clone() }, tokio::spawn),
+            subscriptions: DataLoader::new(SubscriptionLoader { pool: pool.clone() }, tokio::spawn),
+            pending_invitations: DataLoader::new(PendingInvitationsLoader { pool, now }, tokio::spawn),
         }
     }
 }

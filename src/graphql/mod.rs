@@ -14,6 +14,7 @@ use async_graphql::{EmptySubscription, MergedObject, Schema};
 use crate::{
     accounts::{graphql::AccountsQuery, mutations::AccountsMutation},
     billing::graphql::BillingQuery,
+    orgs::graphql::OrgsQuery,
     platform::graphql::PlatformQuery,
     usage::graphql::UsageQuery,
 };
@@ -24,6 +25,7 @@ pub use limits::QueryLimits;
 #[graphql(name = "Query")]
 pub struct QueryRoot(
     AccountsQuery,
+    OrgsQuery,
     BillingQuery,
     UsageQuery,
     PlatformQuery,

@@ -1,4 +1,7 @@
-//! Organizations (tenants) and memberships. Registration creates the
-//! personal organization; the organizations issue adds the rest.
+//! Organizations (tenants): memberships and roles, invitations, and the
+//! access rules every organization-scoped field goes through.
 
+pub mod access;
+pub mod graphql;
+pub mod invitations;
 pub mod model;

@@ -24,6 +24,23 @@ text_enum! {
     }
 }
 
+impl OrgRole {
+    /// Higher is more powerful: OWNER > ADMIN > MEMBER > VIEWER.
+    fn rank(self) -> u8 {
+        match self {
+            Self::Owner => 3,
+            Self::Admin => 2,
+            Self::Member => 1,
+            Self::Viewer => 0,
+        }
+    }
+
+    /// Whether this role carries every power of `min`.
+    pub fn at_least(self, min: OrgRole) -> bool {
+        self.rank() >= min.rank()
+    }
+}
+
 /// A row of `organizations`.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = organizations, check_for_backend(diesel::pg::Pg))]
@@ -77,6 +94,49 @@ pub async fn insert_membership(conn: &mut AsyncPgConnection, membership: &Member
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// Organizations by id.
+pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<OrganizationRow>> {
+    organizations::table
+        .filter(organizations::id.eq_any(ids))
+        .select(OrganizationRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// The organization with this slug.
+pub async fn find_by_slug(conn: &mut AsyncPgConnection, slug: &str) -> QueryResult<Option<OrganizationRow>> {
+    organizations::table
+        .filter(organizations::slug.eq(slug))
+        .select(OrganizationRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The memberships of these organizations, oldest first (the order members
+/// are listed in).
+pub async fn memberships_of_organizations(
+    conn: &mut AsyncPgConnection,
+    organization_ids: &[Uuid],
+) -> QueryResult<Vec<MembershipRow>> {
+    memberships::table
+        .filter(memberships::organization_id.eq_any(organization_ids))
+        .select(MembershipRow::as_select())
+        .order((memberships::created_at, memberships::user_id))
+        .load(conn)
+        .await
+}
+
+/// The memberships of these users, oldest first.
+pub async fn memberships_of_users(conn: &mut AsyncPgConnection, user_ids: &[Uuid]) -> QueryResult<Vec<MembershipRow>> {
+    memberships::table
+        .filter(memberships::user_id.eq_any(user_ids))
+        .select(MembershipRow::as_select())
+        .order((memberships::created_at, memberships::organization_id))
+        .load(conn)
+        .await
 }
 
 /// How many other members share the organizations this user owns (a

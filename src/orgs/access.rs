@@ -1,0 +1,221 @@
+//! Who may read or change what inside an organization.
+//!
+//! The rules live in one table, [`RULES`], keyed by the contract's
+//! `Type.field` names. Resolvers look their rule up by name, and the
+//! tenant-isolation test walks every organization-scoped field of the
+//! contract, so a field without a rule fails the test (and fails closed at
+//! run time: an unknown name is an internal error, never access).
+
+use async_graphql::Context;
+use uuid::Uuid;
+
+use crate::{
+    accounts::model::Role,
+    auth::Principal,
+    error::{AppError, AppResult},
+    graphql::context::ContextExt,
+    orgs::model::OrgRole,
+};
+
+/// Who may use a field or mutation of one organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// Members of any role; platform staff read.
+    Read,
+    /// Usage data: members of any role; platform staff read.
+    ReadUsage,
+    /// OWNER and ADMIN; platform staff read.
+    ReadManaged,
+    /// Members with at least this role. Staff who are not such members are
+    /// refused: staff tools are separate mutations.
+    Act(OrgRole),
+    /// Usage reports and authorizations: MEMBER and above.
+    WriteUsage,
+    /// A platform ADMIN (staff tools that act on an organization).
+    PlatformAdmin,
+}
+
+/// Every organization-scoped field and mutation of the contract with its
+/// rule. Fields of `Organization` are checked against the caller's access,
+/// which was established when the organization was loaded.
+pub const RULES: &[(&str, Rule)] = &[
+    // Finding an organization at all.
+    ("Query.organization", Rule::Read),
+    // The organization's own fields.
+    ("Organization.id", Rule::Read),
+    ("Organization.name", Rule::Read),
+    ("Organization.slug", Rule::Read),
+    ("Organization.personal", Rule::Read),
+    ("Organization.createdAt", Rule::Read),
+    ("Organization.owner", Rule::Read),
+    ("Organization.viewerRole", Rule::Read),
+    ("Organization.members", Rule::Read),
+    ("Organization.invitations", Rule::ReadManaged),
+    ("Organization.subscription", Rule::Read),
+    ("Organization.plan", Rule::Read),
+    ("Organization.quota", Rule::ReadUsage),
+    ("Organization.usage", Rule::ReadUsage),
+    ("Organization.usageEvents", Rule::ReadUsage),
+    ("Organization.apiKeys", Rule::Read),
+    ("Organization.auditLog", Rule::ReadManaged),
+    ("Organization.settings", Rule::Read),
+    // Queries and subscriptions naming an organization.
+    ("Query.authorizeUsage", Rule::WriteUsage),
+    ("Query.auditLog", Rule::PlatformAdmin),
+    ("Subscription.usageUpdated", Rule::ReadUsage),
+    // Mutations on an organization.
+    ("Mutation.updateOrganization", Rule::Act(OrgRole::Admin)),
+    ("Mutation.deleteOrganization", Rule::Act(OrgRole::Owner)),
+    ("Mutation.inviteMember", Rule::Act(OrgRole::Admin)),
+    ("Mutation.revokeInvitation", Rule::Act(OrgRole::Admin)),
+    ("Mutation.updateMember", Rule::Act(OrgRole::Admin)),
+    ("Mutation.removeMember", Rule::Act(OrgRole::Admin)),
+    ("Mutation.leaveOrganization", Rule::Act(OrgRole::Viewer)),
+    ("Mutation.transferOwnership", Rule::Act(OrgRole::Owner)),
+    ("Mutation.createApiKey", Rule::Act(OrgRole::Member)),
+    ("Mutation.revokeApiKey", Rule::Act(OrgRole::Member)),
+    ("Mutation.recordUsage", Rule::WriteUsage),
+    ("Mutation.recordUsageBatch", Rule::WriteUsage),
+    ("Mutation.startCheckout", Rule::Act(OrgRole::Admin)),
+    ("Mutation.openBillingPortal", Rule::Act(OrgRole::Admin)),
+    ("Mutation.cancelSubscription", Rule::Act(OrgRole::Admin)),
+    ("Mutation.setOrganizationPlan", Rule::PlatformAdmin),
+    ("Mutation.resetUsage", Rule::PlatformAdmin),
+];
+
+/// The rule of a `Type.field` name, if the table has one.
+pub fn rule_of(field: &str) -> Option<Rule> {
+    RULES.iter().find(|(name, _)| *name == field).map(|(_, rule)| *rule)
+}
+
+/// What the caller is to one organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// The organization.
+    pub organization_id: Uuid,
+    /// The caller's role there, when they are a member.
+    pub role: Option<OrgRole>,
+    /// The caller's platform role, when they are staff.
+    pub staff: Option<Role>,
+}
+
+impl Access {
+    /// Whether the caller may see that the organization exists.
+    pub fn can_see(&self) -> bool {
+        self.role.is_some() || self.staff.is_some()
+    }
+
+    /// Applies the rule of `field`. A caller who may not see the
+    /// organization gets NOT_FOUND whether or not it exists; one who may
+    /// see it but lacks the role gets FORBIDDEN.
+    pub fn require(&self, field: &str) -> AppResult<()> {
+        let rule = rule_of(field).ok_or_else(|| AppError::internal(anyhow::anyhow!("no access rule for {field}")))?;
+        if rule == Rule::PlatformAdmin {
+            return match self.staff {
+                Some(Role::Admin) => Ok(()),
+                _ => Err(AppError::forbidden()),
+            };
+        }
+        if !self.can_see() {
+            return Err(AppError::not_found("organization"));
+        }
+        let allowed = match rule {
+            Rule::Read | Rule::ReadUsage => true,
+            Rule::ReadManaged => self.staff.is_some() || self.has_role(OrgRole::Admin),
+            Rule::Act(min) => self.has_role(min),
+            Rule::WriteUsage => self.has_role(OrgRole::Member),
+            Rule::PlatformAdmin => false,
+        };
+        if allowed { Ok(()) } else { Err(AppError::forbidden()) }
+    }
+
+    /// Whether the caller is a member with at least `min`.
+    pub fn has_role(&self, min: OrgRole) -> bool {
+        self.role.is_some_and(|role| role.at_least(min))
+    }
+}
+
+/// The caller's access to `organization_id`, from the per-request loaders
+/// (one query for the caller's memberships, whatever the number of
+/// organizations asked about). Anonymous callers are UNAUTHENTICATED.
+pub async fn access_to(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Access> {
+    let user_id = match ctx.principal()? {
+        Principal::User { user_id, .. } => *user_id,
+        Principal::Anonymous => return Err(AppError::unauthenticated()),
+    };
+    let loaders = ctx.loaders()?;
+    let memberships = loaders.memberships_by_user.load_one(user_id).await?.unwrap_or_default();
+    let role = memberships
+        .iter()
+        .find(|m| m.organization_id == organization_id)
+        .map(|m| m.role);
+    let staff = loaders
+        .users
+        .load_one(user_id)
+        .await?
+        .map(|user| user.role)
+        .filter(|role| role.is_staff());
+    Ok(Access {
+        organization_id,
+        role,
+        staff,
+    })
+}
+
+/// The caller's access to `organization_id`, refused unless `field`'s rule
+/// allows it.
+pub async fn authorize(ctx: &Context<'_>, organization_id: Uuid, field: &str) -> AppResult<Access> {
+    let access = access_to(ctx, organization_id).await?;
+    access.require(field)?;
+    Ok(access)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn access(role: Option<OrgRole>, staff: Option<Role>) -> Access {
+        Access {
+            organization_id: Uuid::nil(),
+            role,
+            staff,
+        }
+    }
+
+    fn code(result: AppResult<()>) -> &'static str {
+        match result {
+            Ok(()) => "OK",
+            Err(error) => error.code().as_str(),
+        }
+    }
+
+    #[test]
+    fn outsiders_get_not_found_and_members_without_the_role_forbidden() {
+        let outsider = access(None, None);
+        let viewer = access(Some(OrgRole::Viewer), None);
+        let admin = access(Some(OrgRole::Admin), None);
+        let support = access(None, Some(Role::Support));
+        assert_eq!(code(outsider.require("Organization.name")), "NOT_FOUND");
+        assert_eq!(code(outsider.require("Mutation.inviteMember")), "NOT_FOUND");
+        assert_eq!(code(viewer.require("Organization.name")), "OK");
+        assert_eq!(code(viewer.require("Organization.invitations")), "FORBIDDEN");
+        assert_eq!(code(viewer.require("Mutation.inviteMember")), "FORBIDDEN");
+        assert_eq!(code(admin.require("Mutation.inviteMember")), "OK");
+        assert_eq!(code(admin.require("Mutation.deleteOrganization")), "FORBIDDEN");
+        assert_eq!(code(support.require("Organization.auditLog")), "OK");
+        assert_eq!(code(support.require("Mutation.updateOrganization")), "FORBIDDEN");
+        assert_eq!(code(support.require("Mutation.setOrganizationPlan")), "FORBIDDEN");
+        assert_eq!(
+            code(access(None, Some(Role::Admin)).require("Mutation.resetUsage")),
+            "OK"
+        );
+    }
+
+    #[test]
+    fn a_field_without_a_rule_is_refused() {
+        assert_eq!(
+            code(access(Some(OrgRole::Owner), None).require("Organization.secret")),
+            "INTERNAL"
+        );
+    }
+}
