@@ -18,6 +18,9 @@ pub const KIND_RESET_PASSWORD: &str = "reset_password";
 pub const KIND_PASSWORD_CHANGED: &str = "password_changed";
 /// `kind` of an invitation to an organization.
 pub const KIND_INVITATION: &str = "invitation";
+/// `kind` of the notice that an organization crossed 50, 80 or 100 percent
+/// of its token limit.
+pub const KIND_USAGE_THRESHOLD: &str = "usage_threshold";
 
 /// Everything but RFC 3986's unreserved characters is escaped, so a token
 /// survives any query-string parser unchanged.
@@ -146,6 +149,41 @@ pub fn invitation(config: &Config, to: &str, organization: &str, inviter: &str, 
     }
 }
 
+/// The notice to an OWNER or ADMIN that `organization` has used
+/// `threshold` percent of its token limit this period. No link, like
+/// other notices: the dashboard is where people already look.
+pub fn usage_threshold(to: &str, organization: &str, threshold: i32, tokens_used: i64, token_limit: i64) -> Email {
+    let organization_line = one_line(organization);
+    let verdict = if threshold >= 100 {
+        "The budget is spent: clients that ask before each call are now told to stop until the next period."
+    } else {
+        "Clients keep working; at 100 percent, clients that ask before each call are told to stop."
+    };
+    let text = format!(
+        "Hi,\n\n\
+         {organization_line} has used {threshold}% of its token limit for this period \
+         ({tokens_used} of {token_limit} tokens).\n\n\
+         {verdict}\n",
+    );
+    let html = html_page(
+        "Token usage",
+        &format!(
+            "<p>Hi,</p>\n\
+             <p><strong>{organization}</strong> has used {threshold}% of its token limit for this period \
+             ({tokens_used} of {token_limit} tokens).</p>\n\
+             <p>{verdict}</p>",
+            organization = html_escape(organization),
+        ),
+    );
+    Email {
+        to: to.to_owned(),
+        subject: format!("{organization_line} has used {threshold}% of its token limit"),
+        text,
+        html,
+        kind: KIND_USAGE_THRESHOLD,
+    }
+}
+
 /// `APP_URL/<path>?token=<token>`, the token percent-encoded.
 fn token_link(config: &Config, path: &str, token: &str) -> String {
     format!(
@@ -158,7 +196,7 @@ fn token_link(config: &Config, path: &str, token: &str) -> String {
 /// A user-chosen name on one line: control characters (a newline in an
 /// organization name, say) would otherwise break the subject or let a name
 /// forge extra lines of the text.
-fn one_line(value: &str) -> String {
+pub(crate) fn one_line(value: &str) -> String {
     value
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -168,7 +206,7 @@ fn one_line(value: &str) -> String {
 }
 
 /// Escapes text for HTML content and double- or single-quoted attributes.
-fn html_escape(value: &str) -> String {
+pub(crate) fn html_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

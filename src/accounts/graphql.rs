@@ -9,7 +9,7 @@ use crate::{
     },
     error::{AppError, AppResult},
     graphql::{context::ContextExt, scalars::Timestamp},
-    orgs::graphql::Membership,
+    orgs::graphql::{Membership, SeenBy},
 };
 
 /// A person with an account.
@@ -108,13 +108,14 @@ impl User {
             .await?
             .unwrap_or_default();
         if viewer == self.row.id || loaders.users.load_one(viewer).await?.is_some_and(|u| u.role.is_staff()) {
-            return Ok(theirs.into_iter().map(Membership).collect());
+            let seen_by = if self.own { SeenBy::Member } else { SeenBy::Caller };
+            return Ok(theirs.into_iter().map(|m| Membership(m, seen_by)).collect());
         }
         let mine = loaders.memberships_by_user.load_one(viewer).await?.unwrap_or_default();
         Ok(theirs
             .into_iter()
             .filter(|m| mine.iter().any(|own| own.organization_id == m.organization_id))
-            .map(Membership)
+            .map(|m| Membership(m, SeenBy::Caller))
             .collect())
     }
 

@@ -55,6 +55,7 @@ impl AccountsMutation {
             email: input.email,
             password: SecretString::from(input.password),
             name: input.name,
+            invitation_token: input.invitation_token,
         };
         let (user, tokens) = registration::register(app, registration, ctx.request_meta()?).await?;
         Ok(AuthPayload::new(user, tokens))

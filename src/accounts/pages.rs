@@ -1,7 +1,7 @@
 //! Small built-in web pages, so the server works without a front end of
 //! its own: `/device` (sign in and approve or deny a device login),
-//! `/verify-email` and `/reset-password` (the targets of the links in
-//! emails when `APP_URL` is the server itself).
+//! `/verify-email`, `/reset-password` and `/accept-invitation` (the targets
+//! of the links in emails when `APP_URL` is the server itself).
 //!
 //! Each page is static HTML with inline CSS and script that talks to
 //! `graphql` (relative, so a `PUBLIC_URL` with a path prefix still works)
@@ -31,6 +31,12 @@ pub async fn device_page() -> Response {
 /// `GET /verify-email?token=...`: verifies the address and says so.
 pub async fn verify_email_page() -> Response {
     page("Verify your email", VERIFY_EMAIL_BODY, VERIFY_EMAIL_SCRIPT)
+}
+
+/// `GET /accept-invitation?token=...`: sign in with the invited address
+/// (or create the account), then join the organization.
+pub async fn accept_invitation_page() -> Response {
+    page("Join an organization", ACCEPT_INVITATION_BODY, ACCEPT_INVITATION_SCRIPT)
 }
 
 /// `GET /reset-password?token=...`: a form for the new password.
@@ -312,6 +318,90 @@ document.getElementById("approve").addEventListener("click", (event) =>
 document.getElementById("deny").addEventListener("click", (event) =>
   decide("denyDeviceLogin", event.currentTarget,
     "The request was denied; the device was not signed in. You can close this page."));
+"#;
+
+const ACCEPT_INVITATION_BODY: &str = r#"
+<p class="muted">You were invited to join an organization. Sign in with the address the invitation was sent to, or create your account with it.</p>
+<div id="status" role="status" aria-live="polite"></div>
+
+<form id="signin">
+  <label>Email <input type="email" name="email" autocomplete="username" required></label>
+  <label>Password <input type="password" name="password" autocomplete="current-password" required></label>
+  <button type="submit" name="login">Sign in and join</button>
+  <p class="muted">No account yet? Fill in a name too and create one: the invitation lets you join at once.</p>
+  <label>Name <input name="name" autocomplete="name"></label>
+  <button type="button" id="register" class="secondary">Create account and join</button>
+</form>
+
+<section id="done" hidden>
+  <p>You joined <strong id="organization"></strong> as <span id="role"></span>. You can close this page.</p>
+</section>
+"#;
+
+const ACCEPT_INVITATION_SCRIPT: &str = r#"
+const invitationToken = params.get("token");
+// Keep the token out of the address bar and history once read.
+history.replaceState(null, "", location.pathname);
+const form = document.getElementById("signin");
+const MEMBERSHIP = "organization { name } role";
+
+function joined(membership) {
+  document.getElementById("organization").textContent = membership.organization.name;
+  document.getElementById("role").textContent = membership.role.toLowerCase();
+  form.hidden = true;
+  document.getElementById("done").hidden = false;
+  say("Welcome aboard.", "ok");
+}
+async function signOut(token) {
+  try { await gql("mutation { logout }", {}, token); } catch (e) { /* best effort */ }
+}
+
+if (!invitationToken) {
+  form.hidden = true;
+  say("This link is incomplete. Open the link from the email again, or copy the whole address into your browser.", "error");
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  busy(form.querySelector("button[name=login]"), async () => {
+    say("");
+    try {
+      const data = await gql(
+        "mutation ($input: LoginInput!) { login(input: $input) { accessToken } }",
+        { input: { email: form.elements.email.value, password: form.elements.password.value } });
+      const token = data.login.accessToken;
+      form.elements.password.value = "";
+      try {
+        const accepted = await gql(
+          "mutation ($token: String!) { acceptInvitation(token: $token) { " + MEMBERSHIP + " } }",
+          { token: invitationToken }, token);
+        joined(accepted.acceptInvitation);
+      } finally {
+        await signOut(token);
+      }
+    } catch (e) {
+      say(e.code === "NOT_FOUND" ? "This invitation was sent to another address. Sign in with that one." : e.message, "error");
+    }
+  });
+});
+
+document.getElementById("register").addEventListener("click", (event) => {
+  busy(event.currentTarget, async () => {
+    say("");
+    try {
+      const data = await gql(
+        "mutation ($input: RegisterInput!) { register(input: $input) { accessToken user { memberships { " + MEMBERSHIP + " } } } }",
+        { input: { email: form.elements.email.value, password: form.elements.password.value,
+          name: form.elements.name.value, invitationToken } });
+      const memberships = data.register.user.memberships.filter((m) => m.role !== "OWNER");
+      await signOut(data.register.accessToken);
+      if (memberships.length) joined(memberships[memberships.length - 1]);
+      else say("Your account was created. Sign in above to join.", "ok");
+    } catch (e) {
+      say(e.message, "error");
+    }
+  });
+});
 "#;
 
 const VERIFY_EMAIL_BODY: &str = r#"

@@ -4,10 +4,7 @@
 //! the person still resolves.
 
 use chrono::{DateTime, Utc};
-use diesel::{
-    prelude::*,
-    result::{DatabaseErrorKind, Error as DieselError},
-};
+use diesel::{prelude::*, result::Error as DieselError};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use secrecy::SecretString;
 use serde_json::Value;
@@ -90,26 +87,26 @@ pub fn clean_avatar_url(raw: Option<&str>) -> AppResult<Option<String>> {
 /// Validates preferences: a JSON object of at most
 /// [`MAX_PREFERENCES_BYTES`] as compact JSON, storable as `jsonb`.
 pub fn check_preferences(value: Value) -> AppResult<Value> {
+    check_json_object(value, "preferences", MAX_PREFERENCES_BYTES)
+}
+
+/// Validates client-chosen JSON kept as `jsonb` (preferences, settings): an
+/// object of at most `max_bytes` as compact JSON, without U+0000 (which
+/// jsonb cannot hold; refused here rather than failing in the database
+/// with an internal error). Errors name `field`.
+pub fn check_json_object(value: Value, field: &'static str, max_bytes: usize) -> AppResult<Value> {
     if !value.is_object() {
-        return Err(AppError::bad_input("preferences", "preferences must be a JSON object"));
+        return Err(AppError::bad_input(field, format!("{field} must be a JSON object")));
     }
     let size = serde_json::to_vec(&value).map_err(AppError::internal)?.len();
-    if size > MAX_PREFERENCES_BYTES {
+    if size > max_bytes {
         return Err(AppError::bad_input(
-            "preferences",
-            format!(
-                "preferences must be at most {} KiB as JSON",
-                MAX_PREFERENCES_BYTES / 1024
-            ),
+            field,
+            format!("{field} must be at most {} KiB as JSON", max_bytes / 1024),
         ));
     }
-    // PostgreSQL's jsonb cannot hold U+0000; refuse it here rather than
-    // fail in the database with an internal error.
     if contains_nul(&value) {
-        return Err(AppError::bad_input(
-            "preferences",
-            "preferences must not contain U+0000",
-        ));
+        return Err(AppError::bad_input(field, format!("{field} must not contain U+0000")));
     }
     Ok(value)
 }
@@ -347,13 +344,9 @@ enum Deletion {
     OwnsSharedOrganization,
 }
 
-/// `deleteAccount`: after the password is checked and unless the person
-/// owns an organization with other members, in one transaction: ends every
-/// session, deletes their pictures, pending email tokens and the
-/// organizations they own alone (their personal one included), removes
-/// their other memberships, and turns the user row into a tombstone (no
-/// email, name, password, picture or preferences), which frees the email
-/// for a new sign-up. Access tokens stop working at once.
+/// `deleteAccount`: after the password is checked, turns the caller's
+/// account into a tombstone ([`tombstone`]) in one transaction. Access
+/// tokens stop working at once.
 #[tracing::instrument(skip_all)]
 pub async fn delete_account(
     app: &AppState,
@@ -376,7 +369,7 @@ pub async fn delete_account(
     let ip = Some(meta.client_ip.to_string());
     let mut conn = app.db().await?;
     let outcome = conn
-        .transaction::<_, DieselError, _>(async |conn| {
+        .transaction::<_, AppError, _>(async |conn| {
             let Some(locked) = lock_live_user(conn, user_id).await? else {
                 return Ok(Deletion::Gone);
             };
@@ -384,78 +377,16 @@ pub async fn delete_account(
             if locked.password_hash != user.password_hash {
                 return Ok(Deletion::WrongPassword);
             }
-            let owned = lock_owned_organizations(conn, user_id).await?;
-            if orgs::owned_with_other_members(conn, user_id).await? > 0 {
-                return Ok(Deletion::OwnsSharedOrganization);
-            }
-            let mut kept = Vec::new();
-            for (organization_id, personal) in owned {
-                if delete_organization(conn, organization_id).await? {
-                    let entry = AuditEntry::new("org.deleted", Some(user_id), ip.clone())
-                        .target("organization", organization_id)
-                        .in_organization(organization_id)
-                        .metadata(serde_json::json!({ "personal": personal, "reason": "account deleted" }));
-                    audit::record(conn, entry, now).await?;
-                } else {
-                    if personal {
-                        // It was named after the person.
-                        diesel::update(organizations::table.find(organization_id))
-                            .set((
-                                organizations::name.eq(DELETED_USER_NAME),
-                                organizations::updated_at.eq(now),
-                            ))
-                            .execute(conn)
-                            .await?;
-                    }
-                    kept.push(organization_id);
-                }
-            }
-            // Memberships of kept organizations stay, so they keep their one
-            // OWNER; every other membership goes.
-            diesel::delete(
-                memberships::table
-                    .filter(memberships::user_id.eq(user_id))
-                    .filter(memberships::organization_id.ne_all(&kept)),
-            )
-            .execute(conn)
-            .await?;
-            let ended = sessions::revoke_all_of_user(conn, user_id, None, "user.deleted", now).await?;
-            // Where and with what the person signed in is theirs too; the
-            // session rows stay for the history that points at them.
-            diesel::update(sessions_table::table.filter(sessions_table::user_id.eq(user_id)))
-                .set((
-                    sessions_table::ip.eq(None::<String>),
-                    sessions_table::user_agent.eq(None::<String>),
-                ))
-                .execute(conn)
-                .await?;
-            delete_avatars_of(conn, user_id, None).await?;
-            // An unused verification or reset link must not act on a tombstone.
-            diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user_id)))
-                .execute(conn)
-                .await?;
-            diesel::update(users::table.find(user_id))
-                .set((
-                    users::deleted_at.eq(now),
-                    users::email.eq(format!("deleted-{user_id}@deleted.invalid")),
-                    users::name.eq(DELETED_USER_NAME),
-                    users::password_hash.eq(None::<String>),
-                    users::avatar_url.eq(None::<String>),
-                    users::preferences.eq(Value::Object(Default::default())),
-                    users::updated_at.eq(now),
-                ))
-                .execute(conn)
-                .await?;
-            let entry = AuditEntry::new("user.deleted", Some(user_id), ip.clone())
-                .target("user", user_id)
-                .metadata(serde_json::json!({ "keptOrganizations": kept }));
-            audit::record(conn, entry, now).await?;
-            Ok(Deletion::Done(ended))
+            Ok(match tombstone(app, conn, user_id, user_id, ip.clone(), now).await? {
+                Tombstoned::Done(ended) => Deletion::Done(ended),
+                Tombstoned::OwnsSharedOrganization => Deletion::OwnsSharedOrganization,
+            })
         })
         .await?;
     match outcome {
         Deletion::Done(ended) => {
             sessions::announce(app, &ended).await;
+            crate::keys::cache::announce_creator_gone(app, user_id).await;
             Ok(())
         }
         Deletion::Gone => Err(AppError::unauthenticated()),
@@ -464,6 +395,104 @@ pub async fn delete_account(
             "you own an organization with other members: transfer it or remove them first",
         )),
     }
+}
+
+/// What [`tombstone`] came to.
+pub enum Tombstoned {
+    /// The account is a tombstone now; these sessions ended (announce
+    /// them once the transaction commits).
+    Done(Vec<SessionRow>),
+    /// The person owns an organization with other members; nothing changed.
+    OwnsSharedOrganization,
+}
+
+/// Deletes an account, the rules `deleteAccount` and staff's `deleteUser`
+/// share, inside the caller's transaction, which has locked the live user
+/// row. Unless the person owns an organization with other members: ends
+/// every session, deletes their pictures, pending email tokens and the
+/// organizations they own alone (their personal one included), removes
+/// their other memberships, and turns the user row into a tombstone (no
+/// email, name, password, picture or preferences), which frees the email
+/// for a new sign-up. `actor_id` (the person, or staff) is audited as the
+/// one who did it.
+pub async fn tombstone(
+    app: &AppState,
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    actor_id: Uuid,
+    ip: Option<String>,
+    now: DateTime<Utc>,
+) -> AppResult<Tombstoned> {
+    let owned = lock_owned_organizations(conn, user_id).await?;
+    if orgs::owned_with_other_members(conn, user_id).await? > 0 {
+        return Ok(Tombstoned::OwnsSharedOrganization);
+    }
+    let mut kept = Vec::new();
+    for (organization_id, personal) in owned {
+        // A paid subscription ends now, before the row that names it goes;
+        // when Stripe cannot be told, nothing is deleted.
+        crate::billing::cancel_for_deleted_organization(app, conn, organization_id).await?;
+        if crate::orgs::service::delete_organization(conn, organization_id).await? {
+            let entry = AuditEntry::new("org.deleted", Some(actor_id), ip.clone())
+                .target("organization", organization_id)
+                .in_organization(organization_id)
+                .metadata(serde_json::json!({ "personal": personal, "reason": "account deleted" }));
+            audit::record(conn, entry, now).await?;
+        } else {
+            if personal {
+                // It was named after the person.
+                diesel::update(organizations::table.find(organization_id))
+                    .set((
+                        organizations::name.eq(DELETED_USER_NAME),
+                        organizations::updated_at.eq(now),
+                    ))
+                    .execute(conn)
+                    .await?;
+            }
+            kept.push(organization_id);
+        }
+    }
+    // Memberships of kept organizations stay, so they keep their one
+    // OWNER; every other membership goes.
+    diesel::delete(
+        memberships::table
+            .filter(memberships::user_id.eq(user_id))
+            .filter(memberships::organization_id.ne_all(&kept)),
+    )
+    .execute(conn)
+    .await?;
+    let ended = sessions::revoke_all_of_user(conn, user_id, None, "user.deleted", now).await?;
+    // Where and with what the person signed in is theirs too; the
+    // session rows stay for the history that points at them.
+    diesel::update(sessions_table::table.filter(sessions_table::user_id.eq(user_id)))
+        .set((
+            sessions_table::ip.eq(None::<String>),
+            sessions_table::user_agent.eq(None::<String>),
+        ))
+        .execute(conn)
+        .await?;
+    delete_avatars_of(conn, user_id, None).await?;
+    // An unused verification or reset link must not act on a tombstone.
+    diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user_id)))
+        .execute(conn)
+        .await?;
+    diesel::update(users::table.find(user_id))
+        .set((
+            users::deleted_at.eq(now),
+            users::email.eq(format!("deleted-{user_id}@deleted.invalid")),
+            users::name.eq(DELETED_USER_NAME),
+            users::password_hash.eq(None::<String>),
+            users::avatar_url.eq(None::<String>),
+            users::preferences.eq(Value::Object(Default::default())),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+    let entry = AuditEntry::new("user.deleted", Some(actor_id), ip)
+        .target("user", user_id)
+        .metadata(serde_json::json!({ "keptOrganizations": kept }));
+    audit::record(conn, entry, now).await?;
+    Ok(Tombstoned::Done(ended))
 }
 
 fn wrong_password() -> AppError {
@@ -494,32 +523,6 @@ async fn lock_owned_organizations(conn: &mut AsyncPgConnection, user_id: Uuid) -
         .into_iter()
         .map(|(id, personal)| (id, personal == Some(user_id)))
         .collect())
-}
-
-/// Deletes an organization (its memberships and subscription cascade).
-/// Tables added later may point at organizations without cascading; then
-/// the database refuses, the organization is kept, and `false` comes back.
-/// A savepoint keeps that refusal from aborting the whole transaction.
-async fn delete_organization(conn: &mut AsyncPgConnection, organization_id: Uuid) -> QueryResult<bool> {
-    let deleted = conn
-        .transaction::<_, DieselError, _>(async |conn| {
-            diesel::delete(organizations::table.find(organization_id))
-                .execute(conn)
-                .await
-        })
-        .await;
-    match deleted {
-        Ok(_) => Ok(true),
-        Err(DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info)) => {
-            tracing::info!(
-                organization = %organization_id,
-                constraint = info.constraint_name().unwrap_or_default(),
-                "organization of a deleted account kept: other rows point at it"
-            );
-            Ok(false)
-        }
-        Err(e) => Err(e),
-    }
 }
 
 #[cfg(test)]

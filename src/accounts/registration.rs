@@ -23,9 +23,33 @@ use crate::{
     billing::subscription,
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
-    orgs::model::{self as orgs, MembershipRow, NewOrganization, OrgRole, OrganizationRow},
+    orgs::{
+        invitation_service,
+        model::{self as orgs, MembershipRow, NewOrganization, OrgRole, OrganizationRow},
+    },
     platform::mail,
 };
+
+/// The field a bad invitation token is reported on.
+const INVITATION_FIELD: &str = "invitationToken";
+
+/// CONFLICT naming the email field when the address has an account; any
+/// other database error as it is.
+fn email_taken(error: DieselError) -> AppError {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+            if info.constraint_name() == Some("users_email_key") =>
+        {
+            AppError::Client {
+                code: crate::error::ErrorCode::Conflict,
+                message: "an account with this email already exists".into(),
+                field: Some("email".into()),
+                retry_after: None,
+            }
+        }
+        other => other.into(),
+    }
+}
 
 /// The longest display name accepted.
 pub const MAX_NAME_LEN: usize = 100;
@@ -38,6 +62,10 @@ pub struct Registration {
     pub password: SecretString,
     /// Display name.
     pub name: String,
+    /// The token of an invitation email: lets the person sign up when
+    /// registration is closed, verifies the email, and makes them a member
+    /// of the inviting organization right away.
+    pub invitation_token: Option<String>,
 }
 
 /// Validates a display name; BAD_USER_INPUT naming `field`.
@@ -88,24 +116,36 @@ pub async fn create_account(
     Ok((user, organization))
 }
 
-/// Creates the account and signs it in.
+/// Creates the account and signs it in. With an invitation token (the only
+/// way in when registration is closed) the email counts as verified, since
+/// the token was sent to it, and the account joins the inviting
+/// organization in the same transaction.
 #[tracing::instrument(skip_all)]
 pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -> AppResult<(UserRow, IssuedTokens)> {
     throttle::per_client(app, AuthAction::Register, meta).await?;
     let email = normalize_email(&input.email, "email")?;
     let name = clean_name(&input.name, "name")?;
     password_policy::check(&input.password, &email, "password")?;
-    if !app.config().registration_open {
+    let token = input.invitation_token.as_deref().filter(|t| !t.trim().is_empty());
+    if !app.config().registration_open && token.is_none() {
         return Err(AppError::client(
             crate::error::ErrorCode::Forbidden,
-            "registration is by invitation only",
+            "registration is by invitation only: sign up from the link in your invitation email",
         ));
     }
+    // Checked before the slow password hash; spent in the transaction.
+    let invitation = match token {
+        Some(token) => {
+            let mut conn = app.db().await?;
+            Some(invitation_service::pending_for(&mut conn, token, &email, app.now(), INVITATION_FIELD).await?)
+        }
+        None => None,
+    };
     let password_hash = app.passwords().hash(input.password).await?;
     let now = app.now();
     let mut conn = app.db().await?;
-    let result = conn
-        .transaction::<_, DieselError, _>(async |conn| {
+    let (user, session) = conn
+        .transaction::<_, AppError, _>(async |conn| {
             let (email, name, password_hash) = (&email, &name, &password_hash);
             {
                 let (user, organization) = create_account(
@@ -116,12 +156,13 @@ pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -
                         name,
                         password_hash,
                         role: Role::User,
-                        email_verified_at: None,
+                        email_verified_at: invitation.as_ref().map(|_| now),
                         created_at: now,
                         updated_at: now,
                     },
                 )
-                .await?;
+                .await
+                .map_err(email_taken)?;
                 let session = sessions::create(conn, app, user.id, meta, None).await?;
                 let ip = Some(meta.client_ip.to_string());
                 audit::record(
@@ -132,33 +173,30 @@ pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -
                 .await?;
                 audit::record(
                     conn,
-                    AuditEntry::new("org.created", Some(user.id), ip)
+                    AuditEntry::new("org.created", Some(user.id), ip.clone())
                         .target("organization", organization.id)
                         .in_organization(organization.id)
                         .metadata(serde_json::json!({ "personal": true })),
                     now,
                 )
                 .await?;
-                let token = email_tokens::create(conn, user.id, email, TokenPurpose::VerifyEmail, now).await?;
-                mail::enqueue(conn, &emails::verify_email(app.config(), email, name, &token), now).await?;
+                match &invitation {
+                    Some(invitation) => {
+                        invitation_service::join(conn, invitation, user.id, ip.clone(), now, INVITATION_FIELD).await?;
+                        let entry = AuditEntry::new("email.verified", Some(user.id), ip)
+                            .target("user", user.id)
+                            .metadata(serde_json::json!({ "via": "invitation" }));
+                        audit::record(conn, entry, now).await?;
+                    }
+                    None => {
+                        let token = email_tokens::create(conn, user.id, email, TokenPurpose::VerifyEmail, now).await?;
+                        mail::enqueue(conn, &emails::verify_email(app.config(), email, name, &token), now).await?;
+                    }
+                }
                 Ok((user, session))
             }
         })
-        .await;
-    let (user, session) = match result {
-        Ok(created) => created,
-        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
-            if info.constraint_name() == Some("users_email_key") =>
-        {
-            return Err(AppError::Client {
-                code: crate::error::ErrorCode::Conflict,
-                message: "an account with this email already exists".into(),
-                field: Some("email".into()),
-                retry_after: None,
-            });
-        }
-        Err(e) => return Err(e.into()),
-    };
+        .await?;
     mail::wake();
     Ok((user, sessions::tokens_for(app, session)?))
 }

@@ -1,4 +1,8 @@
-//! Platform administration and the audit trail. (Staff queries and
-//! mutations arrive with the organizations issue.)
+//! Platform administration and the audit trail: the staff queries and
+//! mutations, system statistics, and the audit log's writer and readers.
 
 pub mod audit;
+pub mod graphql;
+pub mod search;
+pub mod stats;
+pub mod users;

@@ -11,28 +11,37 @@ use uuid::Uuid;
 
 use crate::{
     accounts::model::Role,
-    auth::Principal,
+    auth::{KeyIdentity, Principal},
     error::{AppError, AppResult},
     graphql::context::ContextExt,
+    keys::scope::{ApiKeyScope, ScopeSet},
     orgs::model::OrgRole,
 };
 
 /// Who may use a field or mutation of one organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rule {
-    /// Members of any role; platform staff read.
+    /// What names the organization (id, name, slug): members, staff, and
+    /// any key of the organization whatever its scopes.
+    Identity,
+    /// Members of any role; platform staff read; keys with ORG_READ.
     Read,
-    /// Usage data: members of any role; platform staff read.
+    /// Usage data: members of any role; platform staff read; keys with
+    /// USAGE_READ.
     ReadUsage,
     /// OWNER and ADMIN; platform staff read.
     ReadManaged,
     /// Members with at least this role. Staff who are not such members are
     /// refused: staff tools are separate mutations.
     Act(OrgRole),
-    /// Usage reports and authorizations: MEMBER and above.
+    /// Usage reports and authorizations: MEMBER and above; keys with
+    /// USAGE_WRITE.
     WriteUsage,
     /// A platform ADMIN (staff tools that act on an organization).
     PlatformAdmin,
+    /// Platform staff, ADMIN or SUPPORT, whatever their membership (staff
+    /// tools that read across organizations).
+    Staff,
 }
 
 /// Every organization-scoped field and mutation of the contract with its
@@ -42,13 +51,13 @@ pub const RULES: &[(&str, Rule)] = &[
     // Finding an organization at all.
     ("Query.organization", Rule::Read),
     // The organization's own fields.
-    ("Organization.id", Rule::Read),
-    ("Organization.name", Rule::Read),
-    ("Organization.slug", Rule::Read),
-    ("Organization.personal", Rule::Read),
-    ("Organization.createdAt", Rule::Read),
+    ("Organization.id", Rule::Identity),
+    ("Organization.name", Rule::Identity),
+    ("Organization.slug", Rule::Identity),
+    ("Organization.personal", Rule::Identity),
+    ("Organization.createdAt", Rule::Identity),
     ("Organization.owner", Rule::Read),
-    ("Organization.viewerRole", Rule::Read),
+    ("Organization.viewerRole", Rule::Identity),
     ("Organization.members", Rule::Read),
     ("Organization.invitations", Rule::ReadManaged),
     ("Organization.subscription", Rule::Read),
@@ -61,7 +70,7 @@ pub const RULES: &[(&str, Rule)] = &[
     ("Organization.settings", Rule::Read),
     // Queries and subscriptions naming an organization.
     ("Query.authorizeUsage", Rule::WriteUsage),
-    ("Query.auditLog", Rule::PlatformAdmin),
+    ("Query.auditLog", Rule::Staff),
     ("Subscription.usageUpdated", Rule::ReadUsage),
     // Mutations on an organization.
     ("Mutation.updateOrganization", Rule::Act(OrgRole::Admin)),
@@ -88,6 +97,18 @@ pub fn rule_of(field: &str) -> Option<Rule> {
     RULES.iter().find(|(name, _)| *name == field).map(|(_, rule)| *rule)
 }
 
+/// What an API key caller is to one organization.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyAccess {
+    /// The caller is a person, not a key.
+    NotAKey,
+    /// A key of this organization, with these scopes.
+    Own(ScopeSet),
+    /// A key of another organization: FORBIDDEN for everything here, the
+    /// same whether this organization exists or not.
+    Foreign,
+}
+
 /// What the caller is to one organization.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Access {
@@ -97,12 +118,15 @@ pub struct Access {
     pub role: Option<OrgRole>,
     /// The caller's platform role, when they are staff.
     pub staff: Option<Role>,
+    /// Whether (and how) an API key is the caller.
+    pub key: KeyAccess,
 }
 
 impl Access {
-    /// Whether the caller may see that the organization exists.
+    /// Whether the caller may see that the organization exists. Any key of
+    /// the organization may (an editor's "check my key" shows its name).
     pub fn can_see(&self) -> bool {
-        self.role.is_some() || self.staff.is_some()
+        self.role.is_some() || self.staff.is_some() || matches!(self.key, KeyAccess::Own(_))
     }
 
     /// Applies the rule of `field`. A caller who may not see the
@@ -110,21 +134,28 @@ impl Access {
     /// see it but lacks the role gets FORBIDDEN.
     pub fn require(&self, field: &str) -> AppResult<()> {
         let rule = rule_of(field).ok_or_else(|| AppError::internal(anyhow::anyhow!("no access rule for {field}")))?;
-        if rule == Rule::PlatformAdmin {
-            return match self.staff {
-                Some(Role::Admin) => Ok(()),
-                _ => Err(AppError::forbidden()),
-            };
+        match self.key {
+            KeyAccess::NotAKey => {}
+            KeyAccess::Own(scopes) => return require_key_scope(scopes, rule),
+            KeyAccess::Foreign => return Err(AppError::forbidden()),
+        }
+        // Staff tools answer FORBIDDEN to everyone else, before visibility:
+        // they do not depend on the organization, so they reveal nothing.
+        match rule {
+            Rule::PlatformAdmin if self.staff == Some(Role::Admin) => return Ok(()),
+            Rule::Staff if self.staff.is_some() => return Ok(()),
+            Rule::PlatformAdmin | Rule::Staff => return Err(AppError::forbidden()),
+            _ => {}
         }
         if !self.can_see() {
             return Err(AppError::not_found("organization"));
         }
         let allowed = match rule {
-            Rule::Read | Rule::ReadUsage => true,
+            Rule::Identity | Rule::Read | Rule::ReadUsage => true,
             Rule::ReadManaged => self.staff.is_some() || self.has_role(OrgRole::Admin),
             Rule::Act(min) => self.has_role(min),
             Rule::WriteUsage => self.has_role(OrgRole::Member),
-            Rule::PlatformAdmin => false,
+            Rule::PlatformAdmin | Rule::Staff => false,
         };
         if allowed { Ok(()) } else { Err(AppError::forbidden()) }
     }
@@ -135,6 +166,23 @@ impl Access {
     }
 }
 
+/// A key's rule: identity always, reads and usage by scope, nothing else
+/// (the contract's "What an API key may do").
+fn require_key_scope(scopes: ScopeSet, rule: Rule) -> AppResult<()> {
+    let needed = match rule {
+        Rule::Identity => return Ok(()),
+        Rule::Read => ApiKeyScope::OrgRead,
+        Rule::ReadUsage => ApiKeyScope::UsageRead,
+        Rule::WriteUsage => ApiKeyScope::UsageWrite,
+        Rule::ReadManaged | Rule::Act(_) | Rule::PlatformAdmin | Rule::Staff => return Err(AppError::forbidden()),
+    };
+    if scopes.contains(needed) {
+        Ok(())
+    } else {
+        Err(AppError::forbidden())
+    }
+}
+
 /// The caller's access to `organization_id`, from the per-request loaders
 /// (one query for the caller's memberships, whatever the number of
 /// organizations asked about). Anonymous callers are UNAUTHENTICATED.
@@ -142,6 +190,7 @@ pub async fn access_to(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Ac
     let user_id = match ctx.principal()? {
         Principal::User { user_id, .. } => *user_id,
         Principal::Anonymous => return Err(AppError::unauthenticated()),
+        Principal::ApiKey(key) => return Ok(key_access(key, organization_id)),
     };
     let loaders = ctx.loaders()?;
     let memberships = loaders.memberships_by_user.load_one(user_id).await?.unwrap_or_default();
@@ -159,7 +208,22 @@ pub async fn access_to(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Ac
         organization_id,
         role,
         staff,
+        key: KeyAccess::NotAKey,
     })
+}
+
+fn key_access(key: &KeyIdentity, organization_id: Uuid) -> Access {
+    let key = if key.organization_id == organization_id {
+        KeyAccess::Own(key.scopes)
+    } else {
+        KeyAccess::Foreign
+    };
+    Access {
+        organization_id,
+        role: None,
+        staff: None,
+        key,
+    }
 }
 
 /// The caller's access to `organization_id`, refused unless `field`'s rule
@@ -179,6 +243,7 @@ mod tests {
             organization_id: Uuid::nil(),
             role,
             staff,
+            key: KeyAccess::NotAKey,
         }
     }
 
@@ -209,6 +274,45 @@ mod tests {
             code(access(None, Some(Role::Admin)).require("Mutation.resetUsage")),
             "OK"
         );
+    }
+
+    #[test]
+    fn keys_reach_their_own_organization_by_scope_only() {
+        let key = |scopes: &[ApiKeyScope]| Access {
+            organization_id: Uuid::nil(),
+            role: None,
+            staff: None,
+            key: KeyAccess::Own(scopes.iter().copied().collect()),
+        };
+        let writer = key(&[ApiKeyScope::UsageWrite]);
+        assert_eq!(code(writer.require("Organization.name")), "OK");
+        assert_eq!(code(writer.require("Organization.members")), "FORBIDDEN");
+        assert_eq!(code(writer.require("Organization.quota")), "FORBIDDEN");
+        assert_eq!(code(writer.require("Mutation.recordUsage")), "OK");
+        let reader = key(&[ApiKeyScope::UsageRead, ApiKeyScope::OrgRead]);
+        assert_eq!(code(reader.require("Organization.quota")), "OK");
+        assert_eq!(code(reader.require("Organization.members")), "OK");
+        assert_eq!(code(reader.require("Organization.invitations")), "FORBIDDEN");
+        assert_eq!(code(reader.require("Mutation.recordUsage")), "FORBIDDEN");
+        assert_eq!(code(reader.require("Mutation.createApiKey")), "FORBIDDEN");
+        let foreign = Access {
+            key: KeyAccess::Foreign,
+            ..writer
+        };
+        assert_eq!(code(foreign.require("Mutation.recordUsage")), "FORBIDDEN");
+        assert_eq!(code(foreign.require("Organization.name")), "FORBIDDEN");
+    }
+
+    #[test]
+    fn every_staff_member_reads_the_platform_audit_log_and_nobody_else() {
+        for (caller, expected) in [
+            (access(None, Some(Role::Support)), "OK"),
+            (access(None, Some(Role::Admin)), "OK"),
+            (access(Some(OrgRole::Owner), None), "FORBIDDEN"),
+            (access(None, None), "FORBIDDEN"),
+        ] {
+            assert_eq!(code(caller.require("Query.auditLog")), expected, "{caller:?}");
+        }
     }
 
     #[test]

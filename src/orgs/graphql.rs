@@ -12,7 +12,7 @@ use crate::{
         scalars::{BigInt, Timestamp},
     },
     orgs::{
-        access::{self, Access},
+        access::{self, Access, KeyAccess},
         invitations::InvitationRow,
         model::{self as orgs, MembershipRow, OrgRole, OrganizationRow},
     },
@@ -119,7 +119,7 @@ impl Organization {
             .load_one(self.row.id)
             .await?
             .unwrap_or_default();
-        Ok(members.into_iter().map(Membership).collect())
+        Ok(members.into_iter().map(|m| Membership(m, SeenBy::Caller)).collect())
     }
 
     /// Pending invitations; OWNER/ADMIN (null with FORBIDDEN for others).
@@ -134,20 +134,114 @@ impl Organization {
         Ok(Some(pending.into_iter().map(Invitation).collect()))
     }
 
+    /// The subscription: what the organization pays for, and where the payments stand.
+    async fn subscription(&self, ctx: &Context<'_>) -> AppResult<crate::billing::graphql::BillingSubscription> {
+        crate::billing::graphql::subscription_of(ctx, self.row.id).await
+    }
+
+    /// The plan in effect now, whose limits apply (the free plan once a grace period or a cancelled period has ended).
+    async fn plan(&self, ctx: &Context<'_>) -> AppResult<crate::billing::graphql::Plan> {
+        crate::billing::graphql::plan_of(ctx, self.row.id).await
+    }
+
     /// Free-form settings shared by the organization's clients.
     async fn settings(&self) -> &serde_json::Value {
         &self.row.settings
     }
+
+    /// OWNER/ADMIN (null with FORBIDDEN for others). Newest first.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+    ) -> AppResult<Option<crate::admin::graphql::AuditEntryConnection>> {
+        self.access.require("Organization.auditLog")?;
+        crate::admin::graphql::organization_audit_log(ctx, self.row.id, first, after)
+            .await
+            .map(Some)
+    }
+
+    /// OWNER/ADMIN see all keys; others see the keys they created.
+    async fn api_keys(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::keys::graphql::ApiKey>> {
+        crate::keys::graphql::keys_of_organization(ctx, self.access).await
+    }
+
+    /// Tokens and requests of the current period against the plan's limits.
+    async fn quota(&self, ctx: &Context<'_>) -> AppResult<crate::usage::quota::Quota> {
+        self.access.require("Organization.quota")?;
+        crate::usage::graphql::organization_quota(ctx, self.row.id).await
+    }
+
+    /// By occurredAt, in whole UTC days (from/to are truncated to their day); default: the days of the current period.
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+        #[graphql(default_with = "crate::usage::reads::UsageGroupBy::Day")] group_by: crate::usage::reads::UsageGroupBy,
+    ) -> AppResult<Vec<crate::usage::graphql::UsageBucket>> {
+        self.access.require("Organization.usage")?;
+        crate::usage::graphql::organization_usage(ctx, self.row.id, from, to, group_by).await
+    }
+
+    /// Newest received first. from/to bound occurredAt. model matches the reported name or the catalog id it resolved to.
+    #[allow(clippy::too_many_arguments)]
+    async fn usage_events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        model: Option<String>,
+        api_key_id: Option<ID>,
+        user_id: Option<ID>,
+        from: Option<Timestamp>,
+        to: Option<Timestamp>,
+    ) -> AppResult<crate::usage::graphql::UsageEventConnection> {
+        self.access.require("Organization.usageEvents")?;
+        let args = crate::usage::graphql::UsageEventsArgs {
+            first,
+            after,
+            model,
+            api_key_id,
+            user_id,
+            from,
+            to,
+        };
+        crate::usage::graphql::organization_usage_events(ctx, self.row.id, args).await
+    }
 }
 
 /// One person's place in one organization.
-pub struct Membership(pub MembershipRow);
+pub struct Membership(pub MembershipRow, pub SeenBy);
+
+/// Whose view a membership is resolved in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeenBy {
+    /// The request's caller, by their credentials.
+    Caller,
+    /// The member themself, known from the operation: the answer of
+    /// register, login or refresh, whose request carries no credentials
+    /// yet.
+    Member,
+}
 
 #[Object]
 impl Membership {
     /// The organization.
     async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
-        Organization::require(ctx, self.0.organization_id).await
+        if self.1 == SeenBy::Caller {
+            return Organization::require(ctx, self.0.organization_id).await;
+        }
+        let row = ctx.loaders()?.organizations.load_one(self.0.organization_id).await?;
+        let access = Access {
+            organization_id: self.0.organization_id,
+            role: Some(self.0.role),
+            staff: None,
+            key: KeyAccess::NotAKey,
+        };
+        row.map(|row| Organization::new(row, access))
+            .ok_or_else(|| AppError::not_found("organization"))
     }
 
     /// The member.
@@ -169,6 +263,11 @@ impl Membership {
     /// Monthly token budget for this member inside the organization; null = none.
     async fn token_limit(&self) -> Option<BigInt> {
         self.0.token_limit.map(BigInt)
+    }
+
+    /// Tokens counted against this member in the current period: usage reported with their token and with keys they created.
+    async fn tokens_used(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+        crate::usage::graphql::member_tokens_used(ctx, self.0.organization_id, self.0.user_id).await
     }
 }
 

@@ -221,6 +221,7 @@ async fn the_built_in_pages_are_html_that_cannot_be_framed() {
         "/device?code=ZXZX-QRQR",
         "/verify-email?token=abc",
         "/reset-password?token=abc",
+        "/accept-invitation?token=abc",
     ] {
         let response = app.http().get(app.url(path)).send().await.expect(path);
         assert_eq!(response.status(), 200, "{path}");
