@@ -100,6 +100,14 @@ pub enum AppError {
     Unavailable(Arc<anyhow::Error>),
     /// A bug or unexpected failure; the cause goes to the log only.
     Internal(Arc<anyhow::Error>),
+    /// An error about one input of a list argument (recordUsageBatch):
+    /// the inner error, with `extensions.index` (0-based) naming the input.
+    AtIndex {
+        /// Which input.
+        index: usize,
+        /// What is wrong with it.
+        error: Box<AppError>,
+    },
 }
 
 impl AppError {
@@ -173,10 +181,19 @@ impl AppError {
         Self::Unavailable(Arc::new(cause.into()))
     }
 
+    /// The same error, naming input `index` of a list argument.
+    pub fn at_index(self, index: usize) -> Self {
+        Self::AtIndex {
+            index,
+            error: Box::new(self),
+        }
+    }
+
     /// The contract code this error reaches the client with.
     pub fn code(&self) -> ErrorCode {
         match self {
             Self::Client { code, .. } => *code,
+            Self::AtIndex { error, .. } => error.code(),
             Self::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -209,6 +226,7 @@ impl AppError {
                 tracing::error!(error = ?cause, "internal error");
                 coded("internal error", code)
             }
+            Self::AtIndex { index, error } => error.into_graphql().extend_with(|_, ext| ext.set("index", index)),
         }
     }
 }
@@ -297,6 +315,9 @@ mod tests {
     fn bad_input_names_the_field_and_rate_limits_carry_retry_after() {
         let err: async_graphql::Error = AppError::bad_input("email", "not an email").into();
         assert_eq!(ext(&err, "field").as_deref(), Some("\"email\""));
+        let err: async_graphql::Error = AppError::bad_input("model", "too long").at_index(3).into();
+        assert_eq!(ext(&err, "index").as_deref(), Some("3"));
+        assert_eq!(ext(&err, "field").as_deref(), Some("\"model\""));
         let err: async_graphql::Error = AppError::rate_limited(12).into();
         assert_eq!(ext(&err, "retryAfter").as_deref(), Some("12"));
         assert_eq!(ext(&err, "code").as_deref(), Some("\"RATE_LIMITED\""));

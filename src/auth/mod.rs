@@ -9,5 +9,5 @@ pub mod session_cache;
 
 pub use access_token::{AccessClaims, AccessTokens};
 pub use password::PasswordHasher;
-pub use principal::Principal;
+pub use principal::{KeyIdentity, Principal};
 pub use refresh_token::RefreshTokens;

@@ -1,5 +1,7 @@
 //! Who a request acts as, resolved once from its credentials.
 
+use std::{net::IpAddr, sync::Arc};
+
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -7,7 +9,27 @@ use crate::{
     accounts::sessions,
     app::AppState,
     error::{AppError, AppResult},
+    keys::scope::ScopeSet,
 };
+
+/// An API key as its secret resolved: what every request made with it
+/// needs, so the hot path does not go back to the database for the key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyIdentity {
+    /// The key's id.
+    pub key_id: Uuid,
+    /// The one organization the key acts for.
+    pub organization_id: Uuid,
+    /// The member who created it; usage made with the key counts against
+    /// their member budget, and the key dies with their membership.
+    pub created_by: Uuid,
+    /// What it may do.
+    pub scopes: ScopeSet,
+    /// Catalog model ids it may be authorized for; None = every enabled model.
+    pub allowed_models: Option<Vec<String>>,
+    /// Its own monthly token budget; None = only the organization's.
+    pub token_limit: Option<i64>,
+}
 
 /// The caller of a request or websocket connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,14 +43,19 @@ pub enum Principal {
         /// The session the access token belongs to.
         session_id: Uuid,
     },
+    /// A tool authenticated with an API key secret.
+    ApiKey(Arc<KeyIdentity>),
 }
 
 impl Principal {
-    /// The signed-in user's id; UNAUTHENTICATED for anyone else.
+    /// The signed-in user's id; UNAUTHENTICATED for anonymous callers and
+    /// FORBIDDEN for API keys (a key acts for an organization, never as a
+    /// person).
     pub fn require_user(&self) -> AppResult<Uuid> {
         match self {
             Self::User { user_id, .. } => Ok(*user_id),
             Self::Anonymous => Err(AppError::unauthenticated()),
+            Self::ApiKey(_) => Err(AppError::forbidden()),
         }
     }
 
@@ -37,6 +64,7 @@ impl Principal {
         match self {
             Self::User { user_id, session_id } => Ok((*user_id, *session_id)),
             Self::Anonymous => Err(AppError::unauthenticated()),
+            Self::ApiKey(_) => Err(AppError::forbidden()),
         }
     }
 
@@ -44,19 +72,32 @@ impl Principal {
     pub fn user_id(&self) -> Option<Uuid> {
         match self {
             Self::User { user_id, .. } => Some(*user_id),
-            Self::Anonymous => None,
+            Self::Anonymous | Self::ApiKey(_) => None,
+        }
+    }
+
+    /// The key, when an API key is the caller.
+    pub fn api_key(&self) -> Option<&KeyIdentity> {
+        match self {
+            Self::ApiKey(key) => Some(key),
+            _ => None,
         }
     }
 }
 
 /// Turns an `Authorization` value into a principal. No value: anonymous.
 /// A value that is not a valid credential: UNAUTHENTICATED, never
-/// anonymous.
-pub async fn resolve(app: &AppState, authorization: Option<&str>) -> AppResult<Principal> {
+/// anonymous. An API key secret is checked against `client_ip` (FORBIDDEN
+/// from an address the key does not allow).
+pub async fn resolve(app: &AppState, authorization: Option<&str>, client_ip: IpAddr) -> AppResult<Principal> {
     let Some(value) = authorization else {
         return Ok(Principal::Anonymous);
     };
     let token = bearer_token(value).ok_or_else(AppError::unauthenticated)?;
+    if crate::keys::secret::is_key_secret(token) {
+        let key = crate::keys::resolve::resolve_key(app, token, client_ip).await?;
+        return Ok(Principal::ApiKey(key));
+    }
     let now = app.now();
     let claims = app.access_tokens().verify(token, now)?;
     ensure_session_live(app, claims.sid, claims.sub, now).await?;

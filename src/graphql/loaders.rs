@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
@@ -16,6 +16,7 @@ use crate::{
     },
     db::DbPool,
     error::AppError,
+    keys::model::{self as api_keys, ApiKeyRow},
     orgs::{
         invitations::{self, InvitationRow},
         model::{self as orgs, MembershipRow, OrganizationRow},
@@ -135,6 +136,22 @@ impl Loader<Uuid> for PendingInvitationsLoader {
     }
 }
 
+/// Every API key of an organization, oldest first.
+pub struct ApiKeysByOrganizationLoader {
+    pool: DbPool,
+}
+
+impl Loader<Uuid> for ApiKeysByOrganizationLoader {
+    type Value = Vec<ApiKeyRow>;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<ApiKeyRow>>, AppError> {
+        let mut conn = self.pool.get().await?;
+        let rows = api_keys::of_organizations(&mut conn, keys).await?;
+        Ok(group(keys, rows, |row| row.organization_id))
+    }
+}
+
 /// Groups rows under their key, keeping their order; every asked key gets
 /// an entry (empty when it has no rows), so "none" is not "not loaded".
 fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
@@ -145,40 +162,77 @@ fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap
     grouped
 }
 
-/// Every loader of one request.
+/// Every loader of one request. Users, plans and memberships by user are
+/// cached for the request (the same people and plans recur across a list,
+/// e.g. the users of 1,000 receipts, and every organization field asks for
+/// the caller's memberships); a mutation that changes memberships calls
+/// [`Loaders::forget_memberships`] before it answers. Loaders of other
+/// things mutations change (subscriptions, invitations, keys, counters)
+/// keep nothing, so an answer never shows what the request read before it
+/// changed them.
 pub struct Loaders {
     /// Users by id.
-    pub users: DataLoader<UserLoader>,
+    pub users: DataLoader<UserLoader, HashMapCache>,
     /// Organizations by id.
     pub organizations: DataLoader<OrganizationLoader>,
     /// Memberships by organization id.
     pub memberships_by_organization: DataLoader<MembershipsByOrganizationLoader>,
     /// Memberships by user id.
-    pub memberships_by_user: DataLoader<MembershipsByUserLoader>,
+    pub memberships_by_user: DataLoader<MembershipsByUserLoader, HashMapCache>,
     /// Plans by id.
-    pub plans: DataLoader<PlanLoader>,
+    pub plans: DataLoader<PlanLoader, HashMapCache>,
     /// Subscription rows by organization id.
     pub subscriptions: DataLoader<SubscriptionLoader>,
     /// Pending invitations by organization id.
     pub pending_invitations: DataLoader<PendingInvitationsLoader>,
+    /// API keys by organization id.
+    pub api_keys_by_organization: DataLoader<ApiKeysByOrganizationLoader>,
+    /// Tokens used in the current period by keys and members.
+    pub usage_tokens: DataLoader<crate::usage::counters::TokensUsedLoader>,
+    /// Organizations' quotas now.
+    pub quotas: DataLoader<crate::usage::quota::QuotaLoader>,
 }
 
 impl Loaders {
+    /// Drops the cached memberships: the request just changed some.
+    pub fn forget_memberships(&self) {
+        self.memberships_by_user.clear();
+    }
+
     /// Fresh loaders over `pool`; `now` is the request's time (what
     /// "pending" and "expired" are measured against).
     pub fn new(pool: &DbPool, now: DateTime<Utc>) -> Self {
         let pool = pool.clone();
         Self {
-            users: DataLoader::new(UserLoader { pool: pool.clone() }, tokio::spawn),
+            users: DataLoader::with_cache(UserLoader { pool: pool.clone() }, tokio::spawn, HashMapCache::default()),
             organizations: DataLoader::new(OrganizationLoader { pool: pool.clone() }, tokio::spawn),
             memberships_by_organization: DataLoader::new(
                 MembershipsByOrganizationLoader { pool: pool.clone() },
                 tokio::spawn,
             ),
-            memberships_by_user: DataLoader::new(MembershipsByUserLoader { pool: pool.clone() }, tokio::spawn),
-            plans: DataLoader::new(PlanLoader { pool: pool.clone() }, tokio::spawn),
+            memberships_by_user: DataLoader::with_cache(
+                MembershipsByUserLoader { pool: pool.clone() },
+                tokio::spawn,
+                HashMapCache::default(),
+            ),
+            plans: DataLoader::with_cache(PlanLoader { pool: pool.clone() }, tokio::spawn, HashMapCache::default()),
             subscriptions: DataLoader::new(SubscriptionLoader { pool: pool.clone() }, tokio::spawn),
-            pending_invitations: DataLoader::new(PendingInvitationsLoader { pool, now }, tokio::spawn),
+            api_keys_by_organization: DataLoader::new(ApiKeysByOrganizationLoader { pool: pool.clone() }, tokio::spawn),
+            pending_invitations: DataLoader::new(
+                PendingInvitationsLoader {
+                    pool: pool.clone(),
+                    now,
+                },
+                tokio::spawn,
+            ),
+            usage_tokens: DataLoader::new(
+                crate::usage::counters::TokensUsedLoader {
+                    pool: pool.clone(),
+                    now,
+                },
+                tokio::spawn,
+            ),
+            quotas: DataLoader::new(crate::usage::quota::QuotaLoader { pool, now }, tokio::spawn),
         }
     }
 }

@@ -19,6 +19,7 @@ use axum::{
 use futures_util::{SinkExt, StreamExt, stream::BoxStream};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 use tokio_stream::StreamMap;
 
 use crate::{
@@ -29,6 +30,7 @@ use crate::{
         context::RequestMeta,
         http::{refuse_forged_uploads, request_meta, server_error, with_request_data},
     },
+    usage::live::{self, AccessChange, ConnectionSlot, MAX_CONNECTIONS_PER_PRINCIPAL, Verdict},
 };
 
 /// How long a client has to send `connection_init`.
@@ -57,6 +59,8 @@ mod close_code {
     pub const INIT_TIMEOUT: u16 = 4408;
     pub const DUPLICATE_ID: u16 = 4409;
     pub const TOO_MANY_INITS: u16 = 4429;
+    /// Not in the protocol: the caller holds too many connections.
+    pub const TOO_MANY_CONNECTIONS: u16 = 4430;
 }
 
 /// The two subprotocols.
@@ -127,6 +131,11 @@ struct Connection {
     meta: RequestMeta,
     principal: Option<Principal>,
     operations: StreamMap<String, OperationStream>,
+    /// Access changes heard since before the credentials were checked, so
+    /// none that happened after the check is missed.
+    access_changes: Option<broadcast::Receiver<AccessChange>>,
+    /// One of the caller's connection slots, released on close.
+    _slot: Option<ConnectionSlot>,
 }
 
 impl Connection {
@@ -137,6 +146,8 @@ impl Connection {
             meta,
             principal: None,
             operations: StreamMap::new(),
+            access_changes: None,
+            _slot: None,
         }
     }
 
@@ -145,6 +156,7 @@ impl Connection {
     }
 
     async fn run(mut self, socket: WebSocket) {
+        let _open = self.app().metrics().websocket_opened();
         let (mut sink, mut incoming) = socket.split();
         let shutdown = self.app().shutdown_signal().clone();
         let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
@@ -180,6 +192,12 @@ impl Connection {
                 Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
                     self.operation_output(id, item)
                 }
+                change = next_change(&mut self.access_changes), if self.access_changes.is_some() => {
+                    match self.access_changed(change).await {
+                        Flow::Continue => Vec::new(),
+                        Flow::Close(code, reason) => break Some((code, reason)),
+                    }
+                }
             };
             if send_all(&mut sink, outgoing).await.is_err() {
                 break None;
@@ -200,6 +218,35 @@ impl Connection {
             while let Some(Ok(_)) = incoming.next().await {}
         })
         .await;
+    }
+
+    /// Closes the connection when its credentials stopped working (session
+    /// ended, key revoked, key's creator gone); subscriptions that only
+    /// lost one organization end by themselves.
+    async fn access_changed(&mut self, change: Option<AccessChange>) -> Flow {
+        let Some(principal) = &self.principal else {
+            return Flow::Continue;
+        };
+        let verdict = match &change {
+            Some(change) => live::verdict(principal, change),
+            // Fell behind the hub: some change may have been missed.
+            None => Verdict::Recheck,
+        };
+        let ended = match verdict {
+            Verdict::Unaffected => false,
+            Verdict::Ended => true,
+            // A database failure keeps the connection: the next change or
+            // the next subscribe checks again.
+            Verdict::Recheck => matches!(live::still_valid(self.app(), principal).await, Ok(false)),
+        };
+        if ended {
+            Flow::Close(
+                close_code::FORBIDDEN,
+                "Forbidden: the credentials stopped working".to_owned(),
+            )
+        } else {
+            Flow::Continue
+        }
     }
 
     fn keepalive_message(&self) -> Value {
@@ -252,8 +299,19 @@ impl Connection {
             };
         }
         let authorization = payload.as_ref().and_then(authorization_from_payload);
-        match principal::resolve(self.app(), authorization.as_deref()).await {
+        let access_changes = self.app().usage_hub().access_changes();
+        match principal::resolve(self.app(), authorization.as_deref(), self.meta.client_ip).await {
             Ok(principal) => {
+                if let Some(owner) = connection_owner(&principal) {
+                    let Some(slot) = self.app().usage_hub().open_connection(owner) else {
+                        return Flow::Close(
+                            close_code::TOO_MANY_CONNECTIONS,
+                            format!("at most {MAX_CONNECTIONS_PER_PRINCIPAL} connections per account or key"),
+                        );
+                    };
+                    self._slot = Some(slot);
+                }
+                self.access_changes = Some(access_changes);
                 self.principal = Some(principal);
                 replies.push(json!({ "type": "connection_ack" }));
                 if self.protocol == Protocol::Legacy {
@@ -350,6 +408,28 @@ impl Connection {
             Protocol::Legacy => json!(error),
         };
         json!({ "type": "error", "id": id, "payload": payload })
+    }
+}
+
+/// The next access change; None when this connection fell behind.
+async fn next_change(changes: &mut Option<broadcast::Receiver<AccessChange>>) -> Option<AccessChange> {
+    let changes = changes.as_mut()?;
+    loop {
+        match changes.recv().await {
+            Ok(change) => return Some(change),
+            Err(broadcast::error::RecvError::Lagged(_)) => return None,
+            // The hub lives as long as the app: wait for shutdown instead.
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// Whose connection slots a connection takes: the user's or the key's.
+fn connection_owner(principal: &Principal) -> Option<uuid::Uuid> {
+    match principal {
+        Principal::Anonymous => None,
+        Principal::User { user_id, .. } => Some(*user_id),
+        Principal::ApiKey(key) => Some(key.key_id),
     }
 }
 

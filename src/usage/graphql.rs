@@ -1,11 +1,32 @@
-//! The Model type and the catalog query.
+//! The usage types (Model, UsageEvent, UsageBucket, UsageAuthorization,
+//! UsageReceipt, UsageUpdate), the usage queries and mutations, and the
+//! resolvers other types' usage fields call (Organization.quota, usage,
+//! usageEvents; Membership.tokensUsed; ApiKey.tokensUsed; ApiKeyInfo.quota).
 
-use async_graphql::{Context, Object};
+use async_graphql::{Context, ID, Object};
+use uuid::Uuid;
 
 use crate::{
-    error::AppResult,
-    graphql::context::ContextExt,
-    usage::model::{self, ModelRow},
+    accounts::{graphql::User, model::Role},
+    error::{AppError, AppResult},
+    graphql::{
+        context::ContextExt,
+        pagination::{Page, PageInfo, PageRequest, SortOrder},
+        scalars::{BigInt, Timestamp},
+    },
+    keys::graphql::{ApiKey, keys_of_organization},
+    orgs::{access, graphql::Organization, service::audit_ip},
+    usage::{
+        authorize::{self, UsageDenial},
+        catalog::{self, ModelInput},
+        counters::{SubjectKind, TokensOf},
+        event::UsageEventRow,
+        model::{self, ModelRow},
+        quota::Quota,
+        reads::{self, BucketRow, DayRange, EventFilter, UsageGroupBy},
+        record::{self, MAX_BATCH, Receipt, RecordUsageInput},
+        reset, windows,
+    },
 };
 
 /// Micro-USD per million tokens as USD per million tokens. Display only:
@@ -65,7 +86,400 @@ impl Model {
     }
 }
 
-/// Queries about the model catalog.
+/// One reported LLM call, priced when it was recorded.
+pub struct UsageEvent(pub UsageEventRow);
+
+impl From<UsageEventRow> for UsageEvent {
+    fn from(row: UsageEventRow) -> Self {
+        Self(row)
+    }
+}
+
+#[Object]
+impl UsageEvent {
+    /// Stable identifier.
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// The organization it was recorded for.
+    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
+        Organization::require(ctx, self.0.organization_id).await
+    }
+
+    /// The key it was reported with; null without one, or when the caller may not see that key (members see the keys they created, OWNER/ADMIN all).
+    async fn api_key(&self, ctx: &Context<'_>) -> AppResult<Option<ApiKey>> {
+        let Some(key_id) = self.0.api_key_id else {
+            return Ok(None);
+        };
+        let access = access::access_to(ctx, self.0.organization_id).await?;
+        if access.require("Organization.apiKeys").is_err() {
+            return Ok(None);
+        }
+        let visible = keys_of_organization(ctx, access).await?;
+        Ok(visible.into_iter().find(|key| key.row().id == key_id))
+    }
+
+    /// The member it counts against: the reporting user, or the creator of the key it was reported with. Null for callers who may not see the organization's members (keys without ORG_READ).
+    async fn user(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+        let Some(user_id) = self.0.user_id else {
+            return Ok(None);
+        };
+        let access = access::access_to(ctx, self.0.organization_id).await?;
+        if access.require("Organization.members").is_err() {
+            return Ok(None);
+        }
+        Ok(ctx.loaders()?.users.load_one(user_id).await?.map(User::new))
+    }
+
+    /// The model name as reported.
+    async fn model(&self) -> &str {
+        &self.0.model
+    }
+
+    /// Prompt tokens, cached ones included.
+    async fn prompt_tokens(&self) -> i32 {
+        self.0.prompt_tokens
+    }
+
+    /// Part of promptTokens served from the provider's prompt cache.
+    async fn cached_tokens(&self) -> i32 {
+        self.0.cached_tokens
+    }
+
+    /// Completion tokens.
+    async fn completion_tokens(&self) -> i32 {
+        self.0.completion_tokens
+    }
+
+    /// promptTokens + completionTokens.
+    async fn total_tokens(&self) -> i32 {
+        self.0.total_tokens
+    }
+
+    /// Cost in millionths of a US dollar at the model's prices when recorded: (uncached prompt x input + cached x cached + completion x output price) / 1e6, rounded half up.
+    async fn cost_micro_usd(&self) -> BigInt {
+        BigInt(self.0.cost_micro_usd)
+    }
+
+    /// False when the model matched no catalog entry or alias; the event is kept at cost 0.
+    async fn priced(&self) -> bool {
+        self.0.priced
+    }
+
+    /// Client-supplied idempotency key.
+    async fn request_id(&self) -> Option<&str> {
+        self.0.request_id.as_deref()
+    }
+
+    /// Client metadata as reported.
+    async fn metadata(&self) -> Option<&serde_json::Value> {
+        self.0.metadata.as_ref()
+    }
+
+    /// When the call happened, as reported.
+    async fn occurred_at(&self) -> Timestamp {
+        self.0.occurred_at.into()
+    }
+
+    /// When it was received: what counters and "newest first" go by.
+    async fn created_at(&self) -> Timestamp {
+        self.0.created_at.into()
+    }
+}
+
+/// A page of usage events, newest received first.
+pub struct UsageEventConnection {
+    page: Page<UsageEventRow>,
+    organization_id: Uuid,
+    filter: EventFilter,
+}
+
+/// A usage event and its cursor.
+pub struct UsageEventEdge {
+    cursor: String,
+    node: UsageEventRow,
+}
+
+#[Object]
+impl UsageEventEdge {
+    /// Pass as `after` to continue after this event.
+    async fn cursor(&self) -> &str {
+        &self.cursor
+    }
+
+    /// The event.
+    async fn node(&self) -> UsageEvent {
+        UsageEvent(self.node.clone())
+    }
+}
+
+#[Object]
+impl UsageEventConnection {
+    /// The events of this page with their cursors.
+    async fn edges(&self) -> Vec<UsageEventEdge> {
+        self.page
+            .items
+            .iter()
+            .map(|(cursor, node)| UsageEventEdge {
+                cursor: cursor.clone(),
+                node: node.clone(),
+            })
+            .collect()
+    }
+
+    /// The events of this page.
+    async fn nodes(&self) -> Vec<UsageEvent> {
+        self.page
+            .items
+            .iter()
+            .map(|(_, node)| UsageEvent(node.clone()))
+            .collect()
+    }
+
+    /// Where this page sits in the list.
+    async fn page_info(&self) -> &PageInfo {
+        &self.page.info
+    }
+
+    /// How many events match the filters, over all pages.
+    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+        let mut conn = ctx.app()?.db().await?;
+        Ok(BigInt(
+            reads::count_events(&mut conn, self.organization_id, &self.filter).await?,
+        ))
+    }
+}
+
+/// Usage summed over one key of a grouping.
+pub struct UsageBucket(pub BucketRow);
+
+#[Object]
+impl UsageBucket {
+    /// YYYY-MM-DD for DAY, the catalog model id (the reported name when unpriced), the API key id or the user id; "none" for events without a key or a user.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+
+    /// Prompt tokens, cached ones included.
+    async fn prompt_tokens(&self) -> BigInt {
+        BigInt(self.0.prompt_tokens)
+    }
+
+    /// Completion tokens.
+    async fn completion_tokens(&self) -> BigInt {
+        BigInt(self.0.completion_tokens)
+    }
+
+    /// promptTokens + completionTokens.
+    async fn total_tokens(&self) -> BigInt {
+        BigInt(self.0.total_tokens)
+    }
+
+    /// Usage events.
+    async fn requests(&self) -> BigInt {
+        BigInt(self.0.requests)
+    }
+
+    /// Cost in millionths of a US dollar.
+    async fn cost_micro_usd(&self) -> BigInt {
+        BigInt(self.0.cost_micro_usd)
+    }
+}
+
+/// The answer to 'may I make this LLM call now?'
+pub struct UsageAuthorization {
+    /// Whether the call may go ahead.
+    pub allowed: bool,
+    /// The first denial that applies.
+    pub reason: Option<UsageDenial>,
+    /// The organization's quota.
+    pub quota: Quota,
+}
+
+#[Object]
+impl UsageAuthorization {
+    /// Whether the call may go ahead.
+    async fn allowed(&self) -> bool {
+        self.allowed
+    }
+
+    /// Set when allowed is false.
+    async fn reason(&self) -> Option<UsageDenial> {
+        self.reason
+    }
+
+    /// The organization's quota now.
+    async fn quota(&self) -> &Quota {
+        &self.quota
+    }
+}
+
+/// What recordUsage answers for one input.
+pub struct UsageReceipt {
+    /// The event.
+    pub event: UsageEvent,
+    /// The organization's quota after the write.
+    pub quota: Quota,
+    /// Whether the requestId was already recorded.
+    pub duplicate: bool,
+}
+
+impl UsageReceipt {
+    fn new(receipt: Receipt, quota: crate::usage::quota::QuotaSnapshot) -> Self {
+        Self {
+            event: UsageEvent(receipt.event),
+            quota: Quota(quota),
+            duplicate: receipt.duplicate,
+        }
+    }
+}
+
+#[Object]
+impl UsageReceipt {
+    /// The recorded event (the original one for a repeated requestId).
+    async fn event(&self) -> &UsageEvent {
+        &self.event
+    }
+
+    /// The organization's quota after the write.
+    async fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// True when requestId was already recorded; nothing was counted twice.
+    async fn duplicate(&self) -> bool {
+        self.duplicate
+    }
+}
+
+/// One recorded event as subscribers of its organization see it.
+pub struct UsageUpdate {
+    /// The event.
+    pub event: UsageEvent,
+    /// The organization's quota just after the event was counted.
+    pub quota: Quota,
+    /// 50, 80 or 100 when this event crossed that percent of the limit.
+    pub threshold_crossed: Option<i32>,
+}
+
+#[Object]
+impl UsageUpdate {
+    /// The recorded event.
+    async fn event(&self) -> &UsageEvent {
+        &self.event
+    }
+
+    /// The organization's quota just after the event was counted.
+    async fn quota(&self) -> &Quota {
+        &self.quota
+    }
+
+    /// 50, 80 or 100 when this event took the period's usage from below that percent of the limit to at or above it (the highest, if it crossed several); once per threshold and period (resetUsage starts them afresh).
+    async fn threshold_crossed(&self) -> Option<i32> {
+        self.threshold_crossed
+    }
+}
+
+/// Organization.quota: the organization's quota now, through the request's
+/// loader (one set of queries for a list of organizations). The caller's
+/// access is checked by the field.
+pub async fn organization_quota(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Quota> {
+    let snapshot = ctx.loaders()?.quotas.load_one(organization_id).await?;
+    snapshot.map(Quota).ok_or_else(|| AppError::not_found("organization"))
+}
+
+/// Organization.usage: buckets over whole UTC days of occurredAt.
+pub async fn organization_usage(
+    ctx: &Context<'_>,
+    organization_id: Uuid,
+    from: Option<Timestamp>,
+    to: Option<Timestamp>,
+    group_by: UsageGroupBy,
+) -> AppResult<Vec<UsageBucket>> {
+    let app = ctx.app()?;
+    let mut conn = app.db().await?;
+    let (windows, _) = windows::of_organization(&mut conn, organization_id, app.now())
+        .await?
+        .ok_or_else(|| AppError::not_found("organization"))?;
+    let range = DayRange::new(from.map(|t| t.0), to.map(|t| t.0), windows.period)?;
+    let rows = reads::buckets(&mut conn, organization_id, range, group_by).await?;
+    Ok(rows.into_iter().map(UsageBucket).collect())
+}
+
+/// The arguments of Organization.usageEvents.
+#[derive(Debug, Clone, Default)]
+pub struct UsageEventsArgs {
+    /// Page size.
+    pub first: Option<i32>,
+    /// Cursor to continue after.
+    pub after: Option<String>,
+    /// Reported name or catalog id.
+    pub model: Option<String>,
+    /// Only this key's events.
+    pub api_key_id: Option<ID>,
+    /// Only this member's events.
+    pub user_id: Option<ID>,
+    /// occurredAt at or after.
+    pub from: Option<Timestamp>,
+    /// occurredAt at or before.
+    pub to: Option<Timestamp>,
+}
+
+/// Organization.usageEvents: newest received first.
+pub async fn organization_usage_events(
+    ctx: &Context<'_>,
+    organization_id: Uuid,
+    args: UsageEventsArgs,
+) -> AppResult<UsageEventConnection> {
+    let page = PageRequest::new(args.first, args.after.as_deref(), SortOrder::Descending)?;
+    let id_arg = |field: &'static str, id: Option<ID>| {
+        id.map(|id| Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not an id")))
+            .transpose()
+    };
+    let filter = EventFilter {
+        model: args.model.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
+        api_key_id: id_arg("apiKeyId", args.api_key_id)?,
+        user_id: id_arg("userId", args.user_id)?,
+        from: args.from.map(|t| t.0),
+        to: args.to.map(|t| t.0),
+    };
+    let mut conn = ctx.app()?.db().await?;
+    let rows = reads::list_events(&mut conn, organization_id, &filter, &page).await?;
+    Ok(UsageEventConnection {
+        page: page.page(rows, reads::event_cursor),
+        organization_id,
+        filter,
+    })
+}
+
+/// ApiKey.tokensUsed: the key's tokens in the current period, batched over
+/// a list of keys.
+pub async fn api_key_tokens_used(ctx: &Context<'_>, organization_id: Uuid, key_id: Uuid) -> AppResult<BigInt> {
+    tokens_used(ctx, organization_id, SubjectKind::ApiKey, key_id).await
+}
+
+/// Membership.tokensUsed: the member's tokens in the current period (with
+/// their own token and with keys they created), batched over a list.
+pub async fn member_tokens_used(ctx: &Context<'_>, organization_id: Uuid, user_id: Uuid) -> AppResult<BigInt> {
+    tokens_used(ctx, organization_id, SubjectKind::Member, user_id).await
+}
+
+async fn tokens_used(
+    ctx: &Context<'_>,
+    organization_id: Uuid,
+    kind: SubjectKind,
+    subject_id: Uuid,
+) -> AppResult<BigInt> {
+    let of = TokensOf {
+        organization_id,
+        kind,
+        subject_id,
+    };
+    Ok(BigInt(ctx.loaders()?.usage_tokens.load_one(of).await?.unwrap_or(0)))
+}
+
+/// Queries about models and usage.
 #[derive(Default)]
 pub struct UsageQuery;
 
@@ -75,5 +489,90 @@ impl UsageQuery {
     async fn models(&self, ctx: &Context<'_>) -> AppResult<Vec<Model>> {
         let mut conn = ctx.app()?.db().await?;
         Ok(model::list(&mut conn).await?.into_iter().map(Model).collect())
+    }
+
+    /// Before an LLM call: every budget, the daily request limit and the key's model allow-list (matched after resolving aliases and dated names; an unknown model is allowed unless the key has an allow-list), checked without writing anything. With an API key (USAGE_WRITE) or the token of a MEMBER or above and organizationId. requestsPerMinute applies (RATE_LIMITED).
+    async fn authorize_usage(
+        &self,
+        ctx: &Context<'_>,
+        organization_id: Option<ID>,
+        model: String,
+    ) -> AppResult<UsageAuthorization> {
+        let reporter = record::reporter(ctx, organization_id.as_ref(), "Query.authorizeUsage").await?;
+        let key = ctx.principal()?.api_key();
+        let decision = authorize::decide(ctx.app()?, reporter, key, &model).await?;
+        Ok(UsageAuthorization {
+            allowed: decision.denial.is_none(),
+            reason: decision.denial,
+            quota: Quota(decision.quota),
+        })
+    }
+}
+
+/// Reporting usage, and the staff tools of metering.
+#[derive(Default)]
+pub struct UsageMutation;
+
+#[Object]
+impl UsageMutation {
+    /// Records one LLM call. With an API key (USAGE_WRITE) the organization is the key's; with a user's token organizationId is required and the caller must be MEMBER or above. Never refused for a spent budget (ask authorizeUsage before the call).
+    async fn record_usage(&self, ctx: &Context<'_>, input: RecordUsageInput) -> AppResult<UsageReceipt> {
+        let reporter = record::reporter(ctx, input.organization_id.as_ref(), "Mutation.recordUsage").await?;
+        let app = ctx.app()?;
+        let report = record::check(input, app.now())?;
+        let (receipts, quota) = record::record(app, reporter, vec![report]).await?;
+        let receipt = receipts
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("recording one input gave no receipt")))?;
+        Ok(UsageReceipt::new(receipt, quota))
+    }
+
+    /// At most 1,000 inputs of one organization, all or nothing: if any input is refused, nothing is recorded and the error's extensions.index (0-based) names it; more than 1,000 is BAD_USER_INPUT. Repeated requestIds come back with duplicate: true.
+    async fn record_usage_batch(
+        &self,
+        ctx: &Context<'_>,
+        inputs: Vec<RecordUsageInput>,
+    ) -> AppResult<Vec<UsageReceipt>> {
+        if inputs.len() > MAX_BATCH {
+            return Err(AppError::bad_input(
+                "inputs",
+                format!("a batch holds at most {MAX_BATCH} inputs"),
+            ));
+        }
+        let organization_id = record::batch_organization(ctx, &inputs)?;
+        if inputs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let reporter = record::reporter(ctx, organization_id.as_ref(), "Mutation.recordUsageBatch").await?;
+        let app = ctx.app()?;
+        let reports = record::check_all(inputs, app.now())?;
+        let (receipts, quota) = record::record(app, reporter, reports).await?;
+        Ok(receipts
+            .into_iter()
+            .map(|receipt| UsageReceipt::new(receipt, quota))
+            .collect())
+    }
+
+    /// ADMIN: start the current period's counters (organization, keys, members) and thresholds afresh; events stay, counters count from this moment.
+    async fn reset_usage(&self, ctx: &Context<'_>, organization_id: ID) -> AppResult<Quota> {
+        let actor = ctx.principal()?.require_user()?;
+        let organization_id =
+            Uuid::parse_str(organization_id.as_str()).map_err(|_| AppError::not_found("organization"))?;
+        access::authorize(ctx, organization_id, "Mutation.resetUsage").await?;
+        let ip = audit_ip(ctx.request_meta()?);
+        Ok(Quota(reset::reset(ctx.app()?, actor, organization_id, ip).await?))
+    }
+
+    /// ADMIN.
+    async fn upsert_model(&self, ctx: &Context<'_>, input: ModelInput) -> AppResult<Model> {
+        let user_id = ctx.principal()?.require_user()?;
+        let user = ctx.loaders()?.users.load_one(user_id).await?;
+        if !user.is_some_and(|user| user.role == Role::Admin) {
+            return Err(AppError::forbidden());
+        }
+        let app = ctx.app()?;
+        let mut conn = app.db().await?;
+        Ok(Model(catalog::upsert(&mut conn, input, app.now()).await?))
     }
 }

@@ -1,5 +1,20 @@
 //! The model catalog and (with the usage issue) API keys, usage events,
 //! quotas and live updates.
 
+pub mod authorize;
+pub mod catalog;
+pub mod counters;
+pub mod daily;
+pub mod event;
 pub mod graphql;
+pub mod live;
+pub mod live_message;
 pub mod model;
+pub mod pricing;
+pub mod quota;
+pub mod reads;
+pub mod record;
+pub mod reset;
+pub mod subscription;
+pub mod thresholds;
+pub mod windows;

@@ -1,0 +1,346 @@
+//! Resolved API keys, remembered per instance by secret hash so a request
+//! made with a key costs no database round trip for the key itself.
+//!
+//! It follows the same rules as [`crate::auth::session_cache`]: a key that
+//! stops working is announced on the event bus (`api_key.revoked` when it
+//! is revoked, `membership.ended` when its creator leaves the organization,
+//! `session.revoked` naming a user whose every session ended, as a
+//! suspension does) and every instance drops it at once; everything is
+//! dropped, and nothing trusted, while the bus is disconnected; a
+//! generation counter stops a lookup that raced with an eviction from
+//! putting the stale answer back. The TTL is only a backstop.
+//!
+//! It also throttles `lastUsedAt` writes to one a minute per key.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Utc};
+use ipnet::IpNet;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::{
+    app::AppState,
+    auth::{
+        KeyIdentity,
+        session_cache::{Revocation, SESSION_REVOKED},
+    },
+    keys::{
+        events::{KEY_REVOKED, KeyRevoked},
+        model::{self, LAST_USED_RESOLUTION},
+    },
+    orgs::events::{MEMBERSHIP_ENDED, MembershipEnded},
+    platform::events::{BusMessage, EventBus},
+};
+
+/// How long a cached key is trusted without any message: the bound on an
+/// eviction missed by a connection that failed without closing.
+const TTL: Duration = Duration::from_secs(30);
+/// Entries kept before the cache is swept.
+const MAX_ENTRIES: usize = 100_000;
+
+/// A key as requests need it, with what must be checked on every use.
+#[derive(Debug, Clone)]
+pub struct CachedKey {
+    /// What the request acts as.
+    pub identity: Arc<KeyIdentity>,
+    /// Networks it may be used from; None = any.
+    pub allowed_ips: Option<Arc<[IpNet]>>,
+    /// When it stops working by itself.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Which cached keys to drop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Eviction {
+    /// One key.
+    Key(Uuid),
+    /// Keys a person created in an organization they are no longer in.
+    Membership {
+        /// The organization.
+        organization_id: Uuid,
+        /// The former member.
+        user_id: Uuid,
+    },
+    /// Every key a person created (suspended or deleted).
+    Creator(Uuid),
+}
+
+impl Eviction {
+    fn matches(self, key: &KeyIdentity) -> bool {
+        match self {
+            Self::Key(id) => key.key_id == id,
+            Self::Membership {
+                organization_id,
+                user_id,
+            } => key.organization_id == organization_id && key.created_by == user_id,
+            Self::Creator(user_id) => key.created_by == user_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    key: CachedKey,
+    cached_at: Instant,
+}
+
+/// Keys this instance resolved recently.
+#[derive(Clone, Default)]
+pub struct KeyCache {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    entries: Mutex<HashMap<Vec<u8>, Entry>>,
+    generation: AtomicU64,
+    /// False while the bus is down (and before it first connects): every
+    /// lookup then asks the database.
+    trusted: AtomicBool,
+    /// When this instance last wrote each key's `last_used_at`.
+    last_used: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+}
+
+impl KeyCache {
+    /// The key with this secret hash, when it is known and fresh.
+    pub fn get(&self, hash: &[u8]) -> Option<CachedKey> {
+        if !self.inner.trusted.load(Ordering::SeqCst) {
+            return None;
+        }
+        let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        entries
+            .get(hash)
+            .filter(|e| e.cached_at.elapsed() < TTL)
+            .map(|e| e.key.clone())
+    }
+
+    /// A token to pass to [`KeyCache::remember`]: taken before the database
+    /// is asked.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation.load(Ordering::SeqCst)
+    }
+
+    /// Records a key the database said is usable, unless an eviction
+    /// arrived since `generation` was taken.
+    pub fn remember(&self, generation: u64, hash: Vec<u8>, key: CachedKey) {
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != generation {
+            return;
+        }
+        if entries.len() >= MAX_ENTRIES {
+            entries.retain(|_, e| e.cached_at.elapsed() < TTL);
+        }
+        entries.insert(
+            hash,
+            Entry {
+                key,
+                cached_at: Instant::now(),
+            },
+        );
+    }
+
+    /// Drops the keys `eviction` names.
+    pub fn forget(&self, eviction: Eviction) {
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        entries.retain(|_, e| !eviction.matches(&e.key.identity));
+    }
+
+    /// Forgets every key.
+    pub fn clear(&self) {
+        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
+        self.inner.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
+    }
+
+    /// Whether this use of `key_id` at `now` should be written as its
+    /// `lastUsedAt`: at most once per [`LAST_USED_RESOLUTION`] per instance
+    /// (the conditional UPDATE takes care of the other instances).
+    pub fn should_touch(&self, key_id: Uuid, now: DateTime<Utc>) -> bool {
+        let mut last_used = self.inner.last_used.lock().unwrap_or_else(|p| p.into_inner());
+        if last_used
+            .get(&key_id)
+            .is_some_and(|at| now - *at < LAST_USED_RESOLUTION)
+        {
+            return false;
+        }
+        if last_used.len() >= MAX_ENTRIES {
+            last_used.retain(|_, at| now - *at < LAST_USED_RESOLUTION);
+        }
+        last_used.insert(key_id, now);
+        true
+    }
+
+    /// Keeps the cache in step with the bus until shutdown.
+    pub fn follow(&self, bus: &EventBus, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+        let cache = self.clone();
+        let (mut messages, connected) = bus.subscribe();
+        cache.inner.trusted.store(connected, Ordering::SeqCst);
+        async move {
+            loop {
+                let message = tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    message = messages.recv() => message,
+                };
+                match message {
+                    Ok(BusMessage::Event { topic, payload }) => cache.apply(&topic, &payload),
+                    Ok(BusMessage::Resync) => {
+                        cache.clear();
+                        cache.inner.trusted.store(true, Ordering::SeqCst);
+                    }
+                    Ok(BusMessage::Disconnected) => {
+                        cache.inner.trusted.store(false, Ordering::SeqCst);
+                        cache.clear();
+                    }
+                    Err(RecvError::Lagged(_)) => cache.clear(),
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+
+    /// Applies one bus event; an unreadable one about keys clears
+    /// everything (it may have named any key).
+    fn apply(&self, topic: &str, payload: &str) {
+        let eviction = match topic {
+            KEY_REVOKED => serde_json::from_str::<KeyRevoked>(payload).map(|e| Some(Eviction::Key(e.key_id))),
+            MEMBERSHIP_ENDED => serde_json::from_str::<MembershipEnded>(payload).map(|e| {
+                Some(Eviction::Membership {
+                    organization_id: e.organization_id,
+                    user_id: e.user_id,
+                })
+            }),
+            // Ended sessions matter only when they are all of a user's.
+            SESSION_REVOKED => serde_json::from_str::<Revocation>(payload).map(|r| r.user.map(Eviction::Creator)),
+            _ => return,
+        };
+        match eviction {
+            Ok(Some(eviction)) => self.forget(eviction),
+            Ok(None) => {}
+            Err(_) => self.clear(),
+        }
+    }
+}
+
+/// Tells every instance that these keys stopped working, so requests made
+/// with them are refused at once. Called after the change committed; a
+/// failure is logged (the cache TTL still bounds the damage).
+pub async fn announce_revoked(app: &AppState, key_ids: &[Uuid]) {
+    for key_id in key_ids {
+        app.key_cache().forget(Eviction::Key(*key_id));
+        let payload = serde_json::to_string(&KeyRevoked { key_id: *key_id }).unwrap_or_default();
+        if let Err(e) = app.events().publish(KEY_REVOKED, &payload).await {
+            tracing::error!(error = ?e, key = %key_id, "could not announce a revoked API key");
+        }
+    }
+}
+
+/// Tells every instance that the keys `user_id` created stopped working
+/// because the account did (suspended or deleted). Called after that
+/// change committed.
+pub async fn announce_creator_gone(app: &AppState, user_id: Uuid) {
+    app.key_cache().forget(Eviction::Creator(user_id));
+    let keys = match app.db().await {
+        Ok(mut conn) => model::unrevoked_ids_of_creator(&mut conn, user_id)
+            .await
+            .map_err(Into::into),
+        Err(e) => Err(e),
+    };
+    match keys {
+        Ok(keys) => announce_revoked(app, &keys).await,
+        Err(e) => tracing::error!(error = ?e, user = %user_id, "could not find the API keys of a closed account"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(organization_id: Uuid, created_by: Uuid) -> CachedKey {
+        CachedKey {
+            identity: Arc::new(KeyIdentity {
+                key_id: Uuid::new_v4(),
+                organization_id,
+                created_by,
+                scopes: Default::default(),
+                allowed_models: None,
+                token_limit: None,
+            }),
+            allowed_ips: None,
+            expires_at: None,
+        }
+    }
+
+    fn trusted() -> KeyCache {
+        let cache = KeyCache::default();
+        cache.inner.trusted.store(true, Ordering::SeqCst);
+        cache
+    }
+
+    #[test]
+    fn an_eviction_racing_a_lookup_wins() {
+        let cache = trusted();
+        let entry = key(Uuid::new_v4(), Uuid::new_v4());
+        let before_lookup = cache.generation();
+        cache.forget(Eviction::Key(entry.identity.key_id));
+        cache.remember(before_lookup, b"hash".to_vec(), entry.clone());
+        assert!(cache.get(b"hash").is_none());
+        cache.remember(cache.generation(), b"hash".to_vec(), entry);
+        assert!(cache.get(b"hash").is_some());
+    }
+
+    #[test]
+    fn evictions_name_a_key_a_membership_or_a_creator() {
+        let cache = trusted();
+        let (org, other_org, creator) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        cache.remember(0, b"a".to_vec(), key(org, creator));
+        cache.remember(0, b"b".to_vec(), key(other_org, creator));
+        cache.remember(0, b"c".to_vec(), key(org, Uuid::new_v4()));
+        cache.apply(
+            MEMBERSHIP_ENDED,
+            &serde_json::to_string(&MembershipEnded {
+                organization_id: org,
+                user_id: creator,
+            })
+            .unwrap(),
+        );
+        assert!(cache.get(b"a").is_none());
+        assert!(cache.get(b"b").is_some());
+        // Ended sessions of unnamed users say nothing about keys.
+        cache.apply(
+            SESSION_REVOKED,
+            r#"{"sessions":["00000000-0000-0000-0000-000000000001"]}"#,
+        );
+        assert!(cache.get(b"b").is_some());
+        cache.apply(SESSION_REVOKED, &format!(r#"{{"user":"{creator}"}}"#));
+        assert!(cache.get(b"b").is_none());
+        assert!(cache.get(b"c").is_some());
+        cache.apply(KEY_REVOKED, "not json");
+        assert!(cache.get(b"c").is_none());
+    }
+
+    #[test]
+    fn nothing_is_trusted_before_the_bus_connects() {
+        let cache = KeyCache::default();
+        cache.remember(0, b"a".to_vec(), key(Uuid::new_v4(), Uuid::new_v4()));
+        assert!(cache.get(b"a").is_none());
+    }
+
+    #[test]
+    fn last_used_is_written_once_a_minute() {
+        let cache = KeyCache::default();
+        let (id, now) = (Uuid::new_v4(), Utc::now());
+        assert!(cache.should_touch(id, now));
+        assert!(!cache.should_touch(id, now + chrono::Duration::seconds(59)));
+        assert!(cache.should_touch(id, now + chrono::Duration::seconds(61)));
+    }
+}

@@ -1,0 +1,284 @@
+//! The ApiKey, CreatedApiKey and ApiKeyInfo types, `apiKeyInfo`, and the
+//! key mutations.
+
+use async_graphql::{Context, ID, InputObject, Object};
+use uuid::Uuid;
+
+use crate::{
+    accounts::graphql::User,
+    auth::Principal,
+    error::{AppError, AppResult},
+    graphql::{
+        context::ContextExt,
+        scalars::{BigInt, Timestamp},
+    },
+    keys::{
+        model::{self, ApiKeyRow},
+        scope::ApiKeyScope,
+        service::{self, KeyRequest},
+    },
+    orgs::{
+        access::{Access, access_to, authorize},
+        graphql::Organization,
+        model::OrgRole,
+    },
+};
+
+/// A credential LLM tools report usage with, acting for one organization.
+pub struct ApiKey(pub ApiKeyRow);
+
+impl ApiKey {
+    /// The row behind it.
+    pub fn row(&self) -> &ApiKeyRow {
+        &self.0
+    }
+}
+
+#[Object]
+impl ApiKey {
+    /// Stable identifier (for revokeApiKey).
+    async fn id(&self) -> ID {
+        ID(self.0.id.to_string())
+    }
+
+    /// Display name.
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The first characters of the secret, enough to recognise it.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+
+    /// What the key may do.
+    async fn scopes(&self) -> Vec<ApiKeyScope> {
+        self.0.scope_list()
+    }
+
+    /// null = every enabled model.
+    async fn allowed_models(&self) -> Option<Vec<String>> {
+        self.0.allowed_model_list()
+    }
+
+    /// Client addresses or CIDR ranges allowed to use the key; null = any.
+    async fn allowed_ips(&self) -> Option<Vec<String>> {
+        self.0.allowed_ip_list()
+    }
+
+    /// Monthly token budget of this key; null = only the organization's.
+    async fn token_limit(&self) -> Option<BigInt> {
+        self.0.token_limit.map(BigInt)
+    }
+
+    /// Tokens reported with this key in the current quota period.
+    async fn tokens_used(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+        crate::usage::graphql::api_key_tokens_used(ctx, self.0.organization_id, self.0.id).await
+    }
+
+    /// The organization the key acts for.
+    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
+        Organization::require(ctx, self.0.organization_id).await
+    }
+
+    /// The member who created it; the key stops working when they leave.
+    async fn created_by(&self, ctx: &Context<'_>) -> AppResult<User> {
+        // A person is organization data: a key reads it only with ORG_READ,
+        // as it would through Organization.members.
+        if ctx.principal()?.api_key().is_some() {
+            crate::orgs::access::authorize(ctx, self.0.organization_id, "Organization.members").await?;
+        }
+        let user = ctx.loaders()?.users.load_one(self.0.created_by).await?;
+        user.map(User::new).ok_or_else(|| AppError::not_found("user"))
+    }
+
+    /// When it was created.
+    async fn created_at(&self) -> Timestamp {
+        self.0.created_at.into()
+    }
+
+    /// Last authenticated use, to the minute.
+    async fn last_used_at(&self) -> Option<Timestamp> {
+        self.0.last_used_at.map(Timestamp)
+    }
+
+    /// When it stops working by itself; null = never.
+    async fn expires_at(&self) -> Option<Timestamp> {
+        self.0.expires_at.map(Timestamp)
+    }
+
+    /// When it was revoked, if it was.
+    async fn revoked_at(&self) -> Option<Timestamp> {
+        self.0.revoked_at.map(Timestamp)
+    }
+}
+
+/// A key just created, with its secret.
+pub struct CreatedApiKey {
+    key: ApiKeyRow,
+    secret: String,
+}
+
+#[Object]
+impl CreatedApiKey {
+    /// The new key.
+    async fn api_key(&self) -> ApiKey {
+        ApiKey(self.key.clone())
+    }
+
+    /// The full secret. Shown once; only its hash is stored.
+    async fn secret(&self) -> &str {
+        &self.secret
+    }
+}
+
+/// What an API key sees about itself (the 'verify key' call of editor extensions).
+pub struct ApiKeyInfo {
+    key: ApiKeyRow,
+}
+
+impl ApiKeyInfo {
+    /// The calling key's row.
+    pub fn row(&self) -> &ApiKeyRow {
+        &self.key
+    }
+}
+
+#[Object]
+impl ApiKeyInfo {
+    /// The calling key.
+    async fn api_key(&self) -> ApiKey {
+        ApiKey(self.key.clone())
+    }
+
+    /// The organization it acts for.
+    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
+        Organization::require(ctx, self.key.organization_id).await
+    }
+
+    /// The organization's quota now (any scope may read it).
+    async fn quota(&self, ctx: &Context<'_>) -> AppResult<crate::usage::quota::Quota> {
+        crate::usage::graphql::organization_quota(ctx, self.key.organization_id).await
+    }
+}
+
+/// The keys of an organization the caller may see: OWNER/ADMIN (and staff,
+/// who read everything) see all; other members the keys they created; a
+/// key itself. For `Organization.apiKeys`, through the per-request loader
+/// so a list of organizations costs one query.
+pub async fn keys_of_organization(ctx: &Context<'_>, access: Access) -> AppResult<Vec<ApiKey>> {
+    access.require("Organization.apiKeys")?;
+    let keys = ctx
+        .loaders()?
+        .api_keys_by_organization
+        .load_one(access.organization_id)
+        .await?
+        .unwrap_or_default();
+    let principal = ctx.principal()?;
+    let sees_all = access.staff.is_some() || access.has_role(OrgRole::Admin);
+    Ok(keys
+        .into_iter()
+        .filter(|key| sees_all || is_own(principal, key))
+        .map(ApiKey)
+        .collect())
+}
+
+/// Whether `key` is the caller's: created by them, or the calling key.
+fn is_own(principal: &Principal, key: &ApiKeyRow) -> bool {
+    principal.user_id() == Some(key.created_by) || principal.api_key().is_some_and(|k| k.key_id == key.id)
+}
+
+/// A new API key.
+#[derive(InputObject)]
+pub struct CreateApiKeyInput {
+    /// The organization the key acts for; the caller must be MEMBER or above there.
+    pub organization_id: ID,
+    /// Display name, 1 to 100 characters.
+    pub name: String,
+    /// What the key may do; at least one.
+    #[graphql(default_with = "vec![ApiKeyScope::UsageWrite]")]
+    pub scopes: Vec<ApiKeyScope>,
+    /// Model names it may be authorized for (matched after resolving aliases); null = every enabled model.
+    pub allowed_models: Option<Vec<String>>,
+    /// Client addresses or CIDR ranges (IPv4 or IPv6) allowed to use it; null = any.
+    pub allowed_ips: Option<Vec<String>>,
+    /// Monthly token budget of this key; null = only the organization's.
+    pub token_limit: Option<BigInt>,
+    /// When it stops working by itself; must be in the future. null = never.
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Queries about API keys.
+#[derive(Default)]
+pub struct KeysQuery;
+
+#[Object]
+impl KeysQuery {
+    /// Only when authenticated by an API key.
+    async fn api_key_info(&self, ctx: &Context<'_>) -> AppResult<ApiKeyInfo> {
+        let Some(identity) = ctx.principal()?.api_key() else {
+            return Err(AppError::client(
+                crate::error::ErrorCode::Forbidden,
+                "apiKeyInfo answers only requests authenticated by an API key",
+            ));
+        };
+        let mut conn = ctx.app()?.db().await?;
+        // Gone since it was resolved (its organization was deleted).
+        let key = model::find(&mut conn, identity.key_id)
+            .await?
+            .ok_or_else(AppError::unauthenticated)?;
+        Ok(ApiKeyInfo { key })
+    }
+}
+
+/// Creating and revoking API keys.
+#[derive(Default)]
+pub struct KeysMutation;
+
+#[Object]
+impl KeysMutation {
+    /// Creates a key for an organization (MEMBER and above, within the plan's maxApiKeys). The secret is in the answer only.
+    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> AppResult<CreatedApiKey> {
+        let actor = ctx.principal()?.require_user()?;
+        let organization_id =
+            Uuid::parse_str(input.organization_id.as_str()).map_err(|_| AppError::not_found("organization"))?;
+        authorize(ctx, organization_id, "Mutation.createApiKey").await?;
+        let app = ctx.app()?;
+        let draft = service::validate(
+            KeyRequest {
+                name: input.name,
+                scopes: input.scopes,
+                allowed_models: input.allowed_models,
+                allowed_ips: input.allowed_ips,
+                token_limit: input.token_limit.map(|limit| limit.0),
+                expires_at: input.expires_at.map(|at| at.0),
+            },
+            app.now(),
+        )?;
+        let (key, secret) = service::create(app, actor, organization_id, draft, ctx.request_meta()?).await?;
+        Ok(CreatedApiKey { key, secret })
+    }
+
+    /// Revokes a key at once, on every instance. OWNER/ADMIN revoke any key of the organization, others their own; a key revoked already comes back unchanged.
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> AppResult<ApiKey> {
+        let actor = ctx.principal()?.require_user()?;
+        let key_id = Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found("API key"))?;
+        let app = ctx.app()?;
+        let key = model::find(&mut *app.db().await?, key_id)
+            .await?
+            .ok_or_else(|| AppError::not_found("API key"))?;
+        let access = access_to(ctx, key.organization_id).await?;
+        if !service::may_revoke(&key, actor, access.role) {
+            // Staff and ADMINs see every key, so for them it exists;
+            // anyone else cannot tell another member's key from none.
+            let visible = access.staff.is_some() || access.has_role(OrgRole::Admin);
+            return Err(if visible {
+                AppError::forbidden()
+            } else {
+                AppError::not_found("API key")
+            });
+        }
+        let row = service::revoke(app, actor, key_id, ctx.request_meta()?).await?;
+        Ok(ApiKey(row))
+    }
+}

@@ -1,0 +1,247 @@
+//! An organization's quota: its token window's use against the plan's
+//! limits, and today's requests.
+
+use std::collections::HashMap;
+
+use async_graphql::{Object, dataloader::Loader};
+use chrono::{DateTime, Utc};
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{
+    billing::model::PlanRow,
+    db::DbPool,
+    error::{AppError, AppResult},
+    graphql::scalars::{BigInt, Timestamp},
+    usage::{
+        counters::{self, CounterKey, CounterRow, SubjectKind},
+        windows::{self, Windows},
+    },
+};
+
+/// A quota as computed at one moment; the serde form travels on the event
+/// bus with each recorded event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuotaSnapshot {
+    /// Where the token counters start: the period's start, or the last
+    /// resetUsage inside the period.
+    pub period_start: DateTime<Utc>,
+    /// The period's end.
+    pub period_end: DateTime<Utc>,
+    /// Tokens counted since `period_start`.
+    pub tokens_used: i64,
+    /// The plan's tokens per period; None = unlimited.
+    pub token_limit: Option<i64>,
+    /// Usage events received since 00:00 UTC (or a later reset).
+    pub requests_today: i64,
+    /// The plan's events per UTC day; None = unlimited.
+    pub daily_request_limit: Option<i32>,
+}
+
+impl QuotaSnapshot {
+    /// The snapshot for `windows` and `plan` with these totals.
+    pub fn new(windows: &Windows, plan: &PlanRow, tokens_used: i64, requests_today: i64) -> Self {
+        Self {
+            period_start: windows.token_start,
+            period_end: windows.period.end,
+            tokens_used,
+            token_limit: plan.monthly_token_limit,
+            requests_today,
+            daily_request_limit: plan.daily_request_limit,
+        }
+    }
+
+    /// A budget is spent when tokensUsed >= tokenLimit.
+    pub fn exceeded(&self) -> bool {
+        self.token_limit.is_some_and(|limit| self.tokens_used >= limit)
+    }
+
+    /// Tokens left; 0 once spent, never negative; None = unlimited.
+    pub fn remaining(&self) -> Option<i64> {
+        self.token_limit
+            .map(|limit| limit.saturating_sub(self.tokens_used).max(0))
+    }
+
+    /// Whether today's requests have reached the daily limit.
+    pub fn daily_requests_spent(&self) -> bool {
+        self.daily_request_limit
+            .is_some_and(|limit| self.requests_today >= i64::from(limit))
+    }
+}
+
+/// The ORGANIZATION row of `windows`.
+pub fn organization_key(organization_id: Uuid, windows: &Windows) -> CounterKey {
+    CounterKey {
+        kind: SubjectKind::Organization,
+        subject_id: organization_id,
+        window_start: windows.token_start,
+    }
+}
+
+/// The DAY row of `windows`.
+pub fn day_key(organization_id: Uuid, windows: &Windows) -> CounterKey {
+    CounterKey {
+        kind: SubjectKind::Day,
+        subject_id: organization_id,
+        window_start: windows.day_start,
+    }
+}
+
+/// The snapshot from counter rows read or written (missing rows are 0).
+pub fn from_rows(
+    organization_id: Uuid,
+    windows: &Windows,
+    plan: &PlanRow,
+    rows: &HashMap<CounterKey, CounterRow>,
+) -> QuotaSnapshot {
+    let (tokens, _) = counters::totals(rows, &organization_key(organization_id, windows));
+    let (_, requests) = counters::totals(rows, &day_key(organization_id, windows));
+    QuotaSnapshot::new(windows, plan, tokens, requests)
+}
+
+/// The organization's quota at `now`; NOT_FOUND when there is no such
+/// organization.
+pub async fn of_organization(
+    conn: &mut AsyncPgConnection,
+    organization_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<QuotaSnapshot> {
+    let (windows, plan) = windows::of_organization(conn, organization_id, now)
+        .await?
+        .ok_or_else(|| AppError::not_found("organization"))?;
+    Ok(read(conn, organization_id, &windows, &plan).await?)
+}
+
+/// The quota for known windows and plan: one query.
+pub async fn read(
+    conn: &mut AsyncPgConnection,
+    organization_id: Uuid,
+    windows: &Windows,
+    plan: &PlanRow,
+) -> QueryResult<QuotaSnapshot> {
+    let keys = [
+        organization_key(organization_id, windows),
+        day_key(organization_id, windows),
+    ];
+    let rows = counters::read(conn, organization_id, &keys).await?;
+    Ok(from_rows(organization_id, windows, plan, &rows))
+}
+
+/// Quotas of many organizations (Organization.quota over a list): their
+/// windows in one or two queries, the counters in one more.
+pub struct QuotaLoader {
+    /// The request pool.
+    pub pool: DbPool,
+    /// The request's time.
+    pub now: DateTime<Utc>,
+}
+
+impl Loader<Uuid> for QuotaLoader {
+    type Value = QuotaSnapshot;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, QuotaSnapshot>, AppError> {
+        let mut conn = self.pool.get().await?;
+        let windows = windows::of_organizations(&mut conn, keys, self.now).await?;
+        let mut wanted: Vec<(Uuid, CounterKey)> = Vec::with_capacity(windows.len() * 2);
+        for (organization_id, (windows, _)) in &windows {
+            wanted.push((*organization_id, organization_key(*organization_id, windows)));
+            wanted.push((*organization_id, day_key(*organization_id, windows)));
+        }
+        let rows = counters::read_many(&mut conn, &wanted).await?;
+        Ok(windows
+            .iter()
+            .map(|(organization_id, (windows, plan))| {
+                let own = rows.get(organization_id).cloned().unwrap_or_default();
+                (*organization_id, from_rows(*organization_id, windows, plan, &own))
+            })
+            .collect())
+    }
+}
+
+/// A budget is spent when tokensUsed >= tokenLimit. Reported usage is
+/// never refused for a budget (its tokens were already used, and billing
+/// must see them); clients ask authorizeUsage before an LLM call. Counters
+/// count events by the time they were received, so back-dated events land
+/// in the current period; they always equal the sum of the events they
+/// count. requestsToday counts usage events received since 00:00 UTC.
+/// resetUsage restarts all of these counters.
+pub struct Quota(pub QuotaSnapshot);
+
+impl From<QuotaSnapshot> for Quota {
+    fn from(snapshot: QuotaSnapshot) -> Self {
+        Self(snapshot)
+    }
+}
+
+#[Object]
+impl Quota {
+    /// Where tokensUsed starts counting: the period's start, or the last resetUsage inside the period.
+    async fn period_start(&self) -> Timestamp {
+        self.0.period_start.into()
+    }
+
+    /// The end of the current quota period.
+    async fn period_end(&self) -> Timestamp {
+        self.0.period_end.into()
+    }
+
+    /// Tokens counted in the current period, by receive time.
+    async fn tokens_used(&self) -> BigInt {
+        BigInt(self.0.tokens_used)
+    }
+
+    /// null = unlimited.
+    async fn token_limit(&self) -> Option<BigInt> {
+        self.0.token_limit.map(BigInt)
+    }
+
+    /// null = unlimited; 0 once spent, never negative.
+    async fn remaining(&self) -> Option<BigInt> {
+        self.0.remaining().map(BigInt)
+    }
+
+    /// Whether tokensUsed >= tokenLimit.
+    async fn exceeded(&self) -> bool {
+        self.0.exceeded()
+    }
+
+    /// Usage events received since 00:00 UTC.
+    async fn requests_today(&self) -> i32 {
+        i32::try_from(self.0.requests_today).unwrap_or(i32::MAX)
+    }
+
+    /// Usage events allowed per UTC day; null = unlimited.
+    async fn daily_request_limit(&self) -> Option<i32> {
+        self.0.daily_request_limit
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(tokens_used: i64, token_limit: Option<i64>) -> QuotaSnapshot {
+        QuotaSnapshot {
+            period_start: DateTime::UNIX_EPOCH,
+            period_end: DateTime::UNIX_EPOCH,
+            tokens_used,
+            token_limit,
+            requests_today: 0,
+            daily_request_limit: None,
+        }
+    }
+
+    #[test]
+    fn remaining_is_never_negative_and_spent_means_at_the_limit() {
+        assert_eq!(snapshot(90, Some(100)).remaining(), Some(10));
+        assert!(!snapshot(99, Some(100)).exceeded());
+        assert!(snapshot(100, Some(100)).exceeded());
+        assert_eq!(snapshot(150, Some(100)).remaining(), Some(0));
+        assert_eq!(snapshot(150, None).remaining(), None);
+        assert!(!snapshot(150, None).exceeded());
+        assert!(snapshot(0, Some(0)).exceeded());
+    }
+}

@@ -1,0 +1,50 @@
+//! resetUsage: staff restart an organization's counters for the rest of
+//! the period. Nothing is deleted or zeroed: the reset moment becomes the
+//! start of new counter rows (and of a new round of thresholds), and the
+//! events stay.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{
+    admin::audit::{self, AuditEntry},
+    app::AppState,
+    db::schema::organizations,
+    error::{AppError, AppResult},
+    usage::quota::{self, QuotaSnapshot},
+};
+
+/// Starts a new counter epoch for the organization at the app's now, audited
+/// as `usage.reset` by `actor`; returns the fresh quota.
+pub async fn reset(app: &AppState, actor: Uuid, organization_id: Uuid, ip: Option<String>) -> AppResult<QuotaSnapshot> {
+    let now = app.now();
+    let mut conn = app.db().await?;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let before = quota::of_organization(conn, organization_id, now).await?;
+        mark(conn, organization_id, now).await?;
+        let entry = AuditEntry::new("usage.reset", Some(actor), ip)
+            .target("organization", organization_id)
+            .in_organization(organization_id)
+            .metadata(serde_json::json!({
+                "tokensUsedBefore": before.tokens_used,
+                "requestsTodayBefore": before.requests_today,
+            }));
+        audit::record(conn, entry, now).await?;
+        Ok(())
+    })
+    .await?;
+    quota::of_organization(&mut conn, organization_id, now).await
+}
+
+async fn mark(conn: &mut AsyncPgConnection, organization_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+    let updated = diesel::update(organizations::table.find(organization_id))
+        .set(organizations::usage_reset_at.eq(now))
+        .execute(conn)
+        .await?;
+    if updated == 0 {
+        return Err(AppError::not_found("organization"));
+    }
+    Ok(())
+}

@@ -1,0 +1,126 @@
+//! The `usageUpdated` subscription: an organization's usage as it is
+//! recorded, on any instance, until the subscriber loses access.
+
+use async_graphql::{Context, ID, Subscription};
+use futures_util::{Stream, stream};
+use tokio::sync::broadcast::{self, error::RecvError};
+use uuid::Uuid;
+
+use crate::{
+    app::AppState,
+    auth::Principal,
+    error::{AppError, AppResult, ErrorCode},
+    graphql::context::ContextExt,
+    orgs::access,
+    usage::{
+        graphql::UsageUpdate,
+        live::{self, AccessChange},
+        live_message::UsageUpdateMessage,
+    },
+};
+
+/// Every subscription field.
+#[derive(Default)]
+pub struct UsageSubscription;
+
+#[Subscription(name = "Subscription")]
+impl UsageSubscription {
+    /// Every usage event of the organization as it is recorded, on any server instance. For members (VIEWER and above), staff, or an API key of the organization with USAGE_READ.
+    async fn usage_updated(
+        &self,
+        ctx: &Context<'_>,
+        organization_id: ID,
+    ) -> Result<impl Stream<Item = Result<UsageUpdate, AppError>> + use<>, AppError> {
+        let organization_id = Uuid::parse_str(&organization_id).map_err(|_| AppError::not_found("organization"))?;
+        let app = ctx.app()?.clone();
+        // Access changes are heard from before the check, so none that
+        // happens right after it is missed. The organization's channel is
+        // made only after it: refused callers leave nothing behind.
+        let changes = app.usage_hub().access_changes();
+        access::authorize(ctx, organization_id, "Subscription.usageUpdated").await?;
+        let feed = Feed {
+            updates: app.usage_hub().follow_organization(organization_id),
+            changes,
+            principal: ctx.principal()?.clone(),
+            organization_id,
+            app,
+            finished: false,
+        };
+        Ok(stream::unfold(feed, Feed::next))
+    }
+}
+
+/// One subscriber's view of the hub.
+struct Feed {
+    app: AppState,
+    principal: Principal,
+    organization_id: Uuid,
+    updates: broadcast::Receiver<std::sync::Arc<str>>,
+    changes: broadcast::Receiver<AccessChange>,
+    finished: bool,
+}
+
+impl Drop for Feed {
+    fn drop(&mut self) {
+        self.app.usage_hub().release_organization(self.organization_id);
+    }
+}
+
+impl Feed {
+    /// The next update, or a last error and the end.
+    async fn next(mut self) -> Option<(AppResult<UsageUpdate>, Self)> {
+        if self.finished {
+            return None;
+        }
+        loop {
+            tokio::select! {
+                update = self.updates.recv() => match update {
+                    Ok(payload) => match UsageUpdateMessage::from_json(&payload) {
+                        Ok(message) => return Some((Ok(message.into_update()), self)),
+                        Err(e) => tracing::warn!(error = ?e, "unreadable usage update skipped"),
+                    },
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::info!(missed, "usage subscriber too slow; dropped");
+                        return self.finish(AppError::client(
+                            ErrorCode::ServiceUnavailable,
+                            "the subscriber fell behind and was dropped; subscribe again",
+                        ));
+                    }
+                    Err(RecvError::Closed) => return None,
+                },
+                change = self.changes.recv() => {
+                    if self.concerns_me(change) && !self.may_still_watch().await {
+                        return self.finish(AppError::forbidden());
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(mut self, error: AppError) -> Option<(AppResult<UsageUpdate>, Self)> {
+        self.finished = true;
+        Some((Err(error), self))
+    }
+
+    /// Whether the change may have taken this subscriber's access to the
+    /// organization. Ended credentials close the whole connection
+    /// elsewhere; here it is about membership.
+    fn concerns_me(&self, change: Result<AccessChange, RecvError>) -> bool {
+        match change {
+            Ok(AccessChange::MembershipEnded(ended)) => {
+                ended.organization_id == self.organization_id && self.principal.user_id() == Some(ended.user_id)
+            }
+            Ok(AccessChange::Unknown) | Err(RecvError::Lagged(_)) => true,
+            Ok(_) | Err(RecvError::Closed) => false,
+        }
+    }
+
+    /// Asked of the database: a failure keeps the subscription (the next
+    /// change asks again) rather than cutting off every subscriber while
+    /// the database is briefly away.
+    async fn may_still_watch(&self) -> bool {
+        live::may_watch(&self.app, &self.principal, self.organization_id)
+            .await
+            .unwrap_or(true)
+    }
+}

@@ -1,0 +1,165 @@
+//! Which counter rows are "current" for an organization: the windows that
+//! quotas read and that recording adds to.
+//!
+//! Token counters (organization, keys, members) run from the start of the
+//! quota period, or from the last `resetUsage` inside it; the request
+//! counter runs from UTC midnight, or from a later reset. A new period (or a
+//! reset) therefore starts new rows at zero without any job.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{
+    billing::{
+        model::{self as plans, FREE_PLAN_KEY, PlanRow},
+        subscription::{self, Period, SubscriptionRow, current_period},
+    },
+    db::schema::{organizations, plans as plans_table, subscriptions},
+};
+
+/// The current windows of one organization at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    /// The quota period (the subscription's month or the calendar month).
+    pub period: Period,
+    /// Where the token counters start: the period's start or a later reset.
+    pub token_start: DateTime<Utc>,
+    /// Where the request counter starts: UTC midnight or a later reset.
+    pub day_start: DateTime<Utc>,
+}
+
+impl Windows {
+    /// The windows at `now` for `period` and the organization's last reset.
+    /// A reset outside the period (an earlier period's) changes nothing.
+    pub fn new(period: Period, reset_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Self {
+        let reset = reset_at.filter(|at| *at <= now);
+        let token_start = match reset {
+            Some(at) if period.contains(at) => at,
+            _ => period.start,
+        };
+        let midnight = utc_midnight(now);
+        let day_start = reset.filter(|at| *at > midnight).unwrap_or(midnight);
+        Self {
+            period,
+            token_start,
+            day_start,
+        }
+    }
+}
+
+/// 00:00 UTC of the day of `at`.
+pub fn utc_midnight(at: DateTime<Utc>) -> DateTime<Utc> {
+    day_of(at).and_time(chrono::NaiveTime::MIN).and_utc()
+}
+
+/// The UTC calendar day of `at`.
+pub fn day_of(at: DateTime<Utc>) -> NaiveDate {
+    at.date_naive()
+}
+
+/// The organization's windows and the plan in effect at `now`; None when
+/// there is no such organization.
+pub async fn of_organization(
+    conn: &mut AsyncPgConnection,
+    organization_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Option<(Windows, PlanRow)>> {
+    let reset_at: Option<Option<DateTime<Utc>>> = organizations::table
+        .find(organization_id)
+        .select(organizations::usage_reset_at)
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(reset_at) = reset_at else {
+        return Ok(None);
+    };
+    let (subscription, plan) = subscription::plan_in_effect(conn, organization_id, now).await?;
+    let period = current_period(&subscription, &plan, now);
+    Ok(Some((Windows::new(period, reset_at, now), plan)))
+}
+
+/// The windows of many organizations at `now` in at most two queries (the
+/// free plan is read only when some subscribed plan has stopped counting).
+pub async fn of_organizations(
+    conn: &mut AsyncPgConnection,
+    organization_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> QueryResult<HashMap<Uuid, (Windows, PlanRow)>> {
+    let rows: Vec<(SubscriptionRow, PlanRow, Option<DateTime<Utc>>)> = subscriptions::table
+        .inner_join(plans_table::table)
+        .inner_join(organizations::table)
+        .filter(subscriptions::organization_id.eq_any(organization_ids))
+        .select((
+            SubscriptionRow::as_select(),
+            PlanRow::as_select(),
+            organizations::usage_reset_at,
+        ))
+        .load(conn)
+        .await?;
+    let mut free: Option<PlanRow> = None;
+    let mut windows = HashMap::with_capacity(rows.len());
+    for (subscription, plan, reset_at) in rows {
+        let plan = if subscription.plan_counts_at(now) {
+            plan
+        } else {
+            if free.is_none() {
+                free = Some(
+                    plans::find_by_key(conn, FREE_PLAN_KEY)
+                        .await?
+                        .ok_or(diesel::result::Error::NotFound)?,
+                );
+            }
+            free.clone().ok_or(diesel::result::Error::NotFound)?
+        };
+        let period = current_period(&subscription, &plan, now);
+        windows.insert(
+            subscription.organization_id,
+            (Windows::new(period, reset_at, now), plan),
+        );
+    }
+    Ok(windows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+    }
+
+    fn november() -> Period {
+        Period {
+            start: at("2026-11-01T00:00:00Z"),
+            end: at("2026-12-01T00:00:00Z"),
+        }
+    }
+
+    #[test]
+    fn without_a_reset_windows_are_the_period_and_the_utc_day() {
+        let windows = Windows::new(november(), None, at("2026-11-21T15:30:00Z"));
+        assert_eq!(windows.token_start, at("2026-11-01T00:00:00Z"));
+        assert_eq!(windows.day_start, at("2026-11-21T00:00:00Z"));
+    }
+
+    #[test]
+    fn a_reset_inside_the_period_restarts_both_windows() {
+        let reset = at("2026-11-21T10:00:00Z");
+        let windows = Windows::new(november(), Some(reset), at("2026-11-21T15:30:00Z"));
+        assert_eq!((windows.token_start, windows.day_start), (reset, reset));
+        let next_day = Windows::new(november(), Some(reset), at("2026-11-22T01:00:00Z"));
+        assert_eq!(next_day.token_start, reset);
+        assert_eq!(next_day.day_start, at("2026-11-22T00:00:00Z"));
+    }
+
+    #[test]
+    fn a_reset_of_an_earlier_period_changes_nothing() {
+        let windows = Windows::new(november(), Some(at("2026-10-30T10:00:00Z")), at("2026-11-02T01:00:00Z"));
+        assert_eq!(windows.token_start, at("2026-11-01T00:00:00Z"));
+        assert_eq!(windows.day_start, at("2026-11-02T00:00:00Z"));
+    }
+}

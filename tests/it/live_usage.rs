@@ -1,0 +1,316 @@
+//! Live usage over websockets: events reach subscribers on every instance,
+//! and subscriptions end when their caller loses access.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use tollgate::orgs::model::OrgRole;
+
+use crate::harness::{
+    TestApp,
+    people::{SignedIn, register},
+    ws::{Socket, close_code, connect_as, receive, receive_within, send},
+};
+use crate::organizations::add_member;
+
+const SUBSCRIBE: &str = "subscription ($org: ID!) { usageUpdated(organizationId: $org) {
+    event { id model totalTokens organization { id } } quota { tokensUsed } thresholdCrossed } }";
+
+const RECORD: &str = "mutation ($input: RecordUsageInput!) { recordUsage(input: $input) { event { id } } }";
+
+/// The id of the person's personal organization.
+async fn personal_organization(app: &TestApp, person: &SignedIn) -> String {
+    let response = app
+        .graphql_as(
+            &person.access,
+            "{ me { memberships { organization { id personal } } } }",
+            json!({}),
+        )
+        .await;
+    let memberships = response.data()["me"]["memberships"].as_array().unwrap().clone();
+    memberships
+        .iter()
+        .find(|m| m["organization"]["personal"] == true)
+        .map(|m| m["organization"]["id"].as_str().unwrap().to_owned())
+        .expect("a personal organization")
+}
+
+/// Records one event as `token` and returns its id.
+async fn record(app: &TestApp, token: &str, organization: &str, tokens: i64) -> String {
+    let response = app
+        .graphql_as(
+            token,
+            RECORD,
+            json!({ "input": { "organizationId": organization, "model": "gpt-4o", "promptTokens": tokens, "completionTokens": 1 } }),
+        )
+        .await;
+    response.data()["recordUsage"]["event"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Starts a usageUpdated subscription in either protocol.
+async fn subscribe(socket: &mut Socket, legacy: bool, id: &str, organization: &str) {
+    let kind = if legacy { "start" } else { "subscribe" };
+    send(
+        socket,
+        json!({ "type": kind, "id": id, "payload": { "query": SUBSCRIBE, "variables": { "org": organization } } }),
+    )
+    .await;
+}
+
+/// Records on `recorder` until the subscriber has seen an update (the
+/// subscription becomes active asynchronously), and returns the update
+/// with the ids recorded so far.
+async fn first_update(
+    recorder: &TestApp,
+    token: &str,
+    organization: &str,
+    socket: &mut Socket,
+) -> (Value, Vec<String>) {
+    let mut recorded = Vec::new();
+    for _ in 0..40 {
+        recorded.push(record(recorder, token, organization, 10).await);
+        if let Some(message) = receive_within(socket, Duration::from_millis(250)).await {
+            return (message, recorded);
+        }
+    }
+    panic!("no update reached the subscriber");
+}
+
+async fn events_cross_instances(use_redis: bool, legacy: bool) {
+    let recorder = TestApp::spawn_with_redis(use_redis).await;
+    let watcher = recorder.spawn_sibling().await;
+    let person = register(&recorder, "live@example.com").await;
+    let organization = personal_organization(&recorder, &person).await;
+    let protocol = if legacy { "graphql-ws" } else { "graphql-transport-ws" };
+    let mut socket = connect_as(&watcher, protocol, &person.access).await;
+    subscribe(&mut socket, legacy, "usage", &organization).await;
+
+    let (message, recorded) = first_update(&recorder, &person.access, &organization, &mut socket).await;
+    assert_eq!(message["type"], if legacy { "data" } else { "next" });
+    assert_eq!(message["id"], "usage");
+    let update = &message["payload"]["data"]["usageUpdated"];
+    assert!(recorded.contains(&update["event"]["id"].as_str().unwrap().to_owned()));
+    assert_eq!(update["event"]["organization"]["id"], organization.as_str());
+    assert_eq!(update["event"]["model"], "gpt-4o");
+    assert_eq!(update["event"]["totalTokens"], 11);
+
+    // From now on every event arrives, in order, with the quota after it.
+    let next = record(&recorder, &person.access, &organization, 5).await;
+    let mut seen = Vec::new();
+    loop {
+        let update = receive(&mut socket).await["payload"]["data"]["usageUpdated"].clone();
+        seen.push(update["event"]["id"].as_str().unwrap().to_owned());
+        if seen.last() == Some(&next) {
+            assert_eq!(update["quota"]["tokensUsed"], 11 * recorded.len() as i64 + 6);
+            break;
+        }
+    }
+    recorder.shutdown().await;
+    watcher.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_event_recorded_on_one_instance_reaches_a_subscriber_on_another_through_redis() {
+    events_cross_instances(true, false).await;
+}
+
+#[tokio::test]
+async fn without_redis_postgresql_notify_carries_the_events() {
+    events_cross_instances(false, false).await;
+}
+
+#[tokio::test]
+async fn the_legacy_protocol_receives_updates_too() {
+    events_cross_instances(true, true).await;
+}
+
+#[tokio::test]
+async fn an_outsider_subscription_is_refused_with_an_error_and_the_connection_stays_open() {
+    let app = TestApp::spawn().await;
+    let owner = register(&app, "owner@example.com").await;
+    let outsider = register(&app, "outsider@example.com").await;
+    let organization = personal_organization(&app, &owner).await;
+    let mut socket = connect_as(&app, "graphql-transport-ws", &outsider.access).await;
+
+    for (id, target) in [
+        ("theirs", organization.clone()),
+        ("missing", Uuid::now_v7().to_string()),
+    ] {
+        subscribe(&mut socket, false, id, &target).await;
+        let refusal = receive(&mut socket).await;
+        assert_eq!(refusal["type"], "error", "{refusal}");
+        assert_eq!(refusal["id"], id);
+        assert_eq!(refusal["payload"][0]["extensions"]["code"], "NOT_FOUND");
+    }
+    send(&mut socket, json!({ "type": "ping" })).await;
+    assert_eq!(receive(&mut socket).await["type"], "pong");
+}
+
+#[tokio::test]
+async fn logging_out_closes_the_sessions_sockets_on_every_instance() {
+    let app = TestApp::spawn().await;
+    let other = app.spawn_sibling().await;
+    let person = register(&app, "leaving@example.com").await;
+    let organization = personal_organization(&app, &person).await;
+    let mut socket = connect_as(&other, "graphql-transport-ws", &person.access).await;
+    subscribe(&mut socket, false, "usage", &organization).await;
+    first_update(&app, &person.access, &organization, &mut socket).await;
+
+    let response = app.graphql_as(&person.access, "mutation { logout }", json!({})).await;
+    assert_eq!(response.data()["logout"], true);
+    assert_eq!(close_code(&mut socket).await, 4403);
+    other.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_removed_member_subscription_ends_with_forbidden() {
+    let app = TestApp::spawn().await;
+    let owner = register(&app, "boss@example.com").await;
+    let member = register(&app, "member@example.com").await;
+    let created = app
+        .graphql_as(
+            &owner.access,
+            "mutation { createOrganization(input: { name: \"Team Live\" }) { id } }",
+            json!({}),
+        )
+        .await;
+    let organization = created.data()["createOrganization"]["id"].as_str().unwrap().to_owned();
+    add_member(
+        &app,
+        Uuid::parse_str(&organization).unwrap(),
+        member.user_id,
+        OrgRole::Member,
+    )
+    .await;
+    let mut socket = connect_as(&app, "graphql-transport-ws", &member.access).await;
+    subscribe(&mut socket, false, "usage", &organization).await;
+    first_update(&app, &owner.access, &organization, &mut socket).await;
+
+    let removed = app
+        .graphql_as(
+            &owner.access,
+            "mutation ($org: ID!, $user: ID!) { removeMember(organizationId: $org, userId: $user) }",
+            json!({ "org": organization, "user": member.user_id }),
+        )
+        .await;
+    assert_eq!(removed.data()["removeMember"], true);
+    // Updates recorded before the removal may still be in flight.
+    let ending = loop {
+        let message = receive(&mut socket).await;
+        if message["type"] != "next" {
+            break message;
+        }
+    };
+    assert_eq!(ending["type"], "error", "{ending}");
+    assert_eq!(ending["payload"][0]["extensions"]["code"], "FORBIDDEN");
+    // The connection itself stays usable.
+    send(&mut socket, json!({ "type": "ping" })).await;
+    assert_eq!(receive(&mut socket).await["type"], "pong");
+}
+
+const CREATE_KEY: &str =
+    "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id } } }";
+
+/// Creates a key of the organization with these scopes: (id, secret).
+async fn create_key(app: &TestApp, token: &str, organization: &str, scopes: &[&str]) -> (String, String) {
+    let response = app
+        .graphql_as(
+            token,
+            CREATE_KEY,
+            json!({ "input": { "organizationId": organization, "name": "dashboard", "scopes": scopes } }),
+        )
+        .await;
+    let created = &response.data()["createApiKey"];
+    (
+        created["apiKey"]["id"].as_str().unwrap().to_owned(),
+        created["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[tokio::test]
+async fn keys_subscribe_with_usage_read_and_their_sockets_close_when_revoked() {
+    let app = TestApp::spawn().await;
+    let other = app.spawn_sibling().await;
+    let person = register(&app, "keys-live@example.com").await;
+    let organization = personal_organization(&app, &person).await;
+    let (_, writer) = create_key(&app, &person.access, &organization, &["USAGE_WRITE"]).await;
+    let (reader_id, reader) = create_key(&app, &person.access, &organization, &["USAGE_READ"]).await;
+
+    let mut refused = connect_as(&other, "graphql-transport-ws", &writer).await;
+    subscribe(&mut refused, false, "usage", &organization).await;
+    let refusal = receive(&mut refused).await;
+    assert_eq!(refusal["type"], "error", "{refusal}");
+    assert_eq!(refusal["payload"][0]["extensions"]["code"], "FORBIDDEN");
+
+    let mut socket = connect_as(&other, "graphql-transport-ws", &reader).await;
+    subscribe(&mut socket, false, "usage", &organization).await;
+    first_update(&app, &person.access, &organization, &mut socket).await;
+
+    let revoked = app
+        .graphql_as(
+            &person.access,
+            "mutation ($id: ID!) { revokeApiKey(id: $id) { revokedAt } }",
+            json!({ "id": reader_id }),
+        )
+        .await;
+    assert!(revoked.data()["revokeApiKey"]["revokedAt"].is_string());
+    assert_eq!(close_code(&mut socket).await, 4403);
+    other.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_account_may_hold_only_so_many_connections() {
+    let app = TestApp::spawn().await;
+    let person = register(&app, "many@example.com").await;
+    let mut open = Vec::new();
+    for _ in 0..tollgate::usage::live::MAX_CONNECTIONS_PER_PRINCIPAL {
+        open.push(connect_as(&app, "graphql-transport-ws", &person.access).await);
+    }
+    assert!(
+        try_connect(&app, &person.access).await.is_none(),
+        "one connection too many"
+    );
+
+    // A closed connection gives its slot back.
+    drop(open.pop());
+    let mut again = None;
+    for _ in 0..50 {
+        again = try_connect(&app, &person.access).await;
+        if again.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(again.is_some(), "a slot came free after a connection closed");
+}
+
+/// Opens a connection as `token`: the socket when acknowledged, None when
+/// the server closed it with 4430 (too many connections).
+async fn try_connect(app: &TestApp, token: &str) -> Option<Socket> {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let mut socket = crate::harness::ws::connect(app, "graphql-transport-ws").await;
+    send(
+        &mut socket,
+        json!({ "type": "connection_init", "payload": { "Authorization": token } }),
+    )
+    .await;
+    let reply = tokio::time::timeout(Duration::from_secs(5), socket.next())
+        .await
+        .expect("an answer to connection_init")
+        .expect("the socket is open")
+        .expect("a websocket message");
+    match reply {
+        Message::Text(text) if text.contains("connection_ack") => Some(socket),
+        Message::Close(Some(frame)) => {
+            assert_eq!(u16::from(frame.code), 4430);
+            None
+        }
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
