@@ -1,12 +1,21 @@
-//! The Plan type and the plan queries.
+//! The Plan, BillingSubscription and CheckoutSession types, the plan
+//! queries, and the billing fields of Organization.
 
-use async_graphql::{Context, ID, Object};
+use async_graphql::{Context, ID, Object, SimpleObject};
+use uuid::Uuid;
 
 use crate::{
     accounts::model::Role,
-    billing::model::{self, BillingInterval, PlanRow},
-    error::AppResult,
-    graphql::{context::ContextExt, scalars::BigInt},
+    billing::{
+        model::{self, BillingInterval, FREE_PLAN_KEY, PlanRow},
+        stripe_api::CheckoutLink,
+        subscription::{SubscriptionRow, SubscriptionStatus, calendar_month},
+    },
+    error::{AppError, AppResult},
+    graphql::{
+        context::ContextExt,
+        scalars::{BigInt, Timestamp},
+    },
 };
 
 /// Something an organization can subscribe to.
@@ -112,4 +121,112 @@ impl BillingQuery {
         let rows = model::list(&mut conn, include_private).await?;
         Ok(rows.into_iter().map(Plan).collect())
     }
+}
+
+/// An organization's subscription: what it pays for (or was given), and
+/// where the payments stand.
+pub struct BillingSubscription(pub SubscriptionRow);
+
+#[Object]
+impl BillingSubscription {
+    /// The subscribed plan. Organization.plan is the plan in effect, which
+    /// is the free plan once a grace period or a cancelled period has ended.
+    async fn plan(&self, ctx: &Context<'_>) -> AppResult<Plan> {
+        load_plan(ctx, self.0.plan_id).await
+    }
+
+    /// Stripe's status; free and admin-assigned plans are ACTIVE.
+    async fn status(&self) -> SubscriptionStatus {
+        self.0.status
+    }
+
+    /// Start of the billing period; the UTC calendar month on plans
+    /// without a Stripe period.
+    async fn current_period_start(&self, ctx: &Context<'_>) -> AppResult<Timestamp> {
+        Ok(self.period(ctx)?.0.into())
+    }
+
+    /// End of the billing period (exclusive).
+    async fn current_period_end(&self, ctx: &Context<'_>) -> AppResult<Timestamp> {
+        Ok(self.period(ctx)?.1.into())
+    }
+
+    /// True when the subscription ends with the current period.
+    async fn cancel_at_period_end(&self) -> bool {
+        self.0.cancel_at_period_end
+    }
+
+    /// Stripe's id (`sub_...`); null for free and admin-assigned plans.
+    async fn stripe_subscription_id(&self) -> Option<&str> {
+        self.0.stripe_subscription_id.as_deref()
+    }
+}
+
+impl BillingSubscription {
+    fn period(&self, ctx: &Context<'_>) -> AppResult<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+        if let (Some(start), Some(end)) = (self.0.current_period_start, self.0.current_period_end) {
+            return Ok((start, end));
+        }
+        let month = calendar_month(ctx.app()?.now());
+        Ok((month.start, month.end))
+    }
+}
+
+/// A Stripe Checkout Session to send the buyer to.
+#[derive(SimpleObject)]
+pub struct CheckoutSession {
+    /// Stripe's id (`cs_...`).
+    pub id: String,
+    /// The hosted payment page.
+    pub url: String,
+}
+
+impl From<CheckoutLink> for CheckoutSession {
+    fn from(link: CheckoutLink) -> Self {
+        Self {
+            id: link.id,
+            url: link.url,
+        }
+    }
+}
+
+/// `Organization.subscription`, batched through the subscriptions loader.
+pub async fn subscription_of(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<BillingSubscription> {
+    Ok(BillingSubscription(subscription_row(ctx, organization_id).await?))
+}
+
+/// `Organization.plan`: the plan in effect now (see
+/// [`SubscriptionRow::plan_counts_at`]), batched through the loaders.
+pub async fn plan_of(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Plan> {
+    let row = subscription_row(ctx, organization_id).await?;
+    if row.plan_counts_at(ctx.app()?.now()) {
+        return load_plan(ctx, row.plan_id).await;
+    }
+    // Rare (a lapsed paid plan), so one query rather than a loader.
+    let mut conn = ctx.app()?.db().await?;
+    let free = model::find_by_key(&mut conn, FREE_PLAN_KEY)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("the free plan is missing")))?;
+    Ok(Plan(free))
+}
+
+async fn subscription_row(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<SubscriptionRow> {
+    ctx.loaders()?
+        .subscriptions
+        .load_one(organization_id)
+        .await?
+        .ok_or_else(|| {
+            AppError::internal(anyhow::anyhow!(
+                "organization {organization_id} has no subscription row"
+            ))
+        })
+}
+
+async fn load_plan(ctx: &Context<'_>, plan_id: Uuid) -> AppResult<Plan> {
+    ctx.loaders()?
+        .plans
+        .load_one(plan_id)
+        .await?
+        .map(Plan)
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("plan {plan_id} missing")))
 }

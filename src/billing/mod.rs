@@ -1,6 +1,31 @@
-//! Plans, subscriptions and quota periods (and, with the billing issue,
-//! Stripe).
+//! Plans, subscriptions and quota periods, and paying for plans through
+//! Stripe: checkout, the billing portal, cancellation, webhooks, and the
+//! job that announces when a paid plan stops counting.
+//!
+//! Stripe is the source of truth for paid state: every change it makes is
+//! fetched from it and applied through [`changes`].
 
+pub mod admin;
+pub mod cancel;
+pub mod changes;
+pub mod checkout;
 pub mod graphql;
+pub mod lapses;
 pub mod model;
+pub mod mutations;
+pub mod notices;
+pub mod portal;
+pub mod stripe_api;
 pub mod subscription;
+pub mod urls;
+pub mod webhooks;
+
+pub use cancel::cancel_for_deleted_organization;
+
+use crate::config::Config;
+
+/// How long a subscription whose payments fail keeps its plan
+/// (BILLING_GRACE_DAYS).
+pub fn grace_period(config: &Config) -> chrono::Duration {
+    chrono::Duration::from_std(config.billing_grace_period).unwrap_or(chrono::Duration::days(7))
+}

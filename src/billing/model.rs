@@ -63,3 +63,68 @@ pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryRes
         .load(conn)
         .await
 }
+
+/// Key of the plan every organization falls back to.
+pub const FREE_PLAN_KEY: &str = "free";
+
+/// The plan with this key, private ones included.
+pub async fn find_by_key(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<Option<PlanRow>> {
+    plans::table
+        .filter(plans::key.eq(key))
+        .select(PlanRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The plan sold at this Stripe price.
+pub async fn find_by_stripe_prices(conn: &mut AsyncPgConnection, price_ids: &[String]) -> QueryResult<Vec<PlanRow>> {
+    plans::table
+        .filter(plans::stripe_price_id.eq_any(price_ids))
+        .select(PlanRow::as_select())
+        .load(conn)
+        .await
+}
+
+/// Everything `upsertPlan` sets, validated.
+#[derive(Debug, Clone, AsChangeset, Insertable)]
+#[diesel(table_name = plans, treat_none_as_null = true)]
+pub struct PlanFields {
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub price_cents: i32,
+    pub currency: String,
+    pub billing_interval: BillingInterval,
+    pub monthly_token_limit: Option<i64>,
+    pub daily_request_limit: Option<i32>,
+    pub requests_per_minute: Option<i32>,
+    pub max_members: Option<i32>,
+    pub max_api_keys: Option<i32>,
+    pub features: Vec<Option<String>>,
+    pub public: bool,
+    pub stripe_price_id: Option<String>,
+}
+
+/// Creates the plan with `fields.key`, or replaces the fields of the
+/// existing one. A new plan is listed after the existing ones.
+pub async fn upsert(conn: &mut AsyncPgConnection, fields: &PlanFields, now: DateTime<Utc>) -> QueryResult<PlanRow> {
+    let next_sort_order = plans::table
+        .select(diesel::dsl::max(plans::sort_order))
+        .first::<Option<i32>>(conn)
+        .await?
+        .map_or(0, |max| max.saturating_add(1));
+    diesel::insert_into(plans::table)
+        .values((
+            fields,
+            plans::sort_order.eq(next_sort_order),
+            plans::created_at.eq(now),
+            plans::updated_at.eq(now),
+        ))
+        .on_conflict(plans::key)
+        .do_update()
+        .set((fields, plans::updated_at.eq(now)))
+        .returning(PlanRow::as_returning())
+        .get_result(conn)
+        .await
+}
