@@ -4,6 +4,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY src ./src
 COPY migrations ./migrations
+# The built playground, embedded in the binary (committed; no Node needed here).
+COPY playground/dist ./playground/dist
 RUN cargo build --release --locked --bin tollgate
 
 # Run: a slim Debian with only CA certificates, as a non-root user.

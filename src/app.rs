@@ -33,12 +33,15 @@ use crate::{
     },
     error::AppResult,
     graphql::{self, AppSchema, QueryLimits},
+    keys::cache::KeyCache,
     platform::{
         clock::{SharedClock, SystemClock},
         events::{BusConfig, EventBus},
         health,
+        metrics::{self, Metrics},
         rate_limit::RateLimiter,
     },
+    usage::live::UsageHub,
 };
 
 /// Name of the database the embedded PostgreSQL serves.
@@ -67,7 +70,10 @@ struct Inner {
     redis: Option<redis::aio::ConnectionManager>,
     events: EventBus,
     session_cache: SessionCache,
+    key_cache: KeyCache,
+    usage_hub: UsageHub,
     rate_limiter: RateLimiter,
+    metrics: Metrics,
     queries: QueryCounter,
     started: Instant,
     shutdown: CancellationToken,
@@ -132,6 +138,16 @@ impl AppState {
         &self.inner.session_cache
     }
 
+    /// API keys resolved recently by this instance.
+    pub fn key_cache(&self) -> &KeyCache {
+        &self.inner.key_cache
+    }
+
+    /// Routes live usage and access changes to this instance's websockets.
+    pub fn usage_hub(&self) -> &UsageHub {
+        &self.inner.usage_hub
+    }
+
     /// Attempt counters (shared through Redis when configured).
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.inner.rate_limiter
@@ -140,6 +156,11 @@ impl AppState {
     /// Redis, when configured.
     pub fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
         self.inner.redis.as_ref()
+    }
+
+    /// This instance's counters for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// SQL statements run so far by this instance.
@@ -287,6 +308,10 @@ async fn assemble(
     let events = EventBus::start(bus_config, &tasks, shutdown.clone()).await?;
     let session_cache = SessionCache::default();
     tasks.spawn(session_cache.follow(&events, shutdown.clone()));
+    let key_cache = KeyCache::default();
+    tasks.spawn(key_cache.follow(&events, shutdown.clone()));
+    let usage_hub = UsageHub::default();
+    tasks.spawn(usage_hub.follow(&events, shutdown.clone()));
     let redis = redis.map(|(_, manager)| manager);
     let rate_limiter = RateLimiter::new(redis.clone(), config.redis_key_prefix.clone());
 
@@ -309,7 +334,10 @@ async fn assemble(
             redis,
             events,
             session_cache,
+            key_cache,
+            usage_hub,
             rate_limiter,
+            metrics: Metrics::default(),
             queries,
             started: Instant::now(),
             shutdown,
@@ -317,6 +345,7 @@ async fn assemble(
         }),
     };
     crate::platform::mail::spawn_worker(&state);
+    crate::billing::lapses::spawn_job(&state);
     let passwords = state.passwords().clone();
     state.tasks().spawn(async move { passwords.prime().await });
     let router = router(HttpState {
@@ -349,7 +378,25 @@ fn router(state: HttpState) -> Router {
         .route("/device", get(crate::accounts::pages::device_page))
         .route("/verify-email", get(crate::accounts::pages::verify_email_page))
         .route("/reset-password", get(crate::accounts::pages::reset_password_page))
+        .route(
+            "/accept-invitation",
+            get(crate::accounts::pages::accept_invitation_page),
+        )
         .route("/ready", get(health::ready))
+        .route("/metrics", get(metrics::serve))
+        .route(
+            "/webhooks/stripe",
+            axum::routing::post(crate::billing::webhooks::receive),
+        )
+        .merge(if state.app.config().playground {
+            crate::platform::playground::routes()
+        } else {
+            Router::new()
+        })
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.app.metrics().clone(),
+            metrics::track_http,
+        ))
         .with_state(state)
         // A panic anywhere below answers 500 with a contract-shaped error
         // instead of dropping the connection.

@@ -103,6 +103,8 @@ pub struct Config {
     pub stripe_webhook_secret: Option<SecretString>,
     /// Base URL of the Stripe API (a local fake in tests).
     pub stripe_api_base: Url,
+    /// How long a subscription whose payments fail keeps its plan.
+    pub billing_grace_period: Duration,
     /// Allowed browser origins.
     pub cors_origins: CorsOrigins,
     /// Where device-login users type their code.
@@ -276,6 +278,10 @@ impl Config {
             stripe_secret_key,
             stripe_webhook_secret,
             stripe_api_base: vars.url("STRIPE_API_BASE")?.unwrap_or_else(default_stripe_base),
+            // Zero is allowed: no grace at all.
+            billing_grace_period: Duration::from_secs(
+                u64::from(vars.parse::<u32>("BILLING_GRACE_DAYS")?.unwrap_or(7)) * 86_400,
+            ),
             cors_origins,
             device_verification_url,
             registration_open: vars.bool("REGISTRATION_OPEN")?.unwrap_or(true),
@@ -486,6 +492,7 @@ mod tests {
             ("GRAPHQL_MAX_DEPTH", "0"),
             ("JWT_SECRET", "short"),
             ("CORS_ORIGINS", "ftp://example.com"),
+            ("BILLING_GRACE_DAYS", "-1"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{err}");

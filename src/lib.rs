@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod graphql;
+pub mod keys;
 pub mod orgs;
 pub mod platform;
 pub mod usage;

@@ -1,6 +1,25 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    api_keys (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        created_by -> Uuid,
+        name -> Text,
+        prefix -> Text,
+        secret_hash -> Bytea,
+        scopes -> Array<Nullable<Text>>,
+        allowed_models -> Nullable<Array<Nullable<Text>>>,
+        allowed_ips -> Nullable<Array<Nullable<Text>>>,
+        token_limit -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+        expires_at -> Nullable<Timestamptz>,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     audit_log (id) {
         id -> Uuid,
         organization_id -> Nullable<Uuid>,
@@ -133,6 +152,7 @@ diesel::table! {
         settings -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        usage_reset_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -177,6 +197,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    stripe_events (id) {
+        id -> Text,
+        event_type -> Text,
+        organization_id -> Nullable<Uuid>,
+        received_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     subscriptions (organization_id) {
         organization_id -> Uuid,
         plan_id -> Uuid,
@@ -188,6 +217,67 @@ diesel::table! {
         stripe_subscription_id -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        delinquent_since -> Nullable<Timestamptz>,
+        grace_ends_at -> Nullable<Timestamptz>,
+        lapse_noticed_for -> Nullable<Timestamptz>,
+        lapses_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    usage_counters (organization_id, subject_kind, subject_id, window_start) {
+        organization_id -> Uuid,
+        subject_kind -> Text,
+        subject_id -> Uuid,
+        window_start -> Timestamptz,
+        tokens -> Int8,
+        requests -> Int8,
+    }
+}
+
+diesel::table! {
+    usage_daily (organization_id, day, model, api_key_id, user_id) {
+        organization_id -> Uuid,
+        day -> Date,
+        model -> Text,
+        api_key_id -> Uuid,
+        user_id -> Uuid,
+        prompt_tokens -> Int8,
+        cached_tokens -> Int8,
+        completion_tokens -> Int8,
+        total_tokens -> Int8,
+        requests -> Int8,
+        cost_micro_usd -> Int8,
+    }
+}
+
+diesel::table! {
+    usage_events (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        api_key_id -> Nullable<Uuid>,
+        user_id -> Nullable<Uuid>,
+        model -> Text,
+        model_id -> Nullable<Text>,
+        prompt_tokens -> Int4,
+        cached_tokens -> Int4,
+        completion_tokens -> Int4,
+        total_tokens -> Int4,
+        cost_micro_usd -> Int8,
+        priced -> Bool,
+        request_id -> Nullable<Text>,
+        metadata -> Nullable<Jsonb>,
+        occurred_at -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    usage_thresholds (organization_id, window_start, threshold) {
+        organization_id -> Uuid,
+        window_start -> Timestamptz,
+        threshold -> Int2,
+        crossed_at -> Timestamptz,
     }
 }
 
@@ -210,6 +300,8 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(api_keys -> organizations (organization_id));
+diesel::joinable!(api_keys -> users (created_by));
 diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(avatars -> users (user_id));
 diesel::joinable!(device_logins -> users (user_id));
@@ -220,10 +312,18 @@ diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(organizations -> users (personal_user_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(stripe_events -> organizations (organization_id));
 diesel::joinable!(subscriptions -> organizations (organization_id));
 diesel::joinable!(subscriptions -> plans (plan_id));
+diesel::joinable!(usage_counters -> organizations (organization_id));
+diesel::joinable!(usage_daily -> organizations (organization_id));
+diesel::joinable!(usage_events -> api_keys (api_key_id));
+diesel::joinable!(usage_events -> organizations (organization_id));
+diesel::joinable!(usage_events -> users (user_id));
+diesel::joinable!(usage_thresholds -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    api_keys,
     audit_log,
     avatars,
     device_logins,
@@ -236,6 +336,11 @@ diesel::allow_tables_to_appear_in_same_query!(
     organizations,
     plans,
     sessions,
+    stripe_events,
     subscriptions,
+    usage_counters,
+    usage_daily,
+    usage_events,
+    usage_thresholds,
     users,
 );

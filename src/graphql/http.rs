@@ -218,11 +218,11 @@ async fn execute(http: &HttpState, peer: SocketAddr, headers: &HeaderMap, reques
     let authorization = headers
         .get(header::AUTHORIZATION)
         .map(|v| v.to_str().unwrap_or("\u{0}"));
-    let principal = match principal::resolve(app, authorization).await {
+    let meta = request_meta(app, peer, headers);
+    let principal = match principal::resolve(app, authorization, meta.client_ip).await {
         Ok(principal) => principal,
         Err(e) => return error_response(StatusCode::OK, e),
     };
-    let meta = request_meta(app, peer, headers);
     let response = http
         .schema
         .execute(with_request_data(app, request, principal, meta))

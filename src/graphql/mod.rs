@@ -6,10 +6,11 @@ pub mod context;
 pub mod http;
 pub mod limits;
 pub mod loaders;
+pub mod pagination;
 pub mod scalars;
 pub mod websocket;
 
-use async_graphql::{EmptySubscription, MergedObject, Schema};
+use async_graphql::{MergedObject, Schema};
 
 use crate::{
     accounts::{graphql::AccountsQuery, mutations::AccountsMutation},
@@ -19,6 +20,8 @@ use crate::{
     usage::graphql::UsageQuery,
 };
 pub use limits::QueryLimits;
+
+use crate::usage::subscription::UsageSubscription;
 
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
@@ -30,6 +33,8 @@ pub struct QueryRoot(
     UsageQuery,
     PlatformQuery,
     crate::accounts::device_graphql::DeviceQuery,
+    crate::keys::graphql::KeysQuery,
+    crate::admin::graphql::AdminQuery,
 );
 
 /// Every mutation field, merged from the domains.
@@ -39,16 +44,24 @@ pub struct MutationRoot(
     AccountsMutation,
     crate::accounts::device_graphql::DeviceMutation,
     crate::accounts::profile_graphql::ProfileMutation,
+    crate::keys::graphql::KeysMutation,
+    crate::orgs::mutations::OrgsMutation,
+    crate::usage::graphql::UsageMutation,
+    crate::billing::mutations::BillingMutation,
+    crate::admin::graphql::AdminMutation,
 );
 
 /// The executable schema.
-pub type AppSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, UsageSubscription>;
 
 /// Builds the schema. Request data (application, principal, loaders) is
 /// attached per request, so the schema itself needs no running server.
 pub fn build_schema(limits: QueryLimits) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), EmptySubscription)
+    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), UsageSubscription)
+        // First, so it sees the codes the extensions after it set.
+        .extension(crate::platform::metrics::GraphqlMetrics)
         .extension(limits::Limits(limits))
+        .extension(crate::keys::gate::KeyGate)
         // The parser's own guard against stack exhaustion; the configurable
         // depth limit (QUERY_TOO_COMPLEX) sits below it.
         .limit_recursive_depth(64);

@@ -1,6 +1,6 @@
-//! Cross-cutting services: the clock, client addresses, health checks and
-//! the client configuration query. (Event bus, rate limiter, mail outbox,
-//! background jobs and metrics join here with the issues that need them.)
+//! Cross-cutting services: the clock, client addresses, health checks,
+//! metrics, the playground, the event bus, rate limiter, mail outbox and
+//! the client configuration query.
 
 pub mod client_ip;
 pub mod clock;
@@ -8,5 +8,7 @@ pub mod events;
 pub mod graphql;
 pub mod health;
 pub mod mail;
+pub mod metrics;
+pub mod playground;
 pub mod rate_limit;
 pub mod telemetry;

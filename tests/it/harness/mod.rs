@@ -3,7 +3,9 @@
 pub mod people;
 pub mod services;
 pub mod smtp;
+pub mod stripe;
 pub mod test_app;
+pub mod ws;
 
 pub use services::services;
 pub use test_app::{GqlResponse, TestApp, TestAppOptions};
