@@ -377,6 +377,7 @@ pub async fn delete_account(
             if locked.password_hash != user.password_hash {
                 return Ok(Deletion::WrongPassword);
             }
+            crate::admin::users::refuse_last_admin(conn, &locked).await?;
             Ok(match tombstone(app, conn, user_id, user_id, ip.clone(), now).await? {
                 Tombstoned::Done(ended) => Deletion::Done(ended),
                 Tombstoned::OwnsSharedOrganization => Deletion::OwnsSharedOrganization,

@@ -193,6 +193,25 @@ async fn lock_target(conn: &mut AsyncPgConnection, user_id: Uuid) -> AppResult<U
 }
 
 /// Active (live, unsuspended) ADMINs other than `except`.
+/// Refuses (CONFLICT) to let the platform's last active ADMIN go, under
+/// the staff actions' lock so that two admins leaving at once cannot both
+/// pass. For a person deleting their own account.
+pub async fn refuse_last_admin(conn: &mut AsyncPgConnection, user: &UserRow) -> AppResult<()> {
+    if user.role != Role::Admin {
+        return Ok(());
+    }
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(STAFF_ACTIONS_LOCK)
+        .execute(conn)
+        .await?;
+    if other_active_admins(conn, user.id).await? == 0 {
+        return Err(AppError::conflict(
+            "the last ADMIN cannot delete their account: make someone else ADMIN first",
+        ));
+    }
+    Ok(())
+}
+
 async fn other_active_admins(conn: &mut AsyncPgConnection, except: Uuid) -> QueryResult<i64> {
     users::table
         .filter(users::role.eq(Role::Admin))

@@ -91,8 +91,9 @@ pub struct Report {
     pub tokens: Tokens,
     /// Idempotency key.
     pub request_id: Option<String>,
-    /// When the call happened.
-    pub occurred_at: DateTime<Utc>,
+    /// When the call happened; None: when it is received (the recording
+    /// transaction's time, so it equals createdAt).
+    pub occurred_at: Option<DateTime<Utc>>,
     /// Client metadata.
     pub metadata: Option<serde_json::Value>,
 }
@@ -195,8 +196,11 @@ pub fn check(input: RecordUsageInput, now: DateTime<Utc>) -> AppResult<Report> {
     if let Some(request_id) = &input.request_id {
         check_name("requestId", request_id)?;
     }
-    let occurred_at = input.occurred_at.map_or(now, |t| t.0);
-    if occurred_at < now - Duration::days(MAX_AGE_DAYS) || occurred_at > now + Duration::minutes(MAX_AHEAD_MINUTES) {
+    let occurred_at = input.occurred_at.map(|t| t.0);
+    if let Some(occurred_at) = occurred_at
+        && (occurred_at < now - Duration::days(MAX_AGE_DAYS)
+            || occurred_at > now + Duration::minutes(MAX_AHEAD_MINUTES))
+    {
         return Err(AppError::bad_input(
             "occurredAt",
             "occurredAt must be within the last 35 days and at most 5 minutes ahead",
@@ -261,15 +265,19 @@ pub async fn record(
     reporter: Reporter,
     reports: Vec<Report>,
 ) -> AppResult<(Vec<Receipt>, QuotaSnapshot)> {
-    let now = app.now();
     let mut conn = app.db().await?;
     let catalog = Catalog::load(&mut conn).await?;
-    let (windows, plan) = windows::of_organization(&mut conn, reporter.organization_id, now)
-        .await?
-        .ok_or_else(|| AppError::not_found("organization"))?;
-    let planned = Planned::new(&reporter, &catalog, reports, now)?;
     let written = conn
         .transaction::<_, AppError, _>(async |conn| {
+            // Receive time is read under the organization's lock, which
+            // resetUsage takes exclusively: every event then falls wholly
+            // before or after a reset, in the window its created_at says.
+            windows::lock_for_recording(conn, reporter.organization_id).await?;
+            let now = app.now();
+            let (windows, plan) = windows::of_organization(conn, reporter.organization_id, now)
+                .await?
+                .ok_or_else(|| AppError::not_found("organization"))?;
+            let planned = Planned::new(&reporter, &catalog, reports, now)?;
             let context = WriteContext {
                 reporter: &reporter,
                 windows: &windows,
@@ -413,7 +421,7 @@ fn event_row(reporter: &Reporter, catalog: &Catalog, report: Report, now: DateTi
         priced: pricing.priced,
         request_id: report.request_id,
         metadata: report.metadata,
-        occurred_at: report.occurred_at,
+        occurred_at: report.occurred_at.unwrap_or(now),
         created_at: now,
     }
 }

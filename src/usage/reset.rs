@@ -19,22 +19,34 @@ use crate::{
 /// Starts a new counter epoch for the organization at the app's now, audited
 /// as `usage.reset` by `actor`; returns the fresh quota.
 pub async fn reset(app: &AppState, actor: Uuid, organization_id: Uuid, ip: Option<String>) -> AppResult<QuotaSnapshot> {
-    let now = app.now();
     let mut conn = app.db().await?;
-    conn.transaction::<_, AppError, _>(async |conn| {
-        let before = quota::of_organization(conn, organization_id, now).await?;
-        mark(conn, organization_id, now).await?;
-        let entry = AuditEntry::new("usage.reset", Some(actor), ip)
-            .target("organization", organization_id)
-            .in_organization(organization_id)
-            .metadata(serde_json::json!({
-                "tokensUsedBefore": before.tokens_used,
-                "requestsTodayBefore": before.requests_today,
-            }));
-        audit::record(conn, entry, now).await?;
-        Ok(())
-    })
-    .await?;
+    let now = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            // Exclusive: waits for recordings in flight, whose receive times
+            // were read under the shared lock, so the reset time read after it
+            // is later than all of them.
+            organizations::table
+                .find(organization_id)
+                .select(organizations::id)
+                .for_update()
+                .first::<Uuid>(conn)
+                .await
+                .optional()?
+                .ok_or_else(|| AppError::not_found("organization"))?;
+            let now = app.now();
+            let before = quota::of_organization(conn, organization_id, now).await?;
+            mark(conn, organization_id, now).await?;
+            let entry = AuditEntry::new("usage.reset", Some(actor), ip)
+                .target("organization", organization_id)
+                .in_organization(organization_id)
+                .metadata(serde_json::json!({
+                    "tokensUsedBefore": before.tokens_used,
+                    "requestsTodayBefore": before.requests_today,
+                }));
+            audit::record(conn, entry, now).await?;
+            Ok(now)
+        })
+        .await?;
     quota::of_organization(&mut conn, organization_id, now).await
 }
 

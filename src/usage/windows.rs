@@ -19,6 +19,7 @@ use crate::{
         subscription::{self, Period, SubscriptionRow, current_period},
     },
     db::schema::{organizations, plans as plans_table, subscriptions},
+    error::{AppError, AppResult},
 };
 
 /// The current windows of one organization at one moment.
@@ -80,6 +81,21 @@ pub async fn of_organization(
     let (subscription, plan) = subscription::plan_in_effect(conn, organization_id, now).await?;
     let period = current_period(&subscription, &plan, now);
     Ok(Some((Windows::new(period, reset_at, now), plan)))
+}
+
+/// Locks the organization's row against a concurrent resetUsage for the
+/// rest of the recording transaction (shared: recordings do not wait on
+/// each other here). NOT_FOUND when there is no such organization.
+pub async fn lock_for_recording(conn: &mut AsyncPgConnection, organization_id: Uuid) -> AppResult<()> {
+    organizations::table
+        .find(organization_id)
+        .select(organizations::id)
+        .for_share()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?
+        .map(|_| ())
+        .ok_or_else(|| AppError::not_found("organization"))
 }
 
 /// The windows of many organizations at `now` in at most two queries (the

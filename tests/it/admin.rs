@@ -695,3 +695,26 @@ async fn stats_count_live_and_active_people_and_organizations_by_plan() {
     );
     assert_eq!(by_plan.iter().map(|(_, n)| n).sum::<i64>(), 2);
 }
+
+#[tokio::test]
+async fn the_last_admin_cannot_delete_their_own_account() {
+    let app = TestApp::spawn().await;
+    let ada = register(&app, "ada-admin@example.com").await;
+    diesel::update(users::table.find(ada.user_id))
+        .set(users::role.eq(Role::Admin))
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+    const DELETE: &str = "mutation ($p: String!) { deleteAccount(password: $p) }";
+    let refused = app.graphql_as(&ada.access, DELETE, json!({ "p": PASSWORD })).await;
+    assert_eq!(refused.error_code(), Some("CONFLICT"), "{}", refused.body);
+    assert_eq!(
+        app.graphql_as(&ada.access, ME, json!({})).await.data()["me"]["id"],
+        ada.user_id.to_string()
+    );
+
+    // With another ADMIN around, she may go.
+    staff(&app, "second-admin@staff.test", Role::Admin).await;
+    let deleted = app.graphql_as(&ada.access, DELETE, json!({ "p": PASSWORD })).await;
+    assert_eq!(deleted.data()["deleteAccount"], true);
+}

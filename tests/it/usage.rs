@@ -512,6 +512,62 @@ async fn two_hundred_concurrent_reports_on_two_instances_leave_counters_equal_to
 }
 
 #[tokio::test]
+async fn a_reset_racing_reports_leaves_the_new_window_equal_to_the_events_after_it() {
+    let app = app_mid_month().await;
+    let team = team(&app, "reset-race.test", &[]).await;
+    let admin = admin_token(&app).await;
+    let org: Uuid = team.id.parse().unwrap();
+    let reports = (0..60).map(|n: i64| {
+        let input = call(&team.id, "gpt-4o", 10 + n, 1);
+        let app = &app;
+        let token = &team.owner.access;
+        async move { record(app, token, input).await }
+    });
+    let reset = async {
+        tokio::task::yield_now().await;
+        app.graphql_as(
+            &admin,
+            "mutation ($org: ID!) { resetUsage(organizationId: $org) { tokensUsed } }",
+            json!({ "org": team.id }),
+        )
+        .await
+    };
+    let (responses, reset) = tokio::join!(join_all(reports), reset);
+    reset.data();
+    for response in responses {
+        response.data();
+    }
+
+    // Whatever the interleaving, the counters after the reset hold exactly
+    // the events received at or after it, and the quota says so.
+    let reset_at: Option<DateTime<Utc>> = tollgate::db::schema::organizations::table
+        .find(org)
+        .select(tollgate::db::schema::organizations::usage_reset_at)
+        .first(&mut app.db().await)
+        .await
+        .unwrap();
+    let reset_at = reset_at.expect("the reset was stored");
+    let after: Vec<i32> = usage_events::table
+        .filter(usage_events::organization_id.eq(org))
+        .filter(usage_events::created_at.ge(reset_at))
+        .select(usage_events::total_tokens)
+        .load(&mut app.db().await)
+        .await
+        .unwrap();
+    let expected: i64 = after.iter().map(|t| i64::from(*t)).sum();
+    let quota = app
+        .graphql_as(
+            &team.owner.access,
+            "query ($org: ID!) { organization(id: $org) { quota { tokensUsed requestsToday } } }",
+            json!({ "org": team.id }),
+        )
+        .await;
+    let quota = &quota.data()["organization"]["quota"];
+    assert_eq!(quota["tokensUsed"], expected);
+    assert_eq!(quota["requestsToday"], after.len());
+}
+
+#[tokio::test]
 async fn keys_report_for_their_own_organization_and_count_against_their_creator() {
     let app = app_mid_month().await;
     let team = team(&app, "keys.test", &[("member", OrgRole::Member)]).await;
