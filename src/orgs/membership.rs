@@ -109,19 +109,25 @@ pub async fn update(
             .returning(MembershipRow::as_returning())
             .get_result(conn)
             .await?;
-        // The contract's actions have no budget verb: a budget change alone
-        // is not audited, a role change is (with the budget alongside).
-        if role != current.role {
-            let entry = AuditEntry::new("member.role_changed", Some(actor), ip.clone())
-                .target("user", user_id)
-                .in_organization(organization_id)
-                .metadata(json!({
-                    "from": current.role.as_str(),
-                    "to": role.as_str(),
-                    "tokenLimit": token_limit,
-                }));
-            audit::record(conn, entry, now).await?;
-        }
+        // A role change is the contract's member.role_changed (with the
+        // budget alongside); a budget change alone gets a verb of its own,
+        // added to the contract's list, so no membership change goes
+        // unrecorded.
+        let action = if role != current.role {
+            "member.role_changed"
+        } else {
+            "member.budget_changed"
+        };
+        let entry = AuditEntry::new(action, Some(actor), ip.clone())
+            .target("user", user_id)
+            .in_organization(organization_id)
+            .metadata(json!({
+                "from": current.role.as_str(),
+                "to": role.as_str(),
+                "tokenLimitFrom": current.token_limit,
+                "tokenLimit": token_limit,
+            }));
+        audit::record(conn, entry, now).await?;
         Ok(updated)
     })
     .await

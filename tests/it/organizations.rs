@@ -437,6 +437,8 @@ async fn ended_memberships(
 
 #[tokio::test]
 async fn admins_change_roles_and_budgets_but_never_the_owner() {
+    /// The updates below that change a budget and no role.
+    const BUDGET_ONLY_CHANGES: usize = 2;
     let team = Team::new().await;
     let org = team.org.to_string();
     let vars = |user: &SignedIn, extra: Value| {
@@ -541,11 +543,16 @@ async fn admins_change_roles_and_budgets_but_never_the_owner() {
         .await;
     assert_eq!(admin_demoted.data()["updateMember"]["role"], "MEMBER");
 
-    // Role changes are audited; budget-only changes have no action of their own.
+    // Role changes are audited, and so are budget-only changes.
     let actions = audit_actions(&team.app, team.org).await;
     assert_eq!(
         actions.iter().filter(|a| *a == "member.role_changed").count(),
         3,
+        "{actions:?}"
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "member.budget_changed").count(),
+        BUDGET_ONLY_CHANGES,
         "{actions:?}"
     );
     let membership_read = team
