@@ -176,24 +176,17 @@ pub async fn remove(
                     "the owner cannot be removed; the owner can transfer ownership first",
                 ));
             }
-            let revoked = delete_membership(conn, organization_id, user_id, now).await?;
-            let entry = AuditEntry::new("member.removed", Some(actor), ip.clone())
-                .target("user", user_id)
-                .in_organization(organization_id)
-                .metadata(json!({ "role": current.role.as_str(), "revokedApiKeys": revoked.len() }));
-            audit::record(conn, entry, now).await?;
-            Ok(revoked)
+            let ending = Ending {
+                action: "member.removed",
+                actor,
+                organization_id,
+                user_id,
+                role: current.role,
+            };
+            end_membership(conn, ending, ip.clone(), now).await
         })
         .await?;
-    crate::keys::cache::announce_revoked(app, &revoked_keys).await;
-    events::announce(
-        app,
-        &[MembershipEnded {
-            organization_id,
-            user_id,
-        }],
-    )
-    .await;
+    announce_ended(app, organization_id, user_id, &revoked_keys).await;
     Ok(())
 }
 
@@ -213,25 +206,60 @@ pub async fn leave(app: &AppState, actor: Uuid, organization_id: Uuid, meta: &Re
                     "the owner cannot leave: transfer ownership to another member first",
                 ));
             }
-            let revoked = delete_membership(conn, organization_id, actor, now).await?;
-            let entry = AuditEntry::new("member.left", Some(actor), ip.clone())
-                .target("user", actor)
-                .in_organization(organization_id)
-                .metadata(json!({ "role": me.role.as_str(), "revokedApiKeys": revoked.len() }));
-            audit::record(conn, entry, now).await?;
-            Ok(revoked)
+            let ending = Ending {
+                action: "member.left",
+                actor,
+                organization_id,
+                user_id: actor,
+                role: me.role,
+            };
+            end_membership(conn, ending, ip.clone(), now).await
         })
         .await?;
-    crate::keys::cache::announce_revoked(app, &revoked_keys).await;
+    announce_ended(app, organization_id, actor, &revoked_keys).await;
+    Ok(())
+}
+
+/// A membership about to end, and who ends it.
+struct Ending {
+    /// `member.removed` or `member.left`.
+    action: &'static str,
+    actor: Uuid,
+    organization_id: Uuid,
+    user_id: Uuid,
+    /// The role the member had.
+    role: OrgRole,
+}
+
+/// Ends the membership, revokes the member's keys there and audits it, in
+/// the caller's transaction; returns the revoked keys.
+async fn end_membership(
+    conn: &mut diesel_async::AsyncPgConnection,
+    ending: Ending,
+    ip: Option<String>,
+    now: chrono::DateTime<chrono::Utc>,
+) -> AppResult<Vec<Uuid>> {
+    let revoked = delete_membership(conn, ending.organization_id, ending.user_id, now).await?;
+    let entry = AuditEntry::new(ending.action, Some(ending.actor), ip)
+        .target("user", ending.user_id)
+        .in_organization(ending.organization_id)
+        .metadata(json!({ "role": ending.role.as_str(), "revokedApiKeys": revoked.len() }));
+    audit::record(conn, entry, now).await?;
+    Ok(revoked)
+}
+
+/// After commit: the member's keys and open subscriptions stop on every
+/// instance.
+async fn announce_ended(app: &AppState, organization_id: Uuid, user_id: Uuid, revoked_keys: &[Uuid]) {
+    crate::keys::cache::announce_revoked(app, revoked_keys).await;
     events::announce(
         app,
         &[MembershipEnded {
             organization_id,
-            user_id: actor,
+            user_id,
         }],
     )
     .await;
-    Ok(())
 }
 
 /// `transferOwnership` (OWNER only, never a personal organization): the
