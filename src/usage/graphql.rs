@@ -519,8 +519,9 @@ impl UsageMutation {
     async fn record_usage(&self, ctx: &Context<'_>, input: RecordUsageInput) -> AppResult<UsageReceipt> {
         let reporter = record::reporter(ctx, input.organization_id.as_ref(), "Mutation.recordUsage").await?;
         let app = ctx.app()?;
-        let report = record::check(input, app.now())?;
-        let (receipts, quota) = record::record(app, reporter, vec![report]).await?;
+        let reports =
+            record::check_reports(app, reporter.organization_id, vec![input], app.now(), |error, _| error).await?;
+        let (receipts, quota) = record::record(app, reporter, reports).await?;
         let receipt = receipts
             .into_iter()
             .next()
@@ -546,7 +547,8 @@ impl UsageMutation {
         }
         let reporter = record::reporter(ctx, organization_id.as_ref(), "Mutation.recordUsageBatch").await?;
         let app = ctx.app()?;
-        let reports = record::check_all(inputs, app.now())?;
+        let reports =
+            record::check_reports(app, reporter.organization_id, inputs, app.now(), AppError::at_index).await?;
         let (receipts, quota) = record::record(app, reporter, reports).await?;
         Ok(receipts
             .into_iter()

@@ -216,17 +216,7 @@ pub fn check(input: RecordUsageInput, now: DateTime<Utc>) -> AppResult<Report> {
             ));
         }
     }
-    Ok(Report {
-        model: model.to_owned(),
-        tokens: Tokens {
-            prompt: i64::from(input.prompt_tokens),
-            cached: i64::from(input.cached_tokens),
-            completion: i64::from(input.completion_tokens),
-        },
-        request_id: input.request_id,
-        occurred_at,
-        metadata,
-    })
+    Ok(unchecked(RecordUsageInput { metadata, ..input }))
 }
 
 /// A model name or requestId: 1 to 200 characters, no control characters
@@ -248,13 +238,86 @@ pub fn check_name(field: &'static str, value: &str) -> AppResult<()> {
     Ok(())
 }
 
-/// Checks every input of a batch; the first refused one is named by index.
-pub fn check_all(inputs: Vec<RecordUsageInput>, now: DateTime<Utc>) -> AppResult<Vec<Report>> {
+/// Checks every input for `organization_id` at `now`; `locate` names a
+/// refused input in its error (by index, in a batch).
+///
+/// A repeat of a stored requestId with the same numbers is answered, not
+/// judged: the original passed these checks when it was recorded, and a
+/// client retrying it days later must get `duplicate: true`, not a refusal
+/// for the call's age. The stored events are looked up only when an input
+/// is refused, so the usual report costs no extra statement.
+pub async fn check_reports(
+    app: &AppState,
+    organization_id: Uuid,
+    inputs: Vec<RecordUsageInput>,
+    now: DateTime<Utc>,
+    locate: fn(AppError, usize) -> AppError,
+) -> AppResult<Vec<Report>> {
+    let checked: Vec<AppResult<Report>> = inputs.iter().map(|input| check(input.clone(), now)).collect();
+    if checked.iter().all(Result::is_ok) {
+        return checked.into_iter().collect();
+    }
+    let refused_ids: Vec<&str> = inputs
+        .iter()
+        .zip(&checked)
+        .filter(|(_, result)| result.is_err())
+        .filter_map(|(input, _)| input.request_id.as_deref())
+        .collect();
+    let stored = stored_events(app, organization_id, &refused_ids).await?;
     inputs
         .into_iter()
+        .zip(checked)
         .enumerate()
-        .map(|(index, input)| check(input, now).map_err(|error| error.at_index(index)))
+        .map(|(index, (input, result))| match result {
+            Ok(report) => Ok(report),
+            Err(error) => match stored.get(input.request_id.as_deref().unwrap_or_default()) {
+                Some(original) if repeats(original, &input) => Ok(unchecked(input)),
+                _ => Err(locate(error, index)),
+            },
+        })
         .collect()
+}
+
+/// The organization's events with these requestIds, by requestId.
+async fn stored_events(
+    app: &AppState,
+    organization_id: Uuid,
+    request_ids: &[&str],
+) -> AppResult<HashMap<String, UsageEventRow>> {
+    if request_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut conn = app.db().await?;
+    let rows = event::find_by_request_ids(&mut conn, organization_id, request_ids).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| row.request_id.clone().map(|id| (id, row)))
+        .collect())
+}
+
+/// Whether `input` reports the same call with the same numbers as the
+/// stored `original` (see [`UsageEventRow::same_numbers`]).
+fn repeats(original: &UsageEventRow, input: &RecordUsageInput) -> bool {
+    original.model == input.model.trim()
+        && original.prompt_tokens == input.prompt_tokens
+        && original.cached_tokens == input.cached_tokens
+        && original.completion_tokens == input.completion_tokens
+}
+
+/// A repeat as a report, without the checks: the write path finds its
+/// requestId stored and answers with the original.
+fn unchecked(input: RecordUsageInput) -> Report {
+    Report {
+        model: input.model.trim().to_owned(),
+        tokens: Tokens {
+            prompt: i64::from(input.prompt_tokens),
+            cached: i64::from(input.cached_tokens),
+            completion: i64::from(input.completion_tokens),
+        },
+        request_id: input.request_id,
+        occurred_at: input.occurred_at.map(|t| t.0),
+        metadata: input.metadata.filter(|m| !m.is_null()),
+    }
 }
 
 /// Records `reports` for `reporter`, all or nothing, and returns one

@@ -427,6 +427,29 @@ async fn a_repeated_request_id_counts_once_and_different_numbers_conflict() {
     assert_eq!(events(&app, org.id.parse().unwrap()).await.len(), 1);
 }
 
+/// The requestId is checked before the numbers: a retry after the
+/// original's occurredAt has aged out of the window is still a duplicate.
+#[tokio::test]
+async fn a_late_retry_of_a_recorded_call_is_a_duplicate() {
+    let app = app_mid_month().await;
+    let org = team(&app, "late.test", &[]).await;
+    // A key, since the owner's access token would expire meanwhile.
+    let (_, token) = create_key(&app, &org.owner.access, &org.id, json!({})).await;
+    let token = &token;
+    let mut input = call(&org.id, "gpt-4o", 100, 10);
+    input.as_object_mut().unwrap().remove("organizationId");
+    input["requestId"] = json!("late-1");
+    input["occurredAt"] = json!((mid_month() - Duration::days(34)).to_rfc3339());
+    let first = recorded(&app, token, input.clone()).await;
+    app.clock.advance(Duration::days(3));
+    let again = recorded(&app, token, input.clone()).await;
+    assert_eq!(again["duplicate"], true);
+    assert_eq!(again["event"]["id"], first["event"]["id"]);
+    let mut unknown = input;
+    unknown["requestId"] = json!("late-2");
+    assert_eq!(field_of(&record(&app, token, unknown).await), Some("occurredAt"));
+}
+
 #[tokio::test]
 async fn a_hundred_concurrent_repeats_count_once_and_answer_one_event() {
     let app = app_mid_month().await;

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     harness::{GqlResponse, TestApp},
-    usage::{app_mid_month, create_key, field_of, recorded, set_free_plan, team},
+    usage::{app_mid_month, create_key, field_of, mid_month, recorded, set_free_plan, team},
 };
 
 const BATCH: &str = "mutation ($inputs: [RecordUsageInput!]!) { recordUsageBatch(inputs: $inputs) {
@@ -67,6 +67,39 @@ async fn a_batch_records_every_input_and_answers_in_order() {
     assert_eq!(stored(&app, &team.id).await, 3);
     let empty = batch(&app, &team.owner.access, Vec::new()).await;
     assert_eq!(empty.data()["recordUsageBatch"], json!([]));
+}
+
+/// A client retrying a whole batch weeks later must learn that its calls
+/// were recorded, not be refused for their age; a new input that old is
+/// still refused, by index.
+#[tokio::test]
+async fn a_batch_retried_after_the_age_window_answers_its_originals() {
+    let app = app_mid_month().await;
+    let team = team(&app, "late-retry.test", &[]).await;
+    let (_, key) = create_key(&app, &team.owner.access, &team.id, json!({})).await;
+    let occurred_at = (mid_month() - chrono::Duration::days(30)).to_rfc3339();
+    let mut old = input(&team.id, "old-1", 100);
+    old["occurredAt"] = json!(occurred_at);
+    let mut second = input(&team.id, "old-2", 200);
+    second["occurredAt"] = json!(occurred_at);
+    let first = batch(&app, &key, vec![old.clone(), second.clone()]).await;
+    let originals = first.data()["recordUsageBatch"].as_array().unwrap().clone();
+
+    app.clock.advance(chrono::Duration::days(10));
+    let retried = batch(&app, &key, vec![old.clone(), second.clone()]).await;
+    let receipts = retried.data()["recordUsageBatch"].as_array().unwrap().clone();
+    for (receipt, original) in receipts.iter().zip(&originals) {
+        assert_eq!(receipt["duplicate"], true);
+        assert_eq!(receipt["event"]["id"], original["event"]["id"]);
+    }
+    assert_eq!(stored(&app, &team.id).await, 2);
+
+    let mut changed = second.clone();
+    changed["promptTokens"] = json!(201);
+    let refused = batch(&app, &key, vec![old, changed]).await;
+    assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"));
+    assert_eq!(field_of(&refused), Some("occurredAt"));
+    assert_eq!(index_of(&refused), Some(1));
 }
 
 #[tokio::test]
