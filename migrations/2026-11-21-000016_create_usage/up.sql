@@ -34,8 +34,10 @@ CREATE INDEX usage_events_model_id_idx ON usage_events (organization_id, model_i
 CREATE INDEX usage_events_occurred_idx ON usage_events (organization_id, occurred_at);
 
 -- Running totals that quotas read, one row per (organization, subject,
--- window). A window starts at the period's (or UTC day's) start, or at the
--- last resetUsage if later, so a new period or a reset starts from zero
+-- segment). A segment starts at the period's (or UTC day's) start, the
+-- calendar month's, or the last resetUsage, whichever is latest; a total is
+-- the sum of the subject's rows from its window's start on (see
+-- src/usage/windows.rs), so a new period or a reset starts from zero
 -- without deleting or zeroing anything. Every recording transaction locks
 -- the ORGANIZATION row first, then the others: one lock order, no deadlocks.
 CREATE TABLE usage_counters (

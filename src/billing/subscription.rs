@@ -204,16 +204,29 @@ fn month_start(year: i32, month: u32) -> DateTime<Utc> {
 }
 
 /// An organization's current quota period: the subscription's own period
-/// on monthly paid plans that have one, otherwise the UTC calendar month
-/// (free plans, yearly plans, admin-assigned plans). A monthly period that
-/// has lapsed without word from Stripe rolls forward a month at a time, so
-/// counters never stall on a missed webhook.
+/// while a monthly paid plan is in effect, otherwise the UTC calendar month
+/// (free plans, a paid plan that has lapsed to free, yearly plans,
+/// admin-assigned plans without a Stripe period).
 pub fn current_period(subscription: &SubscriptionRow, plan: &PlanRow, now: DateTime<Utc>) -> Period {
+    let monthly_paid = plan.billing_interval == BillingInterval::Month
+        && plan.key != FREE_PLAN_KEY
+        && subscription.plan_counts_at(now);
+    if !monthly_paid {
+        return calendar_month(now);
+    }
+    billing_period(subscription, now).unwrap_or_else(|| calendar_month(now))
+}
+
+/// The subscription's own billing period at `now`, as Stripe last reported
+/// it; one that has ended without word from Stripe rolls forward a period
+/// at a time, so counters never stall on a missed webhook. None without a
+/// period, or when `now` lies before it.
+pub fn billing_period(subscription: &SubscriptionRow, now: DateTime<Utc>) -> Option<Period> {
     let (Some(start), Some(end)) = (subscription.current_period_start, subscription.current_period_end) else {
-        return calendar_month(now);
+        return None;
     };
-    if plan.billing_interval != BillingInterval::Month || end <= start {
-        return calendar_month(now);
+    if end <= start {
+        return None;
     }
     let mut period = Period { start, end };
     while period.end <= now {
@@ -222,10 +235,7 @@ pub fn current_period(subscription: &SubscriptionRow, plan: &PlanRow, now: DateT
             end: period.end + (period.end - period.start).max(Duration::days(28)),
         };
     }
-    if now < period.start {
-        return calendar_month(now);
-    }
-    period
+    period.contains(now).then_some(period)
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use crate::{
     db::schema::memberships,
     error::{AppError, AppResult},
     usage::{
-        counters::{self, CounterKey, SubjectKind},
+        counters::{self, CounterSpan, SubjectKind},
         pricing::Catalog,
         quota::{self, QuotaSnapshot},
         record::{Reporter, check_name},
@@ -73,31 +73,24 @@ pub async fn decide(app: &AppState, reporter: Reporter, key: Option<&KeyIdentity
         app.rate_limiter().check(&bucket, limit, RATE_WINDOW, now).await?;
     }
     let catalog = Catalog::load(&mut conn).await?;
-    let token_window = |kind, subject_id| CounterKey {
-        kind,
-        subject_id,
-        window_start: windows.token_start,
-    };
-    let key_row = key.map(|key| token_window(SubjectKind::ApiKey, key.key_id));
-    let member_row = token_window(SubjectKind::Member, reporter.user_id);
-    let mut wanted = vec![
-        quota::organization_key(organization_id, &windows),
-        quota::day_key(organization_id, &windows),
-        member_row,
-    ];
-    wanted.extend(key_row);
-    let rows = counters::read(&mut conn, organization_id, &wanted).await?;
+    let key_span = key.map(|key| windows.span(SubjectKind::ApiKey, key.key_id));
+    let member_span = windows.span(SubjectKind::Member, reporter.user_id);
+    let mut wanted = quota::spans(organization_id, &windows).to_vec();
+    wanted.push(member_span);
+    wanted.extend(key_span);
+    let totals = counters::sum(&mut conn, organization_id, &wanted).await?;
     let member_limit = member_token_limit(&mut conn, organization_id, reporter.user_id).await?;
-    let quota = quota::from_rows(organization_id, &windows, &plan, &rows);
+    let quota = quota::from_totals(organization_id, &windows, &plan, &totals);
+    let tokens_of = |span: &CounterSpan| totals.get(span).map_or(0, |t| t.0);
 
     let spent = |used: i64, limit: Option<i64>| limit.is_some_and(|limit| used >= limit);
     let denial = if !model_allowed(&catalog, key.and_then(|k| k.allowed_models.as_deref()), model) {
         Some(UsageDenial::ModelNotAllowed)
     } else if quota.exceeded() {
         Some(UsageDenial::OrganizationBudget)
-    } else if key_row.is_some_and(|row| spent(counters::totals(&rows, &row).0, key.and_then(|k| k.token_limit))) {
+    } else if key_span.is_some_and(|span| spent(tokens_of(&span), key.and_then(|k| k.token_limit))) {
         Some(UsageDenial::ApiKeyBudget)
-    } else if spent(counters::totals(&rows, &member_row).0, member_limit) {
+    } else if spent(tokens_of(&member_span), member_limit) {
         Some(UsageDenial::MemberBudget)
     } else if quota.daily_requests_spent() {
         Some(UsageDenial::DailyRequests)

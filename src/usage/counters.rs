@@ -3,8 +3,8 @@
 //! Recording adds to them in the same transaction as the events they
 //! count, always in one order (the organization's row first), so they
 //! equal the sum of their events under any concurrency and two recorders
-//! never deadlock. Reading is by primary key: a quota check never scans
-//! events.
+//! never deadlock. Reading sums a subject's few current rows: a quota
+//! check never scans events.
 
 use std::collections::{HashMap, HashSet};
 
@@ -151,54 +151,85 @@ pub async fn add(
     Ok(rows.into_iter().map(|row| (row.key(), row)).collect())
 }
 
-/// The organization's counter rows with these keys (missing rows are
-/// zero), in one query.
-pub async fn read(
-    conn: &mut AsyncPgConnection,
-    organization_id: Uuid,
-    keys: &[CounterKey],
-) -> QueryResult<HashMap<CounterKey, CounterRow>> {
-    let keyed: Vec<(Uuid, CounterKey)> = keys.iter().map(|key| (organization_id, *key)).collect();
-    Ok(read_many(conn, &keyed)
-        .await?
-        .remove(&organization_id)
-        .unwrap_or_default())
+/// A written row's totals (tokens, requests); zero when it is missing.
+pub fn total(rows: &HashMap<CounterKey, CounterRow>, key: &CounterKey) -> (i64, i64) {
+    rows.get(key).map_or((0, 0), |row| (row.tokens, row.requests))
 }
 
-/// Counter rows of several organizations in one query, grouped by
-/// organization (missing rows are zero).
-pub async fn read_many(
+/// A current total: the rows of one subject from `since` on (see
+/// [`crate::usage::windows`] for why a total may span several rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CounterSpan {
+    /// What it counts for.
+    pub kind: SubjectKind,
+    /// The organization (ORGANIZATION, DAY), the key, or the member's user id.
+    pub subject_id: Uuid,
+    /// The window's start.
+    pub since: DateTime<Utc>,
+}
+
+/// Totals (tokens, requests) of one organization's spans, in one query;
+/// a span without rows is zero.
+pub async fn sum(
     conn: &mut AsyncPgConnection,
-    keys: &[(Uuid, CounterKey)],
-) -> QueryResult<HashMap<Uuid, HashMap<CounterKey, CounterRow>>> {
-    if keys.is_empty() {
+    organization_id: Uuid,
+    spans: &[CounterSpan],
+) -> QueryResult<HashMap<CounterSpan, (i64, i64)>> {
+    let keyed: Vec<(Uuid, CounterSpan)> = spans.iter().map(|span| (organization_id, *span)).collect();
+    Ok(sum_many(conn, &keyed)
+        .await?
+        .into_iter()
+        .map(|((_, span), totals)| (span, totals))
+        .collect())
+}
+
+/// Totals (tokens, requests) of spans of several organizations, in one
+/// query; a span without rows is zero. Windows start at most about two
+/// months back, so the rows read are few whatever the history.
+pub async fn sum_many(
+    conn: &mut AsyncPgConnection,
+    spans: &[(Uuid, CounterSpan)],
+) -> QueryResult<HashMap<(Uuid, CounterSpan), (i64, i64)>> {
+    let Some(earliest) = spans.iter().map(|(_, span)| span.since).min() else {
         return Ok(HashMap::new());
-    }
-    let organizations: HashSet<Uuid> = keys.iter().map(|(o, _)| *o).collect();
-    let kinds: HashSet<SubjectKind> = keys.iter().map(|(_, k)| k.kind).collect();
-    let subjects: HashSet<Uuid> = keys.iter().map(|(_, k)| k.subject_id).collect();
-    let starts: HashSet<DateTime<Utc>> = keys.iter().map(|(_, k)| k.window_start).collect();
+    };
+    let organizations: HashSet<Uuid> = spans.iter().map(|(o, _)| *o).collect();
+    let kinds: HashSet<SubjectKind> = spans.iter().map(|(_, s)| s.kind).collect();
+    let subjects: HashSet<Uuid> = spans.iter().map(|(_, s)| s.subject_id).collect();
     let rows: Vec<CounterRow> = usage_counters::table
         .filter(usage_counters::organization_id.eq_any(organizations.into_iter().collect::<Vec<_>>()))
         .filter(usage_counters::subject_kind.eq_any(kinds.into_iter().collect::<Vec<_>>()))
         .filter(usage_counters::subject_id.eq_any(subjects.into_iter().collect::<Vec<_>>()))
-        .filter(usage_counters::window_start.eq_any(starts.into_iter().collect::<Vec<_>>()))
+        .filter(usage_counters::window_start.ge(earliest))
         .select(CounterRow::as_select())
         .load(conn)
         .await?;
-    let wanted: HashSet<(Uuid, CounterKey)> = keys.iter().copied().collect();
-    let mut grouped: HashMap<Uuid, HashMap<CounterKey, CounterRow>> = HashMap::new();
+    let mut totals: HashMap<(Uuid, CounterSpan), (i64, i64)> = spans.iter().map(|key| (*key, (0, 0))).collect();
+    let mut starts: HashMap<(Uuid, SubjectKind, Uuid), Vec<DateTime<Utc>>> = HashMap::new();
+    for (organization_id, span) in spans {
+        starts
+            .entry((*organization_id, span.kind, span.subject_id))
+            .or_default()
+            .push(span.since);
+    }
     for row in rows {
-        if wanted.contains(&(row.organization_id, row.key())) {
-            grouped.entry(row.organization_id).or_default().insert(row.key(), row);
+        let subject = (row.organization_id, row.subject_kind, row.subject_id);
+        for since in starts.get(&subject).into_iter().flatten() {
+            if row.window_start < *since {
+                continue;
+            }
+            let span = CounterSpan {
+                kind: row.subject_kind,
+                subject_id: row.subject_id,
+                since: *since,
+            };
+            if let Some(total) = totals.get_mut(&(row.organization_id, span)) {
+                total.0 += row.tokens;
+                total.1 += row.requests;
+            }
         }
     }
-    Ok(grouped)
-}
-
-/// A counter's totals from a read or write; zero when the row is missing.
-pub fn totals(rows: &HashMap<CounterKey, CounterRow>, key: &CounterKey) -> (i64, i64) {
-    rows.get(key).map_or((0, 0), |row| (row.tokens, row.requests))
+    Ok(totals)
 }
 
 /// Whose tokens in the current token window: a key or a member of one
@@ -236,24 +267,17 @@ impl Loader<TokensOf> for TokensUsedLoader {
             .into_iter()
             .collect();
         let windows = windows::of_organizations(&mut conn, &organizations, self.now).await?;
-        let row_of = |of: &TokensOf| {
-            windows.get(&of.organization_id).map(|(windows, _)| CounterKey {
-                kind: of.kind,
-                subject_id: of.subject_id,
-                window_start: windows.token_start,
-            })
+        let span_of = |of: &TokensOf| {
+            windows
+                .get(&of.organization_id)
+                .map(|(windows, _)| (of.organization_id, windows.span(of.kind, of.subject_id)))
         };
-        let wanted: Vec<(Uuid, CounterKey)> = keys
-            .iter()
-            .filter_map(|of| row_of(of).map(|key| (of.organization_id, key)))
-            .collect();
-        let rows = read_many(&mut conn, &wanted).await?;
+        let wanted: Vec<(Uuid, CounterSpan)> = keys.iter().filter_map(span_of).collect();
+        let totals = sum_many(&mut conn, &wanted).await?;
         Ok(keys
             .iter()
             .map(|of| {
-                let tokens = row_of(of)
-                    .and_then(|key| rows.get(&of.organization_id)?.get(&key).map(|row| row.tokens))
-                    .unwrap_or(0);
+                let tokens = span_of(of).and_then(|span| totals.get(&span)).map_or(0, |t| t.0);
                 (*of, tokens)
             })
             .collect())

@@ -16,7 +16,7 @@ use crate::{
     error::{AppError, AppResult},
     graphql::scalars::{BigInt, Timestamp},
     usage::{
-        counters::{self, CounterKey, CounterRow, SubjectKind},
+        counters::{self, CounterSpan, SubjectKind},
         windows::{self, Windows},
     },
 };
@@ -71,34 +71,25 @@ impl QuotaSnapshot {
     }
 }
 
-/// The ORGANIZATION row of `windows`.
-pub fn organization_key(organization_id: Uuid, windows: &Windows) -> CounterKey {
-    CounterKey {
-        kind: SubjectKind::Organization,
-        subject_id: organization_id,
-        window_start: windows.token_start,
-    }
+/// The totals a quota is made of: the organization's tokens in the token
+/// window and its requests today.
+pub fn spans(organization_id: Uuid, windows: &Windows) -> [CounterSpan; 2] {
+    [
+        windows.span(SubjectKind::Organization, organization_id),
+        windows.span(SubjectKind::Day, organization_id),
+    ]
 }
 
-/// The DAY row of `windows`.
-pub fn day_key(organization_id: Uuid, windows: &Windows) -> CounterKey {
-    CounterKey {
-        kind: SubjectKind::Day,
-        subject_id: organization_id,
-        window_start: windows.day_start,
-    }
-}
-
-/// The snapshot from counter rows read or written (missing rows are 0).
-pub fn from_rows(
+/// The snapshot from totals that include [`spans`] (missing ones are 0).
+pub fn from_totals(
     organization_id: Uuid,
     windows: &Windows,
     plan: &PlanRow,
-    rows: &HashMap<CounterKey, CounterRow>,
+    totals: &HashMap<CounterSpan, (i64, i64)>,
 ) -> QuotaSnapshot {
-    let (tokens, _) = counters::totals(rows, &organization_key(organization_id, windows));
-    let (_, requests) = counters::totals(rows, &day_key(organization_id, windows));
-    QuotaSnapshot::new(windows, plan, tokens, requests)
+    let [tokens, requests] = spans(organization_id, windows);
+    let total = |span| totals.get(&span).copied().unwrap_or_default();
+    QuotaSnapshot::new(windows, plan, total(tokens).0, total(requests).1)
 }
 
 /// The organization's quota at `now`; NOT_FOUND when there is no such
@@ -121,12 +112,8 @@ pub async fn read(
     windows: &Windows,
     plan: &PlanRow,
 ) -> QueryResult<QuotaSnapshot> {
-    let keys = [
-        organization_key(organization_id, windows),
-        day_key(organization_id, windows),
-    ];
-    let rows = counters::read(conn, organization_id, &keys).await?;
-    Ok(from_rows(organization_id, windows, plan, &rows))
+    let totals = counters::sum(conn, organization_id, &spans(organization_id, windows)).await?;
+    Ok(from_totals(organization_id, windows, plan, &totals))
 }
 
 /// Quotas of many organizations (Organization.quota over a list): their
@@ -145,17 +132,22 @@ impl Loader<Uuid> for QuotaLoader {
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, QuotaSnapshot>, AppError> {
         let mut conn = self.pool.get().await?;
         let windows = windows::of_organizations(&mut conn, keys, self.now).await?;
-        let mut wanted: Vec<(Uuid, CounterKey)> = Vec::with_capacity(windows.len() * 2);
-        for (organization_id, (windows, _)) in &windows {
-            wanted.push((*organization_id, organization_key(*organization_id, windows)));
-            wanted.push((*organization_id, day_key(*organization_id, windows)));
-        }
-        let rows = counters::read_many(&mut conn, &wanted).await?;
+        let wanted: Vec<(Uuid, CounterSpan)> = windows
+            .iter()
+            .flat_map(|(organization_id, (windows, _))| {
+                spans(*organization_id, windows).map(|span| (*organization_id, span))
+            })
+            .collect();
+        let totals = counters::sum_many(&mut conn, &wanted).await?;
         Ok(windows
             .iter()
             .map(|(organization_id, (windows, plan))| {
-                let own = rows.get(organization_id).cloned().unwrap_or_default();
-                (*organization_id, from_rows(*organization_id, windows, plan, &own))
+                let own: HashMap<CounterSpan, (i64, i64)> = totals
+                    .iter()
+                    .filter(|((organization, _), _)| organization == organization_id)
+                    .map(|((_, span), total)| (*span, *total))
+                    .collect();
+                (*organization_id, from_totals(*organization_id, windows, plan, &own))
             })
             .collect())
     }

@@ -22,7 +22,7 @@ use crate::{
     orgs::access,
     platform::mail,
     usage::{
-        counters::{self, CounterKey, Deltas, SubjectKind},
+        counters::{self, Deltas, SubjectKind},
         daily,
         event::{self, UsageEventRow},
         live::USAGE_RECORDED,
@@ -607,20 +607,31 @@ async fn count(
     let organization_id = cx.reporter.organization_id;
     let tokens: i64 = events.iter().map(|e| i64::from(e.total_tokens)).sum();
     let requests = i64::try_from(events.len()).unwrap_or(i64::MAX);
-    let window = |kind, subject_id| CounterKey {
-        kind,
-        subject_id,
-        window_start: cx.windows.token_start,
-    };
+    let windows = cx.windows;
     let mut deltas = Deltas::default();
-    deltas.add(quota::organization_key(organization_id, cx.windows), tokens, requests);
+    deltas.add(
+        windows.row(SubjectKind::Organization, organization_id),
+        tokens,
+        requests,
+    );
     if let Some(key_id) = cx.reporter.api_key_id {
-        deltas.add(window(SubjectKind::ApiKey, key_id), tokens, requests);
+        deltas.add(windows.row(SubjectKind::ApiKey, key_id), tokens, requests);
     }
-    deltas.add(window(SubjectKind::Member, cx.reporter.user_id), tokens, requests);
-    deltas.add(quota::day_key(organization_id, cx.windows), tokens, requests);
+    deltas.add(windows.row(SubjectKind::Member, cx.reporter.user_id), tokens, requests);
+    deltas.add(windows.row(SubjectKind::Day, organization_id), tokens, requests);
     let rows = counters::add(conn, organization_id, &deltas).await?;
-    let after = quota::from_rows(organization_id, cx.windows, cx.plan, &rows);
+    let after = if windows.segment_start == windows.token_start {
+        let total = |kind| counters::total(&rows, &windows.row(kind, organization_id));
+        QuotaSnapshot::new(
+            windows,
+            cx.plan,
+            total(SubjectKind::Organization).0,
+            total(SubjectKind::Day).1,
+        )
+    } else {
+        // The token window began in an earlier segment: sum them all.
+        quota::read(conn, organization_id, windows, cx.plan).await?
+    };
     let events: Vec<UsageEventRow> = events.iter().map(|e| (*e).clone()).collect();
     daily::add(conn, organization_id, &events).await?;
 

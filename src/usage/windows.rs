@@ -5,6 +5,17 @@
 //! quota period, or from the last `resetUsage` inside it; the request
 //! counter runs from UTC midnight, or from a later reset. A new period (or a
 //! reset) therefore starts new rows at zero without any job.
+//!
+//! The period in effect can jump back in time: a paid plan's period that
+//! began on the 10th gives way, when the plan lapses or is cancelled, to
+//! the calendar month that began on the 1st. So recording never adds to
+//! one row per period but to the row of the current *segment*, which
+//! starts at the latest boundary any period could start at (the token
+//! window's start, the calendar month's, the subscription's own period's),
+//! and a total is the sum of the subject's rows from the window's start on:
+//! whichever period is in effect, it counts exactly the events received in
+//! it. Rows older than the window are never read, and a subject has at
+//! most a few rows per month.
 
 use std::collections::HashMap;
 
@@ -16,10 +27,11 @@ use uuid::Uuid;
 use crate::{
     billing::{
         model::{self as plans, FREE_PLAN_KEY, PlanRow},
-        subscription::{self, Period, SubscriptionRow, current_period},
+        subscription::{self, Period, SubscriptionRow, billing_period, calendar_month, current_period},
     },
     db::schema::{organizations, plans as plans_table, subscriptions},
     error::{AppError, AppResult},
+    usage::counters::{CounterKey, CounterSpan, SubjectKind},
 };
 
 /// The current windows of one organization at one moment.
@@ -31,12 +43,21 @@ pub struct Windows {
     pub token_start: DateTime<Utc>,
     /// Where the request counter starts: UTC midnight or a later reset.
     pub day_start: DateTime<Utc>,
+    /// The row that token counters add to now (see the module's comment):
+    /// never before `token_start`.
+    pub segment_start: DateTime<Utc>,
 }
 
 impl Windows {
-    /// The windows at `now` for `period` and the organization's last reset.
-    /// A reset outside the period (an earlier period's) changes nothing.
-    pub fn new(period: Period, reset_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Self {
+    /// The windows at `now` for `period`, the organization's last reset and
+    /// the subscription's own billing period, if it has one. A reset outside
+    /// the period (an earlier period's) changes nothing.
+    pub fn new(
+        period: Period,
+        reset_at: Option<DateTime<Utc>>,
+        billing_period: Option<Period>,
+        now: DateTime<Utc>,
+    ) -> Self {
         let reset = reset_at.filter(|at| *at <= now);
         let token_start = match reset {
             Some(at) if period.contains(at) => at,
@@ -44,10 +65,44 @@ impl Windows {
         };
         let midnight = utc_midnight(now);
         let day_start = reset.filter(|at| *at > midnight).unwrap_or(midnight);
+        let segment_start = [Some(calendar_month(now).start), billing_period.map(|p| p.start)]
+            .into_iter()
+            .flatten()
+            .filter(|start| *start <= now)
+            .fold(token_start, DateTime::max);
         Self {
             period,
             token_start,
             day_start,
+            segment_start,
+        }
+    }
+
+    /// The row that recording adds `kind`'s tokens to: the segment's for
+    /// token counters, the day's for the request counter.
+    pub fn row(&self, kind: SubjectKind, subject_id: Uuid) -> CounterKey {
+        let window_start = match kind {
+            SubjectKind::Day => self.day_start,
+            _ => self.segment_start,
+        };
+        CounterKey {
+            kind,
+            subject_id,
+            window_start,
+        }
+    }
+
+    /// The rows a current total of `kind` sums: all of the subject's from
+    /// the window's start on.
+    pub fn span(&self, kind: SubjectKind, subject_id: Uuid) -> CounterSpan {
+        let since = match kind {
+            SubjectKind::Day => self.day_start,
+            _ => self.token_start,
+        };
+        CounterSpan {
+            kind,
+            subject_id,
+            since,
         }
     }
 }
@@ -79,8 +134,18 @@ pub async fn of_organization(
         return Ok(None);
     };
     let (subscription, plan) = subscription::plan_in_effect(conn, organization_id, now).await?;
-    let period = current_period(&subscription, &plan, now);
-    Ok(Some((Windows::new(period, reset_at, now), plan)))
+    Ok(Some((windows_of(&subscription, &plan, reset_at, now), plan)))
+}
+
+/// The windows of a subscription with `plan` in effect.
+fn windows_of(
+    subscription: &SubscriptionRow,
+    plan: &PlanRow,
+    reset_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Windows {
+    let period = current_period(subscription, plan, now);
+    Windows::new(period, reset_at, billing_period(subscription, now), now)
 }
 
 /// Locks the organization's row against a concurrent resetUsage for the
@@ -131,10 +196,9 @@ pub async fn of_organizations(
             }
             free.clone().ok_or(diesel::result::Error::NotFound)?
         };
-        let period = current_period(&subscription, &plan, now);
         windows.insert(
             subscription.organization_id,
-            (Windows::new(period, reset_at, now), plan),
+            (windows_of(&subscription, &plan, reset_at, now), plan),
         );
     }
     Ok(windows)
@@ -157,7 +221,7 @@ mod tests {
 
     #[test]
     fn without_a_reset_windows_are_the_period_and_the_utc_day() {
-        let windows = Windows::new(november(), None, at("2026-11-21T15:30:00Z"));
+        let windows = Windows::new(november(), None, None, at("2026-11-21T15:30:00Z"));
         assert_eq!(windows.token_start, at("2026-11-01T00:00:00Z"));
         assert_eq!(windows.day_start, at("2026-11-21T00:00:00Z"));
     }
@@ -165,17 +229,50 @@ mod tests {
     #[test]
     fn a_reset_inside_the_period_restarts_both_windows() {
         let reset = at("2026-11-21T10:00:00Z");
-        let windows = Windows::new(november(), Some(reset), at("2026-11-21T15:30:00Z"));
+        let windows = Windows::new(november(), Some(reset), None, at("2026-11-21T15:30:00Z"));
         assert_eq!((windows.token_start, windows.day_start), (reset, reset));
-        let next_day = Windows::new(november(), Some(reset), at("2026-11-22T01:00:00Z"));
+        let next_day = Windows::new(november(), Some(reset), None, at("2026-11-22T01:00:00Z"));
         assert_eq!(next_day.token_start, reset);
         assert_eq!(next_day.day_start, at("2026-11-22T00:00:00Z"));
     }
 
     #[test]
     fn a_reset_of_an_earlier_period_changes_nothing() {
-        let windows = Windows::new(november(), Some(at("2026-10-30T10:00:00Z")), at("2026-11-02T01:00:00Z"));
+        let windows = Windows::new(
+            november(),
+            Some(at("2026-10-30T10:00:00Z")),
+            None,
+            at("2026-11-02T01:00:00Z"),
+        );
         assert_eq!(windows.token_start, at("2026-11-01T00:00:00Z"));
         assert_eq!(windows.day_start, at("2026-11-02T00:00:00Z"));
+    }
+
+    #[test]
+    fn a_paid_period_across_months_adds_to_a_segment_per_month() {
+        let paid = Period {
+            start: at("2026-11-10T08:00:00Z"),
+            end: at("2026-12-10T08:00:00Z"),
+        };
+        let in_november = Windows::new(paid, None, Some(paid), at("2026-11-20T00:00:00Z"));
+        assert_eq!(in_november.segment_start, paid.start);
+        let in_december = Windows::new(paid, None, Some(paid), at("2026-12-03T00:00:00Z"));
+        assert_eq!(in_december.token_start, paid.start);
+        assert_eq!(in_december.segment_start, at("2026-12-01T00:00:00Z"));
+        // Lapsed to the free plan: the calendar month, with the paid
+        // period's segment still a boundary inside it.
+        let december = Period {
+            start: at("2026-12-01T00:00:00Z"),
+            end: at("2027-01-01T00:00:00Z"),
+        };
+        let lapsed = Windows::new(december, None, Some(paid), at("2026-12-05T00:00:00Z"));
+        assert_eq!(lapsed.token_start, december.start);
+        assert_eq!(lapsed.segment_start, december.start);
+        let still_billed = Period {
+            start: at("2026-12-04T00:00:00Z"),
+            end: at("2027-01-04T00:00:00Z"),
+        };
+        let lapsed_mid_period = Windows::new(december, None, Some(still_billed), at("2026-12-05T00:00:00Z"));
+        assert_eq!(lapsed_mid_period.segment_start, still_billed.start);
     }
 }

@@ -11,7 +11,7 @@ use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tollgate::{
-    db::schema::{audit_log, usage_counters, usage_daily, usage_events, usage_thresholds},
+    db::schema::{audit_log, plans, subscriptions, usage_counters, usage_daily, usage_events, usage_thresholds},
     orgs::model::OrgRole,
     platform::events::BusMessage,
     usage::live_message::UsageUpdateMessage,
@@ -84,6 +84,102 @@ async fn the_organization_budget_says_no_once_spent_and_yes_in_the_next_period()
     assert_eq!(answer["quota"]["tokensUsed"], 0);
     assert_eq!(answer["quota"]["periodStart"], "2026-12-01T00:00:00.000Z");
     assert_eq!(answer["quota"]["periodEnd"], "2027-01-01T00:00:00.000Z");
+}
+
+/// Puts the organization on `plan` with `status` and Stripe's period.
+async fn subscribe(app: &TestApp, organization: Uuid, plan: &str, status: &str, period: (&str, &str)) {
+    let plan_id: Uuid = plans::table
+        .filter(plans::key.eq(plan))
+        .select(plans::id)
+        .first(&mut app.db().await)
+        .await
+        .unwrap();
+    diesel::update(subscriptions::table.filter(subscriptions::organization_id.eq(organization)))
+        .set((
+            subscriptions::plan_id.eq(plan_id),
+            subscriptions::status.eq(status),
+            subscriptions::current_period_start.eq(at(period.0)),
+            subscriptions::current_period_end.eq(at(period.1)),
+        ))
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+}
+
+/// Tokens of the organization's events received from `since` on: what
+/// the quota must say.
+async fn received_since(app: &TestApp, organization: Uuid, since: &str) -> i64 {
+    let tokens: Option<i64> = usage_events::table
+        .filter(usage_events::organization_id.eq(organization))
+        .filter(usage_events::created_at.ge(at(since)))
+        .select(diesel::dsl::sum(usage_events::total_tokens))
+        .first(&mut app.db().await)
+        .await
+        .unwrap();
+    tokens.unwrap_or(0)
+}
+
+/// The quota period jumps back when a paid plan with its own period
+/// (from the 10th) lapses to the free plan's calendar month (from the 1st),
+/// and forward again when it is paid for: each time the organization's,
+/// key's and member's totals count exactly the events received in the
+/// period in effect.
+#[tokio::test]
+async fn a_period_that_jumps_back_counts_every_event_received_in_it() {
+    let app = TestApp::spawn().await;
+    app.clock.set(at("2026-11-05T12:00:00Z"));
+    let team = team(&app, "jumps.test", &[]).await;
+    let org: Uuid = team.id.parse().unwrap();
+    let (_, key) = create_key(&app, &team.owner.access, &team.id, json!({})).await;
+    let quota_now = async |expected_start: &str| {
+        let answer = authorize(&app, &key, None, "gpt-4o").await;
+        assert_eq!(answer["quota"]["periodStart"], expected_start);
+        let used = answer["quota"]["tokensUsed"].as_i64().unwrap();
+        assert_eq!(used, received_since(&app, org, expected_start).await, "{answer}");
+        let owner = app.token_for(team.owner.user_id).await;
+        let totals = app
+            .graphql_as(
+                &owner,
+                "query ($id: ID!) { organization(id: $id) { apiKeys { tokensUsed } members { tokensUsed } } }",
+                json!({ "id": team.id }),
+            )
+            .await;
+        let totals = &totals.data()["organization"];
+        assert_eq!(totals["apiKeys"][0]["tokensUsed"], used, "the key's total");
+        assert_eq!(totals["members"][0]["tokensUsed"], used, "the member's total");
+        used
+    };
+    let paid = ("2026-11-10T08:00:00Z", "2026-12-10T08:00:00Z");
+
+    recorded(&app, &key, tokens_of_key("gpt-4o", 100)).await;
+    assert_eq!(quota_now("2026-11-01T00:00:00.000Z").await, 100);
+
+    app.clock.set(at("2026-11-15T12:00:00Z"));
+    subscribe(&app, org, "pro", "ACTIVE", paid).await;
+    recorded(&app, &key, tokens_of_key("gpt-4o", 200)).await;
+    assert_eq!(quota_now("2026-11-10T08:00:00.000Z").await, 200);
+
+    // Lapsed to free: the whole calendar month counts again.
+    subscribe(&app, org, "pro", "CANCELED", paid).await;
+    assert_eq!(quota_now("2026-11-01T00:00:00.000Z").await, 300);
+    let receipt = recorded(&app, &key, tokens_of_key("gpt-4o", 50)).await;
+    assert_eq!(receipt["quota"]["tokensUsed"], 350);
+    assert_eq!(quota_now("2026-11-01T00:00:00.000Z").await, 350);
+
+    // Paid for again in December, inside the same Stripe period.
+    app.clock.set(at("2026-12-03T12:00:00Z"));
+    subscribe(&app, org, "pro", "ACTIVE", paid).await;
+    let receipt = recorded(&app, &key, tokens_of_key("gpt-4o", 10)).await;
+    assert_eq!(receipt["quota"]["tokensUsed"], 260);
+    assert_eq!(quota_now("2026-11-10T08:00:00.000Z").await, 260);
+
+    // And lapsed again: December's calendar month.
+    subscribe(&app, org, "pro", "CANCELED", paid).await;
+    assert_eq!(quota_now("2026-12-01T00:00:00.000Z").await, 10);
+}
+
+fn tokens_of_key(model: &str, prompt: i64) -> Value {
+    json!({ "model": model, "promptTokens": prompt, "completionTokens": 0 })
 }
 
 #[tokio::test]
