@@ -2,6 +2,7 @@
 //! mutations, system statistics, and the audit log's writer and readers.
 
 pub mod audit;
+pub mod events;
 pub mod graphql;
 pub mod search;
 pub mod stats;

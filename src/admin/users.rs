@@ -19,7 +19,10 @@ use crate::{
         profile::{self, Tombstoned},
         sessions::{self, SessionRow},
     },
-    admin::audit::{self, AuditEntry},
+    admin::{
+        audit::{self, AuditEntry},
+        events,
+    },
     app::AppState,
     db::schema::users,
     error::{AppError, AppResult},
@@ -43,27 +46,32 @@ pub struct Actor {
 pub async fn set_role(app: &AppState, actor: &Actor, user_id: Uuid, role: Role) -> AppResult<UserRow> {
     let now = app.now();
     let mut conn = app.db().await?;
-    conn.transaction::<_, AppError, _>(async |conn| {
-        begin(conn, actor, |role| role == Role::Admin).await?;
-        let target = lock_target(conn, user_id).await?;
-        if target.role == role {
-            return Ok(target);
-        }
-        if target.role == Role::Admin && other_active_admins(conn, target.id).await? == 0 {
-            return Err(AppError::conflict("the last ADMIN cannot be demoted"));
-        }
-        let updated = diesel::update(users::table.find(target.id))
-            .set((users::role.eq(role), users::updated_at.eq(now)))
-            .returning(UserRow::as_returning())
-            .get_result(conn)
-            .await?;
-        let entry = AuditEntry::new("user.role_changed", Some(actor.user_id), actor.ip.clone())
-            .target("user", target.id)
-            .metadata(serde_json::json!({ "from": target.role.as_str(), "to": role.as_str() }));
-        audit::record(conn, entry, now).await?;
-        Ok(updated)
-    })
-    .await
+    let (updated, changed) = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            begin(conn, actor, |role| role == Role::Admin).await?;
+            let target = lock_target(conn, user_id).await?;
+            if target.role == role {
+                return Ok((target, false));
+            }
+            if target.role == Role::Admin && other_active_admins(conn, target.id).await? == 0 {
+                return Err(AppError::conflict("the last ADMIN cannot be demoted"));
+            }
+            let updated = diesel::update(users::table.find(target.id))
+                .set((users::role.eq(role), users::updated_at.eq(now)))
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .await?;
+            let entry = AuditEntry::new("user.role_changed", Some(actor.user_id), actor.ip.clone())
+                .target("user", target.id)
+                .metadata(serde_json::json!({ "from": target.role.as_str(), "to": role.as_str() }));
+            audit::record(conn, entry, now).await?;
+            Ok((updated, true))
+        })
+        .await?;
+    if changed {
+        events::announce_role_changed(app, user_id).await;
+    }
+    Ok(updated)
 }
 
 /// `suspendUser` (ADMIN or SUPPORT; only an ADMIN suspends an ADMIN;

@@ -12,7 +12,7 @@
 //! organization happens here, in memory.
 //!
 //! The same hub turns access changes heard on the bus (sessions ended, keys
-//! revoked, memberships ended) into [`AccessChange`]s that websocket
+//! revoked, memberships ended, platform roles changed) into [`AccessChange`]s that websocket
 //! connections and subscriptions act on.
 
 use std::{
@@ -30,6 +30,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{model::Role, sessions},
+    admin::events::{ROLE_CHANGED, RoleChanged},
     app::AppState,
     auth::{
         KeyIdentity, Principal,
@@ -59,6 +60,8 @@ pub enum AccessChange {
     KeyRevoked(KeyRevoked),
     /// Someone stopped being a member of an organization.
     MembershipEnded(MembershipEnded),
+    /// Someone's platform role changed (staff may watch any organization).
+    RoleChanged(RoleChanged),
     /// Messages may have been missed (the bus reconnected, or a listener
     /// fell behind): everyone must recheck against the database.
     Unknown,
@@ -193,6 +196,7 @@ impl UsageHub {
             SESSION_REVOKED => self.announce(parse(&payload, AccessChange::SessionsEnded)),
             KEY_REVOKED => self.announce(parse(&payload, AccessChange::KeyRevoked)),
             MEMBERSHIP_ENDED => self.announce(parse(&payload, AccessChange::MembershipEnded)),
+            ROLE_CHANGED => self.announce(parse(&payload, AccessChange::RoleChanged)),
             _ => {}
         }
     }

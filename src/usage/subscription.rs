@@ -104,12 +104,15 @@ impl Feed {
 
     /// Whether the change may have taken this subscriber's access to the
     /// organization. Ended credentials close the whole connection
-    /// elsewhere; here it is about membership.
+    /// elsewhere; here it is about membership and platform role.
     fn concerns_me(&self, change: Result<AccessChange, RecvError>) -> bool {
         match change {
             Ok(AccessChange::MembershipEnded(ended)) => {
                 ended.organization_id == self.organization_id && self.principal.user_id() == Some(ended.user_id)
             }
+            // Staff may watch organizations they are not in; a demotion
+            // may end that.
+            Ok(AccessChange::RoleChanged(changed)) => self.principal.user_id() == Some(changed.user_id),
             Ok(AccessChange::Unknown) | Err(RecvError::Lagged(_)) => true,
             Ok(_) | Err(RecvError::Closed) => false,
         }

@@ -213,6 +213,39 @@ async fn a_removed_member_subscription_ends_with_forbidden() {
     assert_eq!(receive(&mut socket).await["type"], "pong");
 }
 
+#[tokio::test]
+async fn a_demoted_staff_members_subscription_to_a_foreign_organization_ends() {
+    let app = TestApp::spawn().await;
+    let other = app.spawn_sibling().await;
+    let owner = register(&app, "watched@example.com").await;
+    let organization = personal_organization(&app, &owner).await;
+    let support =
+        crate::harness::create_user(&app, "support@staff.test", tollgate::accounts::model::Role::Support).await;
+    let support_token = app.token_for(support).await;
+    let mut socket = connect_as(&other, "graphql-transport-ws", &support_token).await;
+    subscribe(&mut socket, false, "usage", &organization).await;
+    first_update(&app, &owner.access, &organization, &mut socket).await;
+
+    let admin = crate::usage::admin_token(&app).await;
+    let demoted = app
+        .graphql_as(
+            &admin,
+            "mutation ($user: ID!) { setUserRole(userId: $user, role: USER) { role } }",
+            json!({ "user": support }),
+        )
+        .await;
+    assert_eq!(demoted.data()["setUserRole"]["role"], "USER");
+    let ending = loop {
+        let message = receive(&mut socket).await;
+        if message["type"] != "next" {
+            break message;
+        }
+    };
+    assert_eq!(ending["type"], "error", "{ending}");
+    assert_eq!(ending["payload"][0]["extensions"]["code"], "FORBIDDEN");
+    other.shutdown().await;
+}
+
 const CREATE_KEY: &str =
     "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id } } }";
 
