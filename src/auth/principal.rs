@@ -90,37 +90,57 @@ impl Principal {
 /// anonymous. An API key secret is checked against `client_ip` (FORBIDDEN
 /// from an address the key does not allow).
 pub async fn resolve(app: &AppState, authorization: Option<&str>, client_ip: IpAddr) -> AppResult<Principal> {
+    Ok(resolve_until(app, authorization, client_ip).await?.0)
+}
+
+/// [`resolve`], and when the credentials stop working by themselves: the
+/// key's expiry, or the access token's or its session's, whichever is
+/// first; None = never (anonymous, or a key without expiry). A websocket
+/// connection, which outlives its request, ends then.
+pub async fn resolve_until(
+    app: &AppState,
+    authorization: Option<&str>,
+    client_ip: IpAddr,
+) -> AppResult<(Principal, Option<DateTime<Utc>>)> {
     let Some(value) = authorization else {
-        return Ok(Principal::Anonymous);
+        return Ok((Principal::Anonymous, None));
     };
     let token = bearer_token(value).ok_or_else(AppError::unauthenticated)?;
     if crate::keys::secret::is_key_secret(token) {
         let key = crate::keys::resolve::resolve_key(app, token, client_ip).await?;
-        return Ok(Principal::ApiKey(key));
+        return Ok((Principal::ApiKey(key.identity), key.expires_at));
     }
     let now = app.now();
     let claims = app.access_tokens().verify(token, now)?;
-    ensure_session_live(app, claims.sid, claims.sub, now).await?;
-    Ok(Principal::User {
+    let session_ends = ensure_session_live(app, claims.sid, claims.sub, now).await?;
+    let token_ends = DateTime::from_timestamp(claims.exp, 0).unwrap_or(session_ends);
+    let principal = Principal::User {
         user_id: claims.sub,
         session_id: claims.sid,
-    })
+    };
+    Ok((principal, Some(token_ends.min(session_ends))))
 }
 
 /// An access token is only as good as its session: ended sessions (and
 /// suspended or deleted users) are refused at once. The cache answers the
-/// common case without a database round trip.
-async fn ensure_session_live(app: &AppState, session_id: Uuid, user_id: Uuid, now: DateTime<Utc>) -> AppResult<()> {
+/// common case without a database round trip. Returns when the session
+/// expires.
+async fn ensure_session_live(
+    app: &AppState,
+    session_id: Uuid,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> AppResult<DateTime<Utc>> {
     let cache = app.session_cache();
-    if cache.is_live(session_id, user_id, now) {
-        return Ok(());
+    if let Some(expires_at) = cache.live_until(session_id, user_id, now) {
+        return Ok(expires_at);
     }
     let generation = cache.generation();
     let mut conn = app.db().await?;
     match sessions::check_live(&mut conn, session_id, user_id, now).await? {
         Some(expires_at) => {
             cache.remember(generation, session_id, user_id, expires_at);
-            Ok(())
+            Ok(expires_at)
         }
         None => Err(AppError::unauthenticated()),
     }

@@ -70,13 +70,19 @@ struct Inner {
 impl SessionCache {
     /// Whether `session_id` of `user_id` is known live at `now`.
     pub fn is_live(&self, session_id: Uuid, user_id: Uuid, now: DateTime<Utc>) -> bool {
+        self.live_until(session_id, user_id, now).is_some()
+    }
+
+    /// When the session expires, if it is known live at `now`.
+    pub fn live_until(&self, session_id: Uuid, user_id: Uuid, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         if !self.inner.trusted.load(Ordering::SeqCst) {
-            return false;
+            return None;
         }
         let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
         entries
             .get(&session_id)
-            .is_some_and(|e| e.user_id == user_id && e.expires_at > now && e.cached_at.elapsed() < TTL)
+            .filter(|e| e.user_id == user_id && e.expires_at > now && e.cached_at.elapsed() < TTL)
+            .map(|e| e.expires_at)
     }
 
     /// A token to pass to [`SessionCache::remember`]: taken before the

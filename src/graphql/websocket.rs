@@ -6,9 +6,12 @@
 //! 4403, cannot be closed by the server, and reports refused subscriptions
 //! as `next` instead of `error`; this loop does what the protocols and the
 //! contract say, and adds keep-alive pings, a per-connection subscription
-//! cap and a send timeout that drops clients too slow to read.
+//! cap and a send timeout that drops clients too slow to read. A
+//! connection ends (4403) when its credentials stop working: revoked or
+//! ended (heard on the event bus) or expired (a timer set at
+//! connection_init).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, pin::Pin, time::Duration};
 
 use async_graphql::{Request as GqlRequest, Response as GqlResponse};
 use axum::{
@@ -16,10 +19,11 @@ use axum::{
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
+use chrono::{DateTime, Utc};
 use futures_util::{SinkExt, StreamExt, stream::BoxStream};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
+use tokio::{sync::broadcast, time::Sleep};
 use tokio_stream::StreamMap;
 
 use crate::{
@@ -48,6 +52,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_CLOSE_REASON: usize = 123;
 /// Largest client message.
 const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Credentials expiring later than this are not timed (a timer that far
+/// out would outlive any connection).
+const MAX_TIMED_EXPIRY: Duration = Duration::from_secs(400 * 24 * 3600);
 
 /// Close codes of graphql-transport-ws (also used for the legacy protocol).
 mod close_code {
@@ -136,6 +143,8 @@ struct Connection {
     access_changes: Option<broadcast::Receiver<AccessChange>>,
     /// One of the caller's connection slots, released on close.
     _slot: Option<ConnectionSlot>,
+    /// Fires when the credentials expire (access token, session, key).
+    expiry: Option<Pin<Box<Sleep>>>,
 }
 
 impl Connection {
@@ -148,6 +157,7 @@ impl Connection {
             operations: StreamMap::new(),
             access_changes: None,
             _slot: None,
+            expiry: None,
         }
     }
 
@@ -191,6 +201,9 @@ impl Connection {
                 },
                 Some((id, item)) = self.operations.next(), if !self.operations.is_empty() => {
                     self.operation_output(id, item)
+                }
+                () = expired(&mut self.expiry), if self.expiry.is_some() => {
+                    break Some((close_code::FORBIDDEN, "Forbidden: the credentials expired".to_owned()));
                 }
                 change = next_change(&mut self.access_changes), if self.access_changes.is_some() => {
                     match self.access_changed(change).await {
@@ -249,6 +262,13 @@ impl Connection {
         }
     }
 
+    /// A timer that fires at `at` by the app's clock; None when it lies
+    /// too far ahead to matter.
+    fn timer_until(&self, at: DateTime<Utc>) -> Option<Pin<Box<Sleep>>> {
+        let left = (at - self.app().now()).to_std().unwrap_or(Duration::ZERO);
+        (left <= MAX_TIMED_EXPIRY).then(|| Box::pin(tokio::time::sleep(left)))
+    }
+
     fn keepalive_message(&self) -> Value {
         match self.protocol {
             Protocol::TransportWs => json!({ "type": "ping" }),
@@ -300,8 +320,8 @@ impl Connection {
         }
         let authorization = payload.as_ref().and_then(authorization_from_payload);
         let access_changes = self.app().usage_hub().access_changes();
-        match principal::resolve(self.app(), authorization.as_deref(), self.meta.client_ip).await {
-            Ok(principal) => {
+        match principal::resolve_until(self.app(), authorization.as_deref(), self.meta.client_ip).await {
+            Ok((principal, expires_at)) => {
                 if let Some(owner) = connection_owner(&principal) {
                     let Some(slot) = self.app().usage_hub().open_connection(owner) else {
                         return Flow::Close(
@@ -312,6 +332,7 @@ impl Connection {
                     self._slot = Some(slot);
                 }
                 self.access_changes = Some(access_changes);
+                self.expiry = expires_at.and_then(|at| self.timer_until(at));
                 self.principal = Some(principal);
                 replies.push(json!({ "type": "connection_ack" }));
                 if self.protocol == Protocol::Legacy {
@@ -408,6 +429,14 @@ impl Connection {
             Protocol::Legacy => json!(error),
         };
         json!({ "type": "error", "id": id, "payload": payload })
+    }
+}
+
+/// Completes when the credentials expire; never without a timer.
+async fn expired(expiry: &mut Option<Pin<Box<Sleep>>>) {
+    match expiry {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -23,8 +23,8 @@ use crate::{
     platform::client_ip::canonical,
 };
 
-/// The key behind `secret`, used from `client_ip`.
-pub async fn resolve_key(app: &AppState, secret: &str, client_ip: IpAddr) -> AppResult<Arc<KeyIdentity>> {
+/// The key behind `secret`, used from `client_ip`, with its expiry.
+pub async fn resolve_key(app: &AppState, secret: &str, client_ip: IpAddr) -> AppResult<CachedKey> {
     let hash = secret::hash(secret);
     let now = app.now();
     let key = match app.key_cache().get(&hash) {
@@ -41,7 +41,7 @@ pub async fn resolve_key(app: &AppState, secret: &str, client_ip: IpAddr) -> App
         ));
     }
     record_use(app, key.identity.key_id, now);
-    Ok(key.identity)
+    Ok(key)
 }
 
 /// Asks the database, and remembers a usable key.

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use tollgate::orgs::model::OrgRole;
 
 use crate::harness::{
-    TestApp,
+    TestApp, TestAppOptions,
     people::{SignedIn, register},
     ws::{Socket, close_code, connect_as, receive, receive_within, send},
 };
@@ -294,6 +294,50 @@ async fn keys_subscribe_with_usage_read_and_their_sockets_close_when_revoked() {
     assert!(revoked.data()["revokeApiKey"]["revokedAt"].is_string());
     assert_eq!(close_code(&mut socket).await, 4403);
     other.shutdown().await;
+}
+
+/// Waits for the socket's close, asserting it comes after `at_least`
+/// (the credentials were good until then); returns the code.
+async fn closed_after(socket: &mut Socket, opened: std::time::Instant, at_least: Duration) -> u16 {
+    let code = close_code(socket).await;
+    assert!(opened.elapsed() >= at_least, "closed before the credentials expired");
+    code
+}
+
+#[tokio::test]
+async fn a_sockets_key_expiring_closes_it() {
+    let app = TestApp::spawn().await;
+    let person = register(&app, "expiring-key@example.com").await;
+    let organization = personal_organization(&app, &person).await;
+    let expires_at = app.state.now() + chrono::Duration::seconds(3);
+    let response = app
+        .graphql_as(
+            &person.access,
+            CREATE_KEY,
+            json!({ "input": { "organizationId": organization, "name": "short", "scopes": ["USAGE_READ"],
+                               "expiresAt": expires_at.to_rfc3339() } }),
+        )
+        .await;
+    let secret = response.data()["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let opened = std::time::Instant::now();
+    let mut socket = connect_as(&app, "graphql-transport-ws", &secret).await;
+    subscribe(&mut socket, false, "usage", &organization).await;
+    assert_eq!(closed_after(&mut socket, opened, Duration::from_secs(2)).await, 4403);
+}
+
+#[tokio::test]
+async fn a_sockets_access_token_expiring_closes_it() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        vars: vec![("ACCESS_TOKEN_TTL_SECS".to_owned(), "3".to_owned())],
+        ..TestAppOptions::default()
+    })
+    .await;
+    let person = register(&app, "expiring-token@example.com").await;
+    let organization = personal_organization(&app, &person).await;
+    let opened = std::time::Instant::now();
+    let mut socket = connect_as(&app, "graphql-transport-ws", &person.access).await;
+    subscribe(&mut socket, false, "usage", &organization).await;
+    assert_eq!(closed_after(&mut socket, opened, Duration::from_secs(1)).await, 4403);
 }
 
 #[tokio::test]
