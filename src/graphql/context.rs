@@ -1,6 +1,6 @@
 //! What every resolver may ask of the request context.
 
-use std::net::IpAddr;
+use std::{net::IpAddr, sync::Arc};
 
 use async_graphql::Context;
 
@@ -8,7 +8,7 @@ use crate::{
     app::AppState,
     auth::Principal,
     error::{AppError, AppResult},
-    graphql::loaders::Loaders,
+    graphql::loaders::{LoaderCell, Loaders},
 };
 
 /// Facts about the HTTP request (or websocket connection) behind a query.
@@ -27,8 +27,9 @@ pub trait ContextExt {
     fn app(&self) -> AppResult<&AppState>;
     /// Who is asking.
     fn principal(&self) -> AppResult<&Principal>;
-    /// The per-request batch loaders.
-    fn loaders(&self) -> AppResult<&Loaders>;
+    /// The request's batch loaders (a subscription's are renewed for each
+    /// event; see [`LoaderCell`]).
+    fn loaders(&self) -> AppResult<Arc<Loaders>>;
     /// Client address and agent.
     fn request_meta(&self) -> AppResult<&RequestMeta>;
 }
@@ -42,8 +43,8 @@ impl ContextExt for Context<'_> {
         self.data::<Principal>().map_err(AppError::from)
     }
 
-    fn loaders(&self) -> AppResult<&Loaders> {
-        self.data::<Loaders>().map_err(AppError::from)
+    fn loaders(&self) -> AppResult<Arc<Loaders>> {
+        Ok(self.data::<LoaderCell>().map_err(AppError::from)?.current())
     }
 
     fn request_meta(&self) -> AppResult<&RequestMeta> {

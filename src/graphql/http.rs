@@ -20,7 +20,12 @@ use crate::{
     app::{AppState, HttpState},
     auth::principal,
     error::{AppError, ErrorCode},
-    graphql::{context::RequestMeta, limits::ensure_code, loaders::Loaders, websocket},
+    graphql::{
+        context::RequestMeta,
+        limits::ensure_code,
+        loaders::{LoaderCell, Loaders},
+        websocket,
+    },
     platform::client_ip::client_ip,
 };
 
@@ -207,7 +212,7 @@ pub fn with_request_data(
         .data(app.clone())
         .data(principal)
         .data(meta)
-        .data(Loaders::new(app.pool(), app.now()))
+        .data(LoaderCell::new(Loaders::new(app.pool(), app.now())))
 }
 
 async fn execute(http: &HttpState, peer: SocketAddr, headers: &HeaderMap, request: GqlRequest) -> Response {

@@ -2,7 +2,10 @@
 //! cached crosses requests or tenants; each turns the fields of one query
 //! level into one SQL statement, whatever the number of parents.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, Utc};
@@ -160,6 +163,32 @@ fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap
         grouped.entry(key_of(&row)).or_default().push(row);
     }
     grouped
+}
+
+/// The loaders of a request, renewable. An HTTP request keeps one set; a
+/// subscription lives for hours, so it swaps in a fresh set (fresh caches,
+/// and the current time for quotas) for each event it emits: nested fields
+/// then show what holds when the event is sent, not what held when the
+/// client subscribed.
+#[derive(Clone)]
+pub struct LoaderCell(Arc<Mutex<Arc<Loaders>>>);
+
+impl LoaderCell {
+    /// A cell holding `loaders`.
+    pub fn new(loaders: Loaders) -> Self {
+        Self(Arc::new(Mutex::new(Arc::new(loaders))))
+    }
+
+    /// The loaders in use now.
+    pub fn current(&self) -> Arc<Loaders> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the loaders; fields resolving with the old ones finish
+    /// with them.
+    pub fn renew(&self, loaders: Loaders) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaders);
+    }
 }
 
 /// Every loader of one request. Users, plans and memberships by user are

@@ -246,6 +246,44 @@ async fn a_demoted_staff_members_subscription_to_a_foreign_organization_ends() {
     other.shutdown().await;
 }
 
+/// Nested fields of an update are resolved when it is sent: a change made
+/// after subscribing (here the reporter's name, which the first update
+/// loaded) shows in the next one.
+#[tokio::test]
+async fn each_update_resolves_its_fields_afresh() {
+    let app = TestApp::spawn().await;
+    let person = register(&app, "renamed@example.com").await;
+    let organization = personal_organization(&app, &person).await;
+    let mut socket = connect_as(&app, "graphql-transport-ws", &person.access).await;
+    let query = "subscription ($org: ID!) { usageUpdated(organizationId: $org) { event { id user { name } } } }";
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "named", "payload": { "query": query, "variables": { "org": organization } } }),
+    )
+    .await;
+    let (first, _) = first_update(&app, &person.access, &organization, &mut socket).await;
+    let before = first["payload"]["data"]["usageUpdated"]["event"]["user"]["name"].clone();
+
+    let renamed = app
+        .graphql_as(
+            &person.access,
+            "mutation { updateProfile(input: { name: \"Renamed Person\" }) { name } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(renamed.data()["updateProfile"]["name"], "Renamed Person");
+    assert_ne!(before, "Renamed Person");
+    let last = record(&app, &person.access, &organization, 7).await;
+    let update = loop {
+        let message = receive(&mut socket).await;
+        let update = message["payload"]["data"]["usageUpdated"]["event"].clone();
+        if update["id"] == last.as_str() {
+            break update;
+        }
+    };
+    assert_eq!(update["user"]["name"], "Renamed Person");
+}
+
 const CREATE_KEY: &str =
     "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id } } }";
 
