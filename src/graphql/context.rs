@@ -1,6 +1,6 @@
 //! What every resolver may ask of the request context.
 
-use std::{net::IpAddr, sync::Arc};
+use std::net::IpAddr;
 
 use async_graphql::Context;
 
@@ -8,7 +8,7 @@ use crate::{
     app::AppState,
     auth::Principal,
     error::{AppError, AppResult},
-    graphql::loaders::{LoaderCell, Loaders},
+    graphql::loaders::Loaders,
 };
 
 /// Facts about the HTTP request (or websocket connection) behind a query.
@@ -27,9 +27,8 @@ pub trait ContextExt {
     fn app(&self) -> AppResult<&AppState>;
     /// Who is asking.
     fn principal(&self) -> AppResult<&Principal>;
-    /// The request's batch loaders (a subscription's are renewed for each
-    /// event; see [`LoaderCell`]).
-    fn loaders(&self) -> AppResult<Arc<Loaders>>;
+    /// The per-request batch loaders.
+    fn loaders(&self) -> AppResult<&Loaders>;
     /// Client address and agent.
     fn request_meta(&self) -> AppResult<&RequestMeta>;
 }
@@ -43,8 +42,8 @@ impl ContextExt for Context<'_> {
         self.data::<Principal>().map_err(AppError::from)
     }
 
-    fn loaders(&self) -> AppResult<Arc<Loaders>> {
-        Ok(self.data::<LoaderCell>().map_err(AppError::from)?.current())
+    fn loaders(&self) -> AppResult<&Loaders> {
+        self.data::<Loaders>().map_err(AppError::from)
     }
 
     fn request_meta(&self) -> AppResult<&RequestMeta> {

@@ -20,12 +20,7 @@ use crate::{
     app::{AppState, HttpState},
     auth::principal,
     error::{AppError, ErrorCode},
-    graphql::{
-        context::RequestMeta,
-        limits::ensure_code,
-        loaders::{LoaderCell, Loaders},
-        websocket,
-    },
+    graphql::{context::RequestMeta, limits::ensure_code, websocket},
     platform::client_ip::client_ip,
 };
 
@@ -201,18 +196,15 @@ pub fn refuse_forged_uploads(request: &GqlRequest) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Attaches what every resolver may ask for to a request.
+/// Attaches what every resolver may ask for to a request (loaders come
+/// with each execution: [`crate::graphql::loaders::FreshLoaders`]).
 pub fn with_request_data(
     app: &AppState,
     request: GqlRequest,
     principal: principal::Principal,
     meta: RequestMeta,
 ) -> GqlRequest {
-    request
-        .data(app.clone())
-        .data(principal)
-        .data(meta)
-        .data(LoaderCell::new(Loaders::new(app.pool(), app.now())))
+    request.data(app.clone()).data(principal).data(meta)
 }
 
 async fn execute(http: &HttpState, peer: SocketAddr, headers: &HeaderMap, request: GqlRequest) -> Response {

@@ -1,18 +1,21 @@
-//! Per-request batch loaders. Built fresh for every request so nothing
-//! cached crosses requests or tenants; each turns the fields of one query
-//! level into one SQL statement, whatever the number of parents.
+//! Per-request batch loaders. Built fresh for every execution (see
+//! [`FreshLoaders`]) so nothing cached crosses requests or tenants; each
+//! turns the fields of one query level into one SQL statement, whatever the
+//! number of parents.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, Mutex},
+use std::{collections::HashMap, sync::Arc};
+
+use async_graphql::{
+    Data, Response,
+    dataloader::{DataLoader, HashMapCache, Loader},
+    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
 };
-
-use async_graphql::dataloader::{DataLoader, HashMapCache, Loader};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::{
     accounts::model::{self as accounts, UserRow},
+    app::AppState,
     billing::{
         model::{self as plans, PlanRow},
         subscription::{self, SubscriptionRow},
@@ -165,32 +168,6 @@ fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap
     grouped
 }
 
-/// The loaders of a request, renewable. An HTTP request keeps one set; a
-/// subscription lives for hours, so it swaps in a fresh set (fresh caches,
-/// and the current time for quotas) for each event it emits: nested fields
-/// then show what holds when the event is sent, not what held when the
-/// client subscribed.
-#[derive(Clone)]
-pub struct LoaderCell(Arc<Mutex<Arc<Loaders>>>);
-
-impl LoaderCell {
-    /// A cell holding `loaders`.
-    pub fn new(loaders: Loaders) -> Self {
-        Self(Arc::new(Mutex::new(Arc::new(loaders))))
-    }
-
-    /// The loaders in use now.
-    pub fn current(&self) -> Arc<Loaders> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
-
-    /// Replaces the loaders; fields resolving with the old ones finish
-    /// with them.
-    pub fn renew(&self, loaders: Loaders) {
-        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(loaders);
-    }
-}
-
 /// Every loader of one request. Users, plans and memberships by user are
 /// cached for the request (the same people and plans recur across a list,
 /// e.g. the users of 1,000 receipts, and every organization field asks for
@@ -263,5 +240,35 @@ impl Loaders {
             ),
             quotas: DataLoader::new(crate::usage::quota::QuotaLoader { pool, now }, tokio::spawn),
         }
+    }
+}
+
+/// Gives every execution its own [`Loaders`]: an HTTP request (one
+/// execution) keeps one set throughout, and a subscription gets a fresh set
+/// for each update it sends, so an update hours after subscribing shows
+/// current names, plans and memberships, and quotas for the moment it is
+/// sent, not what the caches held when the client subscribed.
+pub struct FreshLoaders;
+
+impl ExtensionFactory for FreshLoaders {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(FreshLoaders)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for FreshLoaders {
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let Some(app) = ctx.data_opt::<AppState>() else {
+            return next.run(ctx, operation_name).await;
+        };
+        let mut data = Data::default();
+        data.insert(Loaders::new(app.pool(), app.now()));
+        next.run_with_data(ctx, operation_name, data).await
     }
 }

@@ -54,14 +54,16 @@ pub struct MutationRoot(
 /// The executable schema.
 pub type AppSchema = Schema<QueryRoot, MutationRoot, UsageSubscription>;
 
-/// Builds the schema. Request data (application, principal, loaders) is
-/// attached per request, so the schema itself needs no running server.
+/// Builds the schema. Request data (application, principal) is attached
+/// per request and loaders per execution, so the schema itself needs no
+/// running server.
 pub fn build_schema(limits: QueryLimits) -> AppSchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), UsageSubscription)
         // First, so it sees the codes the extensions after it set.
         .extension(crate::platform::metrics::GraphqlMetrics)
         .extension(limits::Limits(limits))
         .extension(crate::keys::gate::KeyGate)
+        .extension(loaders::FreshLoaders)
         // The parser's own guard against stack exhaustion; the configurable
         // depth limit (QUERY_TOO_COMPLEX) sits below it.
         .limit_recursive_depth(64);

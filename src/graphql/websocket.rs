@@ -33,6 +33,7 @@ use crate::{
     graphql::{
         context::RequestMeta,
         http::{refuse_forged_uploads, request_meta, server_error, with_request_data},
+        loaders::Loaders,
     },
     usage::live::{self, AccessChange, ConnectionSlot, MAX_CONNECTIONS_PER_PRINCIPAL, Verdict},
 };
@@ -387,7 +388,11 @@ impl Connection {
             replies.push(self.error_message(&id, error));
             return Flow::Continue;
         }
-        let request = with_request_data(self.app(), request, principal, self.meta.clone());
+        // A subscription field's own resolver (access checks, before any
+        // update) runs outside an execution, so it gets loaders here; each
+        // update it sends gets fresh ones.
+        let request = with_request_data(self.app(), request, principal, self.meta.clone())
+            .data(Loaders::new(self.app().pool(), self.app().now()));
         let stream = self
             .http
             .schema

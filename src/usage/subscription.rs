@@ -10,10 +10,7 @@ use crate::{
     app::AppState,
     auth::Principal,
     error::{AppError, AppResult, ErrorCode},
-    graphql::{
-        context::ContextExt,
-        loaders::{LoaderCell, Loaders},
-    },
+    graphql::context::ContextExt,
     orgs::access,
     usage::{
         graphql::UsageUpdate,
@@ -43,7 +40,6 @@ impl UsageSubscription {
         access::authorize(ctx, organization_id, "Subscription.usageUpdated").await?;
         let feed = Feed {
             updates: app.usage_hub().follow_organization(organization_id),
-            loaders: ctx.data::<LoaderCell>()?.clone(),
             changes,
             principal: ctx.principal()?.clone(),
             organization_id,
@@ -61,8 +57,6 @@ struct Feed {
     organization_id: Uuid,
     updates: broadcast::Receiver<std::sync::Arc<str>>,
     changes: broadcast::Receiver<AccessChange>,
-    /// The subscription's loaders, renewed for each update.
-    loaders: LoaderCell,
     finished: bool,
 }
 
@@ -82,10 +76,7 @@ impl Feed {
             tokio::select! {
                 update = self.updates.recv() => match update {
                     Ok(payload) => match UsageUpdateMessage::from_json(&payload) {
-                        Ok(message) => {
-                            self.loaders.renew(Loaders::new(self.app.pool(), self.app.now()));
-                            return Some((Ok(message.into_update()), self));
-                        }
+                        Ok(message) => return Some((Ok(message.into_update()), self)),
                         Err(e) => tracing::warn!(error = ?e, "unreadable usage update skipped"),
                     },
                     Err(RecvError::Lagged(missed)) => {
