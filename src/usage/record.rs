@@ -244,8 +244,10 @@ pub fn check_name(field: &'static str, value: &str) -> AppResult<()> {
 /// A repeat of a stored requestId with the same numbers is answered, not
 /// judged: the original passed these checks when it was recorded, and a
 /// client retrying it days later must get `duplicate: true`, not a refusal
-/// for the call's age. The stored events are looked up only when an input
-/// is refused, so the usual report costs no extra statement.
+/// for the call's age. With other numbers it is CONFLICT, as it would be
+/// had it passed them: the requestId is looked at first. The stored events
+/// are looked up only when an input is refused, so the usual report costs
+/// no extra statement.
 pub async fn check_reports(
     app: &AppState,
     organization_id: Uuid,
@@ -270,9 +272,10 @@ pub async fn check_reports(
         .enumerate()
         .map(|(index, (input, result))| match result {
             Ok(report) => Ok(report),
-            Err(error) => match stored.get(input.request_id.as_deref().unwrap_or_default()) {
+            Err(error) => match input.request_id.as_deref().and_then(|id| stored.get(id)) {
                 Some(original) if repeats(original, &input) => Ok(unchecked(input)),
-                _ => Err(locate(error, index)),
+                Some(_) => Err(locate(conflict(), index)),
+                None => Err(locate(error, index)),
             },
         })
         .collect()

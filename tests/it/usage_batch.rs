@@ -70,8 +70,9 @@ async fn a_batch_records_every_input_and_answers_in_order() {
 }
 
 /// A client retrying a whole batch weeks later must learn that its calls
-/// were recorded, not be refused for their age; a new input that old is
-/// still refused, by index.
+/// were recorded, not be refused for their age; other numbers under a
+/// stored requestId are CONFLICT, and a new input that old is still
+/// refused, by index.
 #[tokio::test]
 async fn a_batch_retried_after_the_age_window_answers_its_originals() {
     let app = app_mid_month().await;
@@ -96,7 +97,12 @@ async fn a_batch_retried_after_the_age_window_answers_its_originals() {
 
     let mut changed = second.clone();
     changed["promptTokens"] = json!(201);
-    let refused = batch(&app, &key, vec![old, changed]).await;
+    let conflicting = batch(&app, &key, vec![old.clone(), changed]).await;
+    assert_eq!(conflicting.error_code(), Some("CONFLICT"));
+    assert_eq!(index_of(&conflicting), Some(1));
+    let mut unknown = second;
+    unknown["requestId"] = json!("old-3");
+    let refused = batch(&app, &key, vec![old, unknown]).await;
     assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"));
     assert_eq!(field_of(&refused), Some("occurredAt"));
     assert_eq!(index_of(&refused), Some(1));
