@@ -10,11 +10,14 @@ use std::collections::{HashMap, HashSet};
 
 use async_graphql::dataloader::Loader;
 use chrono::{DateTime, Utc};
-use diesel::{prelude::*, upsert::excluded};
+use diesel::{
+    prelude::*,
+    sql_types::{Array, BigInt, Text, Timestamptz, Uuid as Uuid_},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::{db::DbPool, db::schema::usage_counters, error::AppError, text_enum, usage::windows};
+use crate::{db::DbPool, error::AppError, text_enum, usage::windows};
 
 text_enum! {
     /// What a counter row counts for.
@@ -42,18 +45,6 @@ impl SubjectKind {
     }
 }
 
-/// A row of `usage_counters`.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable)]
-#[diesel(table_name = usage_counters, check_for_backend(diesel::pg::Pg))]
-pub struct CounterRow {
-    pub organization_id: Uuid,
-    pub subject_kind: SubjectKind,
-    pub subject_id: Uuid,
-    pub window_start: DateTime<Utc>,
-    pub tokens: i64,
-    pub requests: i64,
-}
-
 /// Which counter row: everything but the organization (one organization
 /// per call) and the totals.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -78,17 +69,6 @@ impl Ord for SubjectKind {
     }
 }
 
-impl CounterRow {
-    /// The row's key.
-    pub fn key(&self) -> CounterKey {
-        CounterKey {
-            kind: self.subject_kind,
-            subject_id: self.subject_id,
-            window_start: self.window_start,
-        }
-    }
-}
-
 /// Summed additions to counter rows, kept in lock order.
 #[derive(Debug, Clone, Default)]
 pub struct Deltas(std::collections::BTreeMap<CounterKey, (i64, i64)>);
@@ -107,53 +87,84 @@ impl Deltas {
     }
 }
 
-/// Adds `deltas` to the organization's counter rows in one statement,
-/// creating missing rows, in lock order (the ORGANIZATION row first), and
-/// returns the rows as they are after the addition.
+/// Adds `deltas` to the organization's counter rows, creating missing
+/// rows, in lock order (the ORGANIZATION row first), and returns the
+/// totals of `spans` just after the addition: one statement, which also
+/// sums the rows it did not write (a window can span several segments, and
+/// an earlier period's rows can start later than the row written now).
 pub async fn add(
     conn: &mut AsyncPgConnection,
     organization_id: Uuid,
     deltas: &Deltas,
-) -> QueryResult<HashMap<CounterKey, CounterRow>> {
+    spans: &[CounterSpan],
+) -> QueryResult<HashMap<CounterSpan, (i64, i64)>> {
+    // The statement reads the table as it was before it ran, so each total
+    // is the rows it wrote (as they are after) plus the others (as read).
+    const ADD_AND_SUM: &str = "
+        WITH added AS (
+            INSERT INTO usage_counters AS c
+                (organization_id, subject_kind, subject_id, window_start, tokens, requests)
+            SELECT $1, v.kind, v.subject, v.since, v.tokens, v.requests
+            FROM unnest($2::text[], $3::uuid[], $4::timestamptz[], $5::int8[], $6::int8[])
+                WITH ORDINALITY AS v(kind, subject, since, tokens, requests, n)
+            ORDER BY v.n
+            ON CONFLICT (organization_id, subject_kind, subject_id, window_start) DO UPDATE
+                SET tokens = c.tokens + excluded.tokens, requests = c.requests + excluded.requests
+            RETURNING c.subject_kind, c.subject_id, c.window_start, c.tokens, c.requests
+        ),
+        counted AS (
+            SELECT subject_kind, subject_id, window_start, tokens, requests FROM added
+            UNION ALL
+            SELECT c.subject_kind, c.subject_id, c.window_start, c.tokens, c.requests
+            FROM usage_counters c
+            WHERE c.organization_id = $1
+              AND NOT EXISTS (SELECT 1 FROM added a WHERE a.subject_kind = c.subject_kind
+                              AND a.subject_id = c.subject_id AND a.window_start = c.window_start)
+        )
+        SELECT s.n, COALESCE(sum(x.tokens), 0)::int8 AS tokens, COALESCE(sum(x.requests), 0)::int8 AS requests
+        FROM unnest($7::text[], $8::uuid[], $9::timestamptz[]) WITH ORDINALITY AS s(kind, subject, since, n)
+        LEFT JOIN counted x ON x.subject_kind = s.kind AND x.subject_id = s.subject AND x.window_start >= s.since
+        GROUP BY s.n";
     if deltas.is_empty() {
         return Ok(HashMap::new());
     }
-    let values: Vec<_> = deltas
-        .0
-        .iter()
-        .map(|(key, (tokens, requests))| {
-            (
-                usage_counters::organization_id.eq(organization_id),
-                usage_counters::subject_kind.eq(key.kind),
-                usage_counters::subject_id.eq(key.subject_id),
-                usage_counters::window_start.eq(key.window_start),
-                usage_counters::tokens.eq(*tokens),
-                usage_counters::requests.eq(*requests),
-            )
-        })
-        .collect();
-    let rows: Vec<CounterRow> = diesel::insert_into(usage_counters::table)
-        .values(values)
-        .on_conflict((
-            usage_counters::organization_id,
-            usage_counters::subject_kind,
-            usage_counters::subject_id,
-            usage_counters::window_start,
-        ))
-        .do_update()
-        .set((
-            usage_counters::tokens.eq(usage_counters::tokens + excluded(usage_counters::tokens)),
-            usage_counters::requests.eq(usage_counters::requests + excluded(usage_counters::requests)),
-        ))
-        .returning(CounterRow::as_returning())
-        .get_results(conn)
+    let rows = deltas.0.iter();
+    let totals: Vec<SpanTotal> = diesel::sql_query(ADD_AND_SUM)
+        .bind::<Uuid_, _>(organization_id)
+        .bind::<Array<Text>, _>(rows.clone().map(|(key, _)| key.kind).collect::<Vec<_>>())
+        .bind::<Array<Uuid_>, _>(rows.clone().map(|(key, _)| key.subject_id).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(rows.clone().map(|(key, _)| key.window_start).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.clone().map(|(_, totals)| totals.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.map(|(_, totals)| totals.1).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(spans.iter().map(|span| span.kind).collect::<Vec<_>>())
+        .bind::<Array<Uuid_>, _>(spans.iter().map(|span| span.subject_id).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(spans.iter().map(|span| span.since).collect::<Vec<_>>())
+        .load(conn)
         .await?;
-    Ok(rows.into_iter().map(|row| (row.key(), row)).collect())
+    Ok(by_position(spans, totals))
 }
 
-/// A written row's totals (tokens, requests); zero when it is missing.
-pub fn total(rows: &HashMap<CounterKey, CounterRow>, key: &CounterKey) -> (i64, i64) {
-    rows.get(key).map_or((0, 0), |row| (row.tokens, row.requests))
+/// One span's totals, by its 1-based position in the query's list.
+#[derive(QueryableByName)]
+struct SpanTotal {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+    #[diesel(sql_type = BigInt)]
+    tokens: i64,
+    #[diesel(sql_type = BigInt)]
+    requests: i64,
+}
+
+/// The totals keyed by the spans they were asked for (missing ones are 0).
+fn by_position<S: Copy + Eq + std::hash::Hash>(spans: &[S], totals: Vec<SpanTotal>) -> HashMap<S, (i64, i64)> {
+    let mut by_span: HashMap<S, (i64, i64)> = spans.iter().map(|span| (*span, (0, 0))).collect();
+    for total in totals {
+        let position = usize::try_from(total.n - 1).ok();
+        if let Some(span) = position.and_then(|p| spans.get(p)) {
+            by_span.insert(*span, (total.tokens, total.requests));
+        }
+    }
+    by_span
 }
 
 /// A current total: the rows of one subject from `since` on (see
@@ -184,52 +195,31 @@ pub async fn sum(
 }
 
 /// Totals (tokens, requests) of spans of several organizations, in one
-/// query; a span without rows is zero. Windows start at most about two
-/// months back, so the rows read are few whatever the history.
+/// query that reads each span's own rows by primary key range; a span
+/// without rows is zero.
 pub async fn sum_many(
     conn: &mut AsyncPgConnection,
     spans: &[(Uuid, CounterSpan)],
 ) -> QueryResult<HashMap<(Uuid, CounterSpan), (i64, i64)>> {
-    let Some(earliest) = spans.iter().map(|(_, span)| span.since).min() else {
+    const SUM: &str = "
+        SELECT s.n, COALESCE(sum(c.tokens), 0)::int8 AS tokens, COALESCE(sum(c.requests), 0)::int8 AS requests
+        FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[])
+            WITH ORDINALITY AS s(organization_id, kind, subject, since, n)
+        LEFT JOIN usage_counters c
+            ON c.organization_id = s.organization_id AND c.subject_kind = s.kind
+           AND c.subject_id = s.subject AND c.window_start >= s.since
+        GROUP BY s.n";
+    if spans.is_empty() {
         return Ok(HashMap::new());
-    };
-    let organizations: HashSet<Uuid> = spans.iter().map(|(o, _)| *o).collect();
-    let kinds: HashSet<SubjectKind> = spans.iter().map(|(_, s)| s.kind).collect();
-    let subjects: HashSet<Uuid> = spans.iter().map(|(_, s)| s.subject_id).collect();
-    let rows: Vec<CounterRow> = usage_counters::table
-        .filter(usage_counters::organization_id.eq_any(organizations.into_iter().collect::<Vec<_>>()))
-        .filter(usage_counters::subject_kind.eq_any(kinds.into_iter().collect::<Vec<_>>()))
-        .filter(usage_counters::subject_id.eq_any(subjects.into_iter().collect::<Vec<_>>()))
-        .filter(usage_counters::window_start.ge(earliest))
-        .select(CounterRow::as_select())
+    }
+    let totals: Vec<SpanTotal> = diesel::sql_query(SUM)
+        .bind::<Array<Uuid_>, _>(spans.iter().map(|(organization, _)| *organization).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(spans.iter().map(|(_, span)| span.kind).collect::<Vec<_>>())
+        .bind::<Array<Uuid_>, _>(spans.iter().map(|(_, span)| span.subject_id).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(spans.iter().map(|(_, span)| span.since).collect::<Vec<_>>())
         .load(conn)
         .await?;
-    let mut totals: HashMap<(Uuid, CounterSpan), (i64, i64)> = spans.iter().map(|key| (*key, (0, 0))).collect();
-    let mut starts: HashMap<(Uuid, SubjectKind, Uuid), Vec<DateTime<Utc>>> = HashMap::new();
-    for (organization_id, span) in spans {
-        starts
-            .entry((*organization_id, span.kind, span.subject_id))
-            .or_default()
-            .push(span.since);
-    }
-    for row in rows {
-        let subject = (row.organization_id, row.subject_kind, row.subject_id);
-        for since in starts.get(&subject).into_iter().flatten() {
-            if row.window_start < *since {
-                continue;
-            }
-            let span = CounterSpan {
-                kind: row.subject_kind,
-                subject_id: row.subject_id,
-                since: *since,
-            };
-            if let Some(total) = totals.get_mut(&(row.organization_id, span)) {
-                total.0 += row.tokens;
-                total.1 += row.requests;
-            }
-        }
-    }
-    Ok(totals)
+    Ok(by_position(spans, totals))
 }
 
 /// Whose tokens in the current token window: a key or a member of one

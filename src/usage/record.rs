@@ -622,19 +622,9 @@ async fn count(
     }
     deltas.add(windows.row(SubjectKind::Member, cx.reporter.user_id), tokens, requests);
     deltas.add(windows.row(SubjectKind::Day, organization_id), tokens, requests);
-    let rows = counters::add(conn, organization_id, &deltas).await?;
-    let after = if windows.segment_start == windows.token_start {
-        let total = |kind| counters::total(&rows, &windows.row(kind, organization_id));
-        QuotaSnapshot::new(
-            windows,
-            cx.plan,
-            total(SubjectKind::Organization).0,
-            total(SubjectKind::Day).1,
-        )
-    } else {
-        // The token window began in an earlier segment: sum them all.
-        quota::read(conn, organization_id, windows, cx.plan).await?
-    };
+    let spans = quota::spans(organization_id, windows);
+    let totals = counters::add(conn, organization_id, &deltas, &spans).await?;
+    let after = quota::from_totals(organization_id, windows, cx.plan, &totals);
     let events: Vec<UsageEventRow> = events.iter().map(|e| (*e).clone()).collect();
     daily::add(conn, organization_id, &events).await?;
 

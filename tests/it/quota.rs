@@ -178,6 +178,44 @@ async fn a_period_that_jumps_back_counts_every_event_received_in_it() {
     assert_eq!(quota_now("2026-12-01T00:00:00.000Z").await, 10);
 }
 
+/// When staff put a paid organization back on the free plan, its billing
+/// period is gone and the calendar month's segment is written again,
+/// although a later segment (the paid period's) lies inside the window:
+/// the receipt must count that one too.
+#[tokio::test]
+async fn a_receipt_counts_every_segment_of_its_window() {
+    let app = TestApp::spawn().await;
+    app.clock.set(at("2026-11-05T12:00:00Z"));
+    let team = team(&app, "segments.test", &[]).await;
+    let org: Uuid = team.id.parse().unwrap();
+    let (_, key) = create_key(&app, &team.owner.access, &team.id, json!({})).await;
+    recorded(&app, &key, tokens_of_key("gpt-4o", 100)).await;
+    app.clock.set(at("2026-11-15T12:00:00Z"));
+    subscribe(
+        &app,
+        org,
+        "pro",
+        "ACTIVE",
+        ("2026-11-10T08:00:00Z", "2026-12-10T08:00:00Z"),
+    )
+    .await;
+    recorded(&app, &key, tokens_of_key("gpt-4o", 200)).await;
+
+    let admin = admin_token(&app).await;
+    let assigned = app
+        .graphql_as(
+            &admin,
+            "mutation ($org: ID!) { setOrganizationPlan(organizationId: $org, planKey: \"free\") { plan { key } } }",
+            json!({ "org": team.id }),
+        )
+        .await;
+    assert_eq!(assigned.data()["setOrganizationPlan"]["plan"]["key"], "free");
+    let receipt = recorded(&app, &key, tokens_of_key("gpt-4o", 50)).await;
+    assert_eq!(receipt["quota"]["periodStart"], "2026-11-01T00:00:00.000Z");
+    assert_eq!(receipt["quota"]["tokensUsed"], 350);
+    assert_eq!(received_since(&app, org, "2026-11-01T00:00:00Z").await, 350);
+}
+
 fn tokens_of_key(model: &str, prompt: i64) -> Value {
     json!({ "model": model, "promptTokens": prompt, "completionTokens": 0 })
 }
