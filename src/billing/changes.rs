@@ -14,7 +14,7 @@ use crate::{
     billing::{
         model::{self, FREE_PLAN_KEY, PlanRow},
         stripe_api::{RemoteStatus, RemoteSubscription},
-        subscription::{SubscriptionRow, SubscriptionStatus},
+        subscription::{SubscriptionRow, SubscriptionStatus, billing_period},
     },
     db::schema::subscriptions,
     error::{AppError, AppResult},
@@ -194,6 +194,14 @@ async fn save(
         .get_result(conn)
         .await?;
     audit_plan_change(conn, before, &after, cause, now).await?;
+    // A period start learned now may lie in the past: usage received since
+    // then belongs to the new period.
+    let period_start = |row: &SubscriptionRow| billing_period(row, now).map(|period| period.start);
+    if let Some(start) = period_start(&after)
+        && period_start(before) != Some(start)
+    {
+        crate::usage::segments::split_at(conn, after.organization_id, start, now).await?;
+    }
     Ok(after)
 }
 

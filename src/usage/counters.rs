@@ -144,6 +144,33 @@ pub async fn add(
     Ok(by_position(spans, totals))
 }
 
+/// Takes `deltas` (all positive) off existing rows, in one statement. An
+/// upsert cannot: its proposed row would break the rows' non-negative
+/// checks before the conflict turns it into an update. Callers hold the
+/// organization's row exclusively, so the order rows are updated in does
+/// not matter.
+pub async fn subtract(conn: &mut AsyncPgConnection, organization_id: Uuid, deltas: &Deltas) -> QueryResult<usize> {
+    const SUBTRACT: &str = "
+        UPDATE usage_counters c SET tokens = c.tokens - v.tokens, requests = c.requests - v.requests
+        FROM unnest($2::text[], $3::uuid[], $4::timestamptz[], $5::int8[], $6::int8[])
+            AS v(kind, subject, since, tokens, requests)
+        WHERE c.organization_id = $1 AND c.subject_kind = v.kind AND c.subject_id = v.subject
+          AND c.window_start = v.since";
+    if deltas.is_empty() {
+        return Ok(0);
+    }
+    let rows = deltas.0.iter();
+    diesel::sql_query(SUBTRACT)
+        .bind::<Uuid_, _>(organization_id)
+        .bind::<Array<Text>, _>(rows.clone().map(|(key, _)| key.kind).collect::<Vec<_>>())
+        .bind::<Array<Uuid_>, _>(rows.clone().map(|(key, _)| key.subject_id).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(rows.clone().map(|(key, _)| key.window_start).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.clone().map(|(_, totals)| totals.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.map(|(_, totals)| totals.1).collect::<Vec<_>>())
+        .execute(conn)
+        .await
+}
+
 /// One span's totals, by its 1-based position in the query's list.
 #[derive(QueryableByName)]
 struct SpanTotal {

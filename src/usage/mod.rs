@@ -15,6 +15,7 @@ pub mod quota;
 pub mod reads;
 pub mod record;
 pub mod reset;
+pub mod segments;
 pub mod subscription;
 pub mod thresholds;
 pub mod windows;

@@ -15,7 +15,9 @@
 //! and a total is the sum of the subject's rows from the window's start on:
 //! whichever period is in effect, it counts exactly the events received in
 //! it. Rows older than the window are never read, and a subject has at
-//! most a few rows per month.
+//! most a few rows per month. A boundary learned only after it passed (a
+//! payment's webhook) is made one after the fact by
+//! [`crate::usage::segments`].
 
 use std::collections::HashMap;
 

@@ -304,6 +304,49 @@ async fn a_completed_checkout_moves_the_plan_through_the_webhook() {
     assert_eq!(shop.plan_in_effect().await, "enterprise");
 }
 
+/// Stripe starts the paid period when the buyer pays; its webhook comes
+/// later. Usage received in between belongs to the paid period.
+#[tokio::test]
+async fn usage_between_a_payment_and_its_webhook_counts_in_the_paid_period() {
+    let shop = shop().await;
+    let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let report = async |tokens: i64| {
+        let token = shop.app.token_for(shop.owner.user_id).await;
+        let input =
+            json!({ "organizationId": shop.org, "model": "gpt-4o", "promptTokens": tokens, "completionTokens": 0 });
+        crate::usage::recorded(&shop.app, &token, input).await
+    };
+    shop.app.clock.set(at("2026-11-12T12:00:00Z"));
+    report(100).await;
+    let session = shop.checkout("pro").await;
+    let session_id = session.data()["startCheckout"]["id"].as_str().unwrap().to_owned();
+    let paid_at = at("2026-11-12T12:10:00Z");
+    let subscription = shop.stripe.complete_checkout(&session_id, paid_at.timestamp());
+    shop.app.clock.set(at("2026-11-12T12:20:00Z"));
+    report(40).await;
+
+    let event = shop
+        .stripe
+        .checkout_completed_event("evt_late_webhook", &session_id, &subscription);
+    assert_eq!(deliver(&shop.app, &event).await, 200);
+    let token = shop.app.token_for(shop.owner.user_id).await;
+    let response = shop
+        .app
+        .graphql_as(
+            &token,
+            "query ($id: ID!) { organization(id: $id) { plan { key } quota { periodStart tokensUsed } members { tokensUsed } } }",
+            json!({ "id": shop.org }),
+        )
+        .await;
+    let organization = &response.data()["organization"];
+    assert_eq!(organization["plan"]["key"], "pro");
+    assert_eq!(organization["quota"]["periodStart"], "2026-11-12T12:10:00.000Z");
+    assert_eq!(organization["quota"]["tokensUsed"], 40);
+    assert_eq!(organization["members"][0]["tokensUsed"], 40);
+    let receipt = report(2).await;
+    assert_eq!(receipt["quota"]["tokensUsed"], 42);
+}
+
 fn tollgate_event(id: &str, kind: &str, object: Value) -> String {
     crate::harness::stripe::event(id, kind, object)
 }

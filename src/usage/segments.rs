@@ -1,0 +1,106 @@
+//! Boundaries learned late. Recording adds to the row of the segment that
+//! starts at the latest boundary known at receive time (see
+//! [`crate::usage::windows`]). A subscription's period start can become
+//! known after it began (the webhook of a payment arrives seconds later, a
+//! subscription is backdated, Stripe's dates differ from our roll after
+//! missed renewals): events received since then sit in the previous
+//! segment's rows, and the new period would not count them. When a period
+//! start changes, those events' counts move to rows starting there, as if
+//! the boundary had been known all along.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    dsl::{count_star, max, min, sum},
+    prelude::*,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{
+    db::schema::{organizations, usage_counters, usage_events},
+    error::AppResult,
+    usage::counters::{self, CounterKey, Deltas, SubjectKind},
+};
+
+/// Events received by one key and member: (key, member, tokens, events).
+type Received = (Option<Uuid>, Option<Uuid>, Option<i64>, i64);
+
+/// Makes `start` a segment boundary of the organization's token counters
+/// (organization, keys, members) as if it had been one all along. Takes
+/// the organization's row exclusively first, as resetUsage does, so no
+/// recording is in flight meanwhile. Nothing to do for a boundary in the
+/// future, one that already starts a segment, or one without events after
+/// it in an earlier segment.
+pub async fn split_at(
+    conn: &mut AsyncPgConnection,
+    organization_id: Uuid,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    if start > now {
+        return Ok(());
+    }
+    organizations::table
+        .find(organization_id)
+        .select(organizations::id)
+        .for_update()
+        .first::<Uuid>(conn)
+        .await?;
+    let segments = usage_counters::table
+        .filter(usage_counters::organization_id.eq(organization_id))
+        .filter(usage_counters::subject_kind.eq(SubjectKind::Organization))
+        .filter(usage_counters::subject_id.eq(organization_id));
+    let before: Option<DateTime<Utc>> = segments
+        .filter(usage_counters::window_start.lt(start))
+        .select(max(usage_counters::window_start))
+        .first(conn)
+        .await?;
+    let from_start: Option<DateTime<Utc>> = segments
+        .filter(usage_counters::window_start.ge(start))
+        .select(min(usage_counters::window_start))
+        .first(conn)
+        .await?;
+    // Only the segment just before `start` can hold events received
+    // after it, up to the next segment's start.
+    let Some(previous) = before else {
+        return Ok(());
+    };
+    if from_start == Some(start) {
+        return Ok(());
+    }
+    let until = from_start.unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let moved: Vec<Received> = usage_events::table
+        .filter(usage_events::organization_id.eq(organization_id))
+        .filter(usage_events::created_at.ge(start))
+        .filter(usage_events::created_at.lt(until))
+        .group_by((usage_events::api_key_id, usage_events::user_id))
+        .select((
+            usage_events::api_key_id,
+            usage_events::user_id,
+            sum(usage_events::total_tokens),
+            count_star(),
+        ))
+        .load(conn)
+        .await?;
+    let (mut taken, mut added) = (Deltas::default(), Deltas::default());
+    for (api_key_id, user_id, tokens, requests) in moved {
+        let tokens = tokens.unwrap_or(0);
+        let subjects = [
+            Some((SubjectKind::Organization, organization_id)),
+            api_key_id.map(|id| (SubjectKind::ApiKey, id)),
+            user_id.map(|id| (SubjectKind::Member, id)),
+        ];
+        for (kind, subject_id) in subjects.into_iter().flatten() {
+            let row = |window_start| CounterKey {
+                kind,
+                subject_id,
+                window_start,
+            };
+            taken.add(row(previous), tokens, requests);
+            added.add(row(start), tokens, requests);
+        }
+    }
+    counters::subtract(conn, organization_id, &taken).await?;
+    counters::add(conn, organization_id, &added, &[]).await?;
+    Ok(())
+}
