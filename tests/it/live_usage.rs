@@ -167,6 +167,19 @@ async fn logging_out_closes_the_sessions_sockets_on_every_instance() {
     other.shutdown().await;
 }
 
+/// Skips updates still in flight and asserts that the subscription then
+/// ended with a FORBIDDEN error.
+async fn assert_subscription_forbidden(socket: &mut Socket) {
+    let ending = loop {
+        let message = receive(socket).await;
+        if message["type"] != "next" {
+            break message;
+        }
+    };
+    assert_eq!(ending["type"], "error", "{ending}");
+    assert_eq!(ending["payload"][0]["extensions"]["code"], "FORBIDDEN");
+}
+
 #[tokio::test]
 async fn a_removed_member_subscription_ends_with_forbidden() {
     let app = TestApp::spawn().await;
@@ -199,15 +212,7 @@ async fn a_removed_member_subscription_ends_with_forbidden() {
         )
         .await;
     assert_eq!(removed.data()["removeMember"], true);
-    // Updates recorded before the removal may still be in flight.
-    let ending = loop {
-        let message = receive(&mut socket).await;
-        if message["type"] != "next" {
-            break message;
-        }
-    };
-    assert_eq!(ending["type"], "error", "{ending}");
-    assert_eq!(ending["payload"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_subscription_forbidden(&mut socket).await;
     // The connection itself stays usable.
     send(&mut socket, json!({ "type": "ping" })).await;
     assert_eq!(receive(&mut socket).await["type"], "pong");
@@ -235,14 +240,7 @@ async fn a_demoted_staff_members_subscription_to_a_foreign_organization_ends() {
         )
         .await;
     assert_eq!(demoted.data()["setUserRole"]["role"], "USER");
-    let ending = loop {
-        let message = receive(&mut socket).await;
-        if message["type"] != "next" {
-            break message;
-        }
-    };
-    assert_eq!(ending["type"], "error", "{ending}");
-    assert_eq!(ending["payload"][0]["extensions"]["code"], "FORBIDDEN");
+    assert_subscription_forbidden(&mut socket).await;
     other.shutdown().await;
 }
 
@@ -342,6 +340,7 @@ async fn closed_after(socket: &mut Socket, opened: std::time::Instant, at_least:
     code
 }
 
+/// Both protocols.
 #[tokio::test]
 async fn a_sockets_key_expiring_closes_it() {
     let app = TestApp::spawn().await;
@@ -358,9 +357,12 @@ async fn a_sockets_key_expiring_closes_it() {
         .await;
     let secret = response.data()["createApiKey"]["secret"].as_str().unwrap().to_owned();
     let opened = std::time::Instant::now();
-    let mut socket = connect_as(&app, "graphql-transport-ws", &secret).await;
-    subscribe(&mut socket, false, "usage", &organization).await;
-    assert_eq!(closed_after(&mut socket, opened, Duration::from_secs(2)).await, 4403);
+    let mut current = connect_as(&app, "graphql-transport-ws", &secret).await;
+    subscribe(&mut current, false, "usage", &organization).await;
+    let mut legacy = connect_as(&app, "graphql-ws", &secret).await;
+    subscribe(&mut legacy, true, "usage", &organization).await;
+    assert_eq!(closed_after(&mut current, opened, Duration::from_secs(2)).await, 4403);
+    assert_eq!(closed_after(&mut legacy, opened, Duration::from_secs(2)).await, 4403);
 }
 
 #[tokio::test]
