@@ -142,12 +142,12 @@ impl Loader<Uuid> for QuotaLoader {
         Ok(windows
             .iter()
             .map(|(organization_id, (windows, plan))| {
-                let own: HashMap<CounterSpan, (i64, i64)> = totals
-                    .iter()
-                    .filter(|((organization, _), _)| organization == organization_id)
-                    .map(|((_, span), total)| (*span, *total))
-                    .collect();
-                (*organization_id, from_totals(*organization_id, windows, plan, &own))
+                let [tokens, requests] = spans(*organization_id, windows)
+                    .map(|span| totals.get(&(*organization_id, span)).copied().unwrap_or_default());
+                (
+                    *organization_id,
+                    QuotaSnapshot::new(windows, plan, tokens.0, requests.1),
+                )
             })
             .collect())
     }
