@@ -99,7 +99,8 @@ pub async fn add(
     spans: &[CounterSpan],
 ) -> QueryResult<HashMap<CounterSpan, (i64, i64)>> {
     // The statement reads the table as it was before it ran, so each total
-    // is the rows it wrote (as they are after) plus the others (as read).
+    // is the rows it wrote (as they are after) plus the others (as read),
+    // each span's by primary-key range.
     const ADD_AND_SUM: &str = "
         WITH added AS (
             INSERT INTO usage_counters AS c
@@ -111,20 +112,22 @@ pub async fn add(
             ON CONFLICT (organization_id, subject_kind, subject_id, window_start) DO UPDATE
                 SET tokens = c.tokens + excluded.tokens, requests = c.requests + excluded.requests
             RETURNING c.subject_kind, c.subject_id, c.window_start, c.tokens, c.requests
-        ),
-        counted AS (
-            SELECT subject_kind, subject_id, window_start, tokens, requests FROM added
-            UNION ALL
-            SELECT c.subject_kind, c.subject_id, c.window_start, c.tokens, c.requests
-            FROM usage_counters c
-            WHERE c.organization_id = $1
-              AND NOT EXISTS (SELECT 1 FROM added a WHERE a.subject_kind = c.subject_kind
-                              AND a.subject_id = c.subject_id AND a.window_start = c.window_start)
         )
-        SELECT s.n, COALESCE(sum(x.tokens), 0)::int8 AS tokens, COALESCE(sum(x.requests), 0)::int8 AS requests
+        SELECT s.n, COALESCE(x.tokens, 0)::int8 AS tokens, COALESCE(x.requests, 0)::int8 AS requests
         FROM unnest($7::text[], $8::uuid[], $9::timestamptz[]) WITH ORDINALITY AS s(kind, subject, since, n)
-        LEFT JOIN counted x ON x.subject_kind = s.kind AND x.subject_id = s.subject AND x.window_start >= s.since
-        GROUP BY s.n";
+        LEFT JOIN LATERAL (
+            SELECT sum(u.tokens) AS tokens, sum(u.requests) AS requests
+            FROM (
+                SELECT a.tokens, a.requests FROM added a
+                WHERE a.subject_kind = s.kind AND a.subject_id = s.subject AND a.window_start >= s.since
+                UNION ALL
+                SELECT c.tokens, c.requests FROM usage_counters c
+                WHERE c.organization_id = $1 AND c.subject_kind = s.kind AND c.subject_id = s.subject
+                  AND c.window_start >= s.since
+                  AND NOT EXISTS (SELECT 1 FROM added a WHERE a.subject_kind = c.subject_kind
+                                  AND a.subject_id = c.subject_id AND a.window_start = c.window_start)
+            ) u
+        ) x ON true";
     if deltas.is_empty() {
         return Ok(HashMap::new());
     }
