@@ -1,7 +1,8 @@
 //! cancelSubscription, and the cancellation that deleting an organization
 //! makes.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
@@ -12,6 +13,7 @@ use crate::{
         stripe_api::{RemoteStatus, StripeApi},
         subscription::{self, SubscriptionRow},
     },
+    db::schema::organizations,
     error::{AppError, AppResult},
 };
 
@@ -30,6 +32,16 @@ pub async fn cancel_subscription(
     let mut conn = app.db().await?;
     let now = app.now();
     conn.transaction::<_, AppError, _>(async |conn| {
+        // The organization before its subscription, as deleting it does:
+        // applying Stripe's answer may lock the organization's row.
+        organizations::table
+            .find(organization_id)
+            .select(organizations::id)
+            .for_key_share()
+            .first::<Uuid>(conn)
+            .await
+            .optional()?
+            .ok_or_else(|| AppError::not_found("organization"))?;
         let row = subscription::lock(conn, organization_id)
             .await?
             .ok_or_else(|| AppError::not_found("organization"))?;
