@@ -188,19 +188,26 @@ async fn save(
     cause: &ChangeCause,
     now: DateTime<Utc>,
 ) -> AppResult<SubscriptionRow> {
+    let period_start = |row: &SubscriptionRow| billing_period(row, now).map(|period| period.start);
+    // The period in effect until now stays a counter boundary, whatever
+    // this change does to it.
+    let floor = before.usage_segment_floor.max(period_start(before));
     let after: SubscriptionRow = diesel::update(subscriptions::table.find(before.organization_id))
-        .set((&state, subscriptions::updated_at.eq(now)))
+        .set((
+            &state,
+            subscriptions::usage_segment_floor.eq(floor),
+            subscriptions::updated_at.eq(now),
+        ))
         .returning(SubscriptionRow::as_returning())
         .get_result(conn)
         .await?;
     audit_plan_change(conn, before, &after, cause, now).await?;
     // A period start learned now may lie in the past: usage received since
     // then belongs to the new period.
-    let period_start = |row: &SubscriptionRow| billing_period(row, now).map(|period| period.start);
     if let Some(start) = period_start(&after)
         && period_start(before) != Some(start)
     {
-        crate::usage::segments::split_at(conn, after.organization_id, start, now).await?;
+        crate::usage::segments::split_at(conn, after.organization_id, start).await?;
     }
     Ok(after)
 }

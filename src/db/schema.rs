@@ -221,6 +221,7 @@ diesel::table! {
         grace_ends_at -> Nullable<Timestamptz>,
         lapse_noticed_for -> Nullable<Timestamptz>,
         lapses_at -> Nullable<Timestamptz>,
+        usage_segment_floor -> Nullable<Timestamptz>,
     }
 }
 

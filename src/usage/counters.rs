@@ -85,6 +85,11 @@ impl Deltas {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// How many rows it changes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Adds `deltas` to the organization's counter rows, creating missing

@@ -13,12 +13,12 @@ use diesel::{
     dsl::{count_star, max, min, sum},
     prelude::*,
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
     db::schema::{organizations, usage_counters, usage_events},
-    error::AppResult,
+    error::{AppError, AppResult},
     usage::counters::{self, CounterKey, Deltas, SubjectKind},
 };
 
@@ -28,18 +28,17 @@ type Received = (Option<Uuid>, Option<Uuid>, Option<i64>, i64);
 /// Makes `start` a segment boundary of the organization's token counters
 /// (organization, keys, members) as if it had been one all along. Takes
 /// the organization's row exclusively first, as resetUsage does, so no
-/// recording is in flight meanwhile. Nothing to do for a boundary in the
-/// future, one that already starts a segment, or one without events after
-/// it in an earlier segment.
-pub async fn split_at(
-    conn: &mut AsyncPgConnection,
-    organization_id: Uuid,
-    start: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> AppResult<()> {
-    if start > now {
-        return Ok(());
-    }
+/// recording is in flight meanwhile. Nothing to do for a boundary that
+/// already starts a segment, or without events received since it in an
+/// earlier segment.
+///
+/// Segments never go back in time (see [`crate::usage::windows`]), so the
+/// events received since `start` that no later segment holds are all in
+/// the rows of the last segment before it. Should that ever not hold (a
+/// row missing, or smaller than what it should give up), nothing moves
+/// and the fault is logged: the plan change that asked for the move must
+/// still apply.
+pub async fn split_at(conn: &mut AsyncPgConnection, organization_id: Uuid, start: DateTime<Utc>) -> AppResult<()> {
     organizations::table
         .find(organization_id)
         .select(organizations::id)
@@ -60,8 +59,6 @@ pub async fn split_at(
         .select(min(usage_counters::window_start))
         .first(conn)
         .await?;
-    // Only the segment just before `start` can hold events received
-    // after it, up to the next segment's start.
     let Some(previous) = before else {
         return Ok(());
     };
@@ -100,7 +97,21 @@ pub async fn split_at(
             added.add(row(start), tokens, requests);
         }
     }
-    counters::subtract(conn, organization_id, &taken).await?;
-    counters::add(conn, organization_id, &added, &[]).await?;
+    let moving = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let updated = counters::subtract(conn, organization_id, &taken).await?;
+            if updated != taken.len() {
+                return Err(AppError::internal(anyhow::anyhow!(
+                    "{updated} of {} counter rows could give up usage received since {start}",
+                    taken.len()
+                )));
+            }
+            counters::add(conn, organization_id, &added, &[]).await?;
+            Ok(())
+        })
+        .await;
+    if let Err(error) = moving {
+        tracing::error!(organization = %organization_id, %start, error = ?error, "usage counters not split");
+    }
     Ok(())
 }

@@ -11,7 +11,9 @@
 //! the calendar month that began on the 1st. So recording never adds to
 //! one row per period but to the row of the current *segment*, which
 //! starts at the latest boundary any period could start at (the token
-//! window's start, the calendar month's, the subscription's own period's),
+//! window's start, the calendar month's, the subscription's own period's,
+//! or one an earlier period of the subscription left: segments never go
+//! back in time),
 //! and a total is the sum of the subject's rows from the window's start on:
 //! whichever period is in effect, it counts exactly the events received in
 //! it. Rows older than the window are never read, and a subject has at
@@ -52,12 +54,14 @@ pub struct Windows {
 
 impl Windows {
     /// The windows at `now` for `period`, the organization's last reset and
-    /// the subscription's own billing period, if it has one. A reset outside
-    /// the period (an earlier period's) changes nothing.
+    /// the other starts a segment may not go back before (the
+    /// subscription's own billing period's, and the floor an earlier one
+    /// left). A reset outside the period (an earlier period's) changes
+    /// nothing.
     pub fn new(
         period: Period,
         reset_at: Option<DateTime<Utc>>,
-        billing_period: Option<Period>,
+        boundaries: &[DateTime<Utc>],
         now: DateTime<Utc>,
     ) -> Self {
         let reset = reset_at.filter(|at| *at <= now);
@@ -67,9 +71,10 @@ impl Windows {
         };
         let midnight = utc_midnight(now);
         let day_start = reset.filter(|at| *at > midnight).unwrap_or(midnight);
-        let segment_start = [Some(calendar_month(now).start), billing_period.map(|p| p.start)]
-            .into_iter()
-            .flatten()
+        let segment_start = boundaries
+            .iter()
+            .copied()
+            .chain([calendar_month(now).start])
             .filter(|start| *start <= now)
             .fold(token_start, DateTime::max);
         Self {
@@ -147,7 +152,14 @@ fn windows_of(
     now: DateTime<Utc>,
 ) -> Windows {
     let period = current_period(subscription, plan, now);
-    Windows::new(period, reset_at, billing_period(subscription, now), now)
+    let boundaries: Vec<DateTime<Utc>> = [
+        billing_period(subscription, now).map(|period| period.start),
+        subscription.usage_segment_floor,
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Windows::new(period, reset_at, &boundaries, now)
 }
 
 /// Locks the organization's row against a concurrent resetUsage for the
@@ -223,7 +235,7 @@ mod tests {
 
     #[test]
     fn without_a_reset_windows_are_the_period_and_the_utc_day() {
-        let windows = Windows::new(november(), None, None, at("2026-11-21T15:30:00Z"));
+        let windows = Windows::new(november(), None, &[], at("2026-11-21T15:30:00Z"));
         assert_eq!(windows.token_start, at("2026-11-01T00:00:00Z"));
         assert_eq!(windows.day_start, at("2026-11-21T00:00:00Z"));
     }
@@ -231,9 +243,9 @@ mod tests {
     #[test]
     fn a_reset_inside_the_period_restarts_both_windows() {
         let reset = at("2026-11-21T10:00:00Z");
-        let windows = Windows::new(november(), Some(reset), None, at("2026-11-21T15:30:00Z"));
+        let windows = Windows::new(november(), Some(reset), &[], at("2026-11-21T15:30:00Z"));
         assert_eq!((windows.token_start, windows.day_start), (reset, reset));
-        let next_day = Windows::new(november(), Some(reset), None, at("2026-11-22T01:00:00Z"));
+        let next_day = Windows::new(november(), Some(reset), &[], at("2026-11-22T01:00:00Z"));
         assert_eq!(next_day.token_start, reset);
         assert_eq!(next_day.day_start, at("2026-11-22T00:00:00Z"));
     }
@@ -243,7 +255,7 @@ mod tests {
         let windows = Windows::new(
             november(),
             Some(at("2026-10-30T10:00:00Z")),
-            None,
+            &[],
             at("2026-11-02T01:00:00Z"),
         );
         assert_eq!(windows.token_start, at("2026-11-01T00:00:00Z"));
@@ -256,9 +268,9 @@ mod tests {
             start: at("2026-11-10T08:00:00Z"),
             end: at("2026-12-10T08:00:00Z"),
         };
-        let in_november = Windows::new(paid, None, Some(paid), at("2026-11-20T00:00:00Z"));
+        let in_november = Windows::new(paid, None, &[paid.start], at("2026-11-20T00:00:00Z"));
         assert_eq!(in_november.segment_start, paid.start);
-        let in_december = Windows::new(paid, None, Some(paid), at("2026-12-03T00:00:00Z"));
+        let in_december = Windows::new(paid, None, &[paid.start], at("2026-12-03T00:00:00Z"));
         assert_eq!(in_december.token_start, paid.start);
         assert_eq!(in_december.segment_start, at("2026-12-01T00:00:00Z"));
         // Lapsed to the free plan: the calendar month, with the paid
@@ -267,14 +279,14 @@ mod tests {
             start: at("2026-12-01T00:00:00Z"),
             end: at("2027-01-01T00:00:00Z"),
         };
-        let lapsed = Windows::new(december, None, Some(paid), at("2026-12-05T00:00:00Z"));
+        let lapsed = Windows::new(december, None, &[paid.start], at("2026-12-05T00:00:00Z"));
         assert_eq!(lapsed.token_start, december.start);
         assert_eq!(lapsed.segment_start, december.start);
         let still_billed = Period {
             start: at("2026-12-04T00:00:00Z"),
             end: at("2027-01-04T00:00:00Z"),
         };
-        let lapsed_mid_period = Windows::new(december, None, Some(still_billed), at("2026-12-05T00:00:00Z"));
+        let lapsed_mid_period = Windows::new(december, None, &[still_billed.start], at("2026-12-05T00:00:00Z"));
         assert_eq!(lapsed_mid_period.segment_start, still_billed.start);
     }
 }

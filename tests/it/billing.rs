@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tollgate::{
     accounts::model::Role,
-    db::schema::{audit_log, email_outbox, plans, stripe_events, subscriptions},
+    db::schema::{audit_log, email_outbox, plans, stripe_events, subscriptions, usage_counters, usage_events},
     orgs::model::OrgRole,
 };
 use uuid::Uuid;
@@ -345,6 +345,80 @@ async fn usage_between_a_payment_and_its_webhook_counts_in_the_paid_period() {
     assert_eq!(organization["members"][0]["tokensUsed"], 40);
     let receipt = report(2).await;
     assert_eq!(receipt["quota"]["tokensUsed"], 42);
+}
+
+/// Asserts that each of the organization's counter rows holds exactly the
+/// events received from its start to the next row's.
+async fn assert_rows_hold_their_events(app: &TestApp, org: Uuid) {
+    let mut conn = app.db().await;
+    let rows: Vec<(chrono::DateTime<chrono::Utc>, i64)> = usage_counters::table
+        .filter(usage_counters::organization_id.eq(org))
+        .filter(usage_counters::subject_kind.eq("ORGANIZATION"))
+        .order(usage_counters::window_start)
+        .select((usage_counters::window_start, usage_counters::tokens))
+        .load(&mut conn)
+        .await
+        .unwrap();
+    for (index, (start, tokens)) in rows.iter().enumerate() {
+        let end = rows
+            .get(index + 1)
+            .map_or(chrono::DateTime::<chrono::Utc>::MAX_UTC, |row| row.0);
+        let events: Option<i64> = usage_events::table
+            .filter(usage_events::organization_id.eq(org))
+            .filter(usage_events::created_at.ge(start))
+            .filter(usage_events::created_at.lt(end))
+            .select(diesel::dsl::sum(usage_events::total_tokens))
+            .first(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(events.unwrap_or(0), *tokens, "the row from {start}");
+    }
+}
+
+/// Paid, cancelled now, paid again with the webhook late: the quota
+/// follows each period and every counter row keeps holding exactly its
+/// events (the cancelled period's boundary stays one).
+#[tokio::test]
+async fn counters_follow_a_subscription_through_a_cancellation_and_a_late_webhook() {
+    let shop = shop().await;
+    let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let report = async |tokens: i64| {
+        let token = shop.app.token_for(shop.owner.user_id).await;
+        let input =
+            json!({ "organizationId": shop.org, "model": "gpt-4o", "promptTokens": tokens, "completionTokens": 0 });
+        crate::usage::recorded(&shop.app, &token, input).await["quota"].clone()
+    };
+    let clock = &shop.app.clock;
+    clock.set(at("2026-11-05T12:00:00Z"));
+    report(100).await;
+    clock.set(at("2026-11-10T12:00:00Z"));
+    shop.subscribe("pro").await;
+    clock.set(at("2026-11-12T12:00:00Z"));
+    assert_eq!(report(200).await["periodStart"], "2026-11-10T12:00:00.000Z");
+
+    clock.set(at("2026-11-15T12:00:00Z"));
+    shop.cancel(Some(false)).await.data();
+    let quota = report(50).await;
+    assert_eq!(quota["periodStart"], "2026-11-01T00:00:00.000Z");
+    assert_eq!(quota["tokensUsed"], 350);
+
+    clock.set(at("2026-11-20T12:00:00Z"));
+    let session = shop.checkout("pro").await;
+    let session_id = session.data()["startCheckout"]["id"].as_str().unwrap().to_owned();
+    let subscription = shop
+        .stripe
+        .complete_checkout(&session_id, shop.app.state.now().timestamp());
+    clock.set(at("2026-11-20T12:05:00Z"));
+    report(7).await;
+    clock.set(at("2026-11-20T12:10:00Z"));
+    let event = shop
+        .stripe
+        .checkout_completed_event("evt_second_checkout", &session_id, &subscription);
+    assert_eq!(deliver(&shop.app, &event).await, 200);
+    let quota = report(3).await;
+    assert_eq!(quota["periodStart"], "2026-11-20T12:00:00.000Z");
+    assert_eq!(quota["tokensUsed"], 10);
+    assert_rows_hold_their_events(&shop.app, shop.org).await;
 }
 
 fn tollgate_event(id: &str, kind: &str, object: Value) -> String {

@@ -1,0 +1,6 @@
+-- The latest start of a subscription's own billing period that usage
+-- counters have been keyed by. A period that goes away (cancelled, or a
+-- plan assigned by staff) must not send counters back to earlier rows:
+-- recording keys rows by segment starts that only move forward (see
+-- src/usage/windows.rs), and this keeps the boundary the period gave.
+ALTER TABLE subscriptions ADD COLUMN usage_segment_floor timestamptz;
