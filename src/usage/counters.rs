@@ -11,7 +11,9 @@ use std::collections::{HashMap, HashSet};
 use async_graphql::dataloader::Loader;
 use chrono::{DateTime, Utc};
 use diesel::{
+    pg::Pg,
     prelude::*,
+    query_builder::{BoxedSqlQuery, SqlQuery},
     sql_types::{Array, BigInt, Text, Timestamptz, Uuid as Uuid_},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -90,6 +92,24 @@ impl Deltas {
     pub fn len(&self) -> usize {
         self.0.len()
     }
+
+    /// Binds the organization and the rows, as parallel arrays, to
+    /// parameters $1 to $6 of `query`: organization; kinds, subjects and
+    /// window starts; tokens and requests.
+    fn bind_to<'a>(
+        &self,
+        query: BoxedSqlQuery<'a, Pg, SqlQuery>,
+        organization_id: Uuid,
+    ) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+        let rows = self.0.iter();
+        query
+            .bind::<Uuid_, _>(organization_id)
+            .bind::<Array<Text>, _>(rows.clone().map(|(key, _)| key.kind).collect::<Vec<_>>())
+            .bind::<Array<Uuid_>, _>(rows.clone().map(|(key, _)| key.subject_id).collect::<Vec<_>>())
+            .bind::<Array<Timestamptz>, _>(rows.clone().map(|(key, _)| key.window_start).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(rows.clone().map(|(_, totals)| totals.0).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(rows.map(|(_, totals)| totals.1).collect::<Vec<_>>())
+    }
 }
 
 /// Adds `deltas` to the organization's counter rows, creating missing
@@ -136,14 +156,8 @@ pub async fn add(
     if deltas.is_empty() {
         return Ok(HashMap::new());
     }
-    let rows = deltas.0.iter();
-    let totals: Vec<SpanTotal> = diesel::sql_query(ADD_AND_SUM)
-        .bind::<Uuid_, _>(organization_id)
-        .bind::<Array<Text>, _>(rows.clone().map(|(key, _)| key.kind).collect::<Vec<_>>())
-        .bind::<Array<Uuid_>, _>(rows.clone().map(|(key, _)| key.subject_id).collect::<Vec<_>>())
-        .bind::<Array<Timestamptz>, _>(rows.clone().map(|(key, _)| key.window_start).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(rows.clone().map(|(_, totals)| totals.0).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(rows.map(|(_, totals)| totals.1).collect::<Vec<_>>())
+    let totals: Vec<SpanTotal> = deltas
+        .bind_to(diesel::sql_query(ADD_AND_SUM).into_boxed(), organization_id)
         .bind::<Array<Text>, _>(spans.iter().map(|span| span.kind).collect::<Vec<_>>())
         .bind::<Array<Uuid_>, _>(spans.iter().map(|span| span.subject_id).collect::<Vec<_>>())
         .bind::<Array<Timestamptz>, _>(spans.iter().map(|span| span.since).collect::<Vec<_>>())
@@ -167,14 +181,8 @@ pub async fn subtract(conn: &mut AsyncPgConnection, organization_id: Uuid, delta
     if deltas.is_empty() {
         return Ok(0);
     }
-    let rows = deltas.0.iter();
-    diesel::sql_query(SUBTRACT)
-        .bind::<Uuid_, _>(organization_id)
-        .bind::<Array<Text>, _>(rows.clone().map(|(key, _)| key.kind).collect::<Vec<_>>())
-        .bind::<Array<Uuid_>, _>(rows.clone().map(|(key, _)| key.subject_id).collect::<Vec<_>>())
-        .bind::<Array<Timestamptz>, _>(rows.clone().map(|(key, _)| key.window_start).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(rows.clone().map(|(_, totals)| totals.0).collect::<Vec<_>>())
-        .bind::<Array<BigInt>, _>(rows.map(|(_, totals)| totals.1).collect::<Vec<_>>())
+    deltas
+        .bind_to(diesel::sql_query(SUBTRACT).into_boxed(), organization_id)
         .execute(conn)
         .await
 }

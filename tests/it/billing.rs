@@ -111,6 +111,15 @@ impl Shop {
         subscription
     }
 
+    /// The OWNER reports a call of `tokens` prompt tokens; the receipt.
+    async fn report(&self, tokens: i64) -> Value {
+        // A fresh token: these tests move the clock.
+        let token = self.app.token_for(self.owner.user_id).await;
+        let input =
+            json!({ "organizationId": self.org, "model": "gpt-4o", "promptTokens": tokens, "completionTokens": 0 });
+        crate::usage::recorded(&self.app, &token, input).await
+    }
+
     /// `organization { plan subscription }` as the OWNER sees it.
     async fn billing(&self) -> Value {
         let query = format!(
@@ -310,20 +319,14 @@ async fn a_completed_checkout_moves_the_plan_through_the_webhook() {
 async fn usage_between_a_payment_and_its_webhook_counts_in_the_paid_period() {
     let shop = shop().await;
     let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
-    let report = async |tokens: i64| {
-        let token = shop.app.token_for(shop.owner.user_id).await;
-        let input =
-            json!({ "organizationId": shop.org, "model": "gpt-4o", "promptTokens": tokens, "completionTokens": 0 });
-        crate::usage::recorded(&shop.app, &token, input).await
-    };
     shop.app.clock.set(at("2026-11-12T12:00:00Z"));
-    report(100).await;
+    shop.report(100).await;
     let session = shop.checkout("pro").await;
     let session_id = session.data()["startCheckout"]["id"].as_str().unwrap().to_owned();
     let paid_at = at("2026-11-12T12:10:00Z");
     let subscription = shop.stripe.complete_checkout(&session_id, paid_at.timestamp());
     shop.app.clock.set(at("2026-11-12T12:20:00Z"));
-    report(40).await;
+    shop.report(40).await;
 
     let event = shop
         .stripe
@@ -343,7 +346,7 @@ async fn usage_between_a_payment_and_its_webhook_counts_in_the_paid_period() {
     assert_eq!(organization["quota"]["periodStart"], "2026-11-12T12:10:00.000Z");
     assert_eq!(organization["quota"]["tokensUsed"], 40);
     assert_eq!(organization["members"][0]["tokensUsed"], 40);
-    let receipt = report(2).await;
+    let receipt = shop.report(2).await;
     assert_eq!(receipt["quota"]["tokensUsed"], 42);
 }
 
@@ -382,12 +385,7 @@ async fn assert_rows_hold_their_events(app: &TestApp, org: Uuid) {
 async fn counters_follow_a_subscription_through_a_cancellation_and_a_late_webhook() {
     let shop = shop().await;
     let at = |text: &str| text.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
-    let report = async |tokens: i64| {
-        let token = shop.app.token_for(shop.owner.user_id).await;
-        let input =
-            json!({ "organizationId": shop.org, "model": "gpt-4o", "promptTokens": tokens, "completionTokens": 0 });
-        crate::usage::recorded(&shop.app, &token, input).await["quota"].clone()
-    };
+    let report = async |tokens: i64| shop.report(tokens).await["quota"].clone();
     let clock = &shop.app.clock;
     clock.set(at("2026-11-05T12:00:00Z"));
     report(100).await;
