@@ -1,8 +1,7 @@
 //! cancelSubscription, and the cancellation that deleting an organization
 //! makes.
 
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use crate::{
@@ -13,7 +12,6 @@ use crate::{
         stripe_api::{RemoteStatus, StripeApi},
         subscription::{self, SubscriptionRow},
     },
-    db::schema::organizations,
     error::{AppError, AppResult},
 };
 
@@ -32,16 +30,6 @@ pub async fn cancel_subscription(
     let mut conn = app.db().await?;
     let now = app.now();
     conn.transaction::<_, AppError, _>(async |conn| {
-        // The organization before its subscription, as deleting it does:
-        // applying Stripe's answer may lock the organization's row.
-        organizations::table
-            .find(organization_id)
-            .select(organizations::id)
-            .for_key_share()
-            .first::<Uuid>(conn)
-            .await
-            .optional()?
-            .ok_or_else(|| AppError::not_found("organization"))?;
         let row = subscription::lock(conn, organization_id)
             .await?
             .ok_or_else(|| AppError::not_found("organization"))?;

@@ -14,10 +14,11 @@ use crate::{
     billing::{
         model::{self, FREE_PLAN_KEY, PlanRow},
         stripe_api::{RemoteStatus, RemoteSubscription},
-        subscription::{SubscriptionRow, SubscriptionStatus, billing_period},
+        subscription::{SubscriptionRow, SubscriptionStatus},
     },
     db::schema::subscriptions,
     error::{AppError, AppResult},
+    usage::segments,
 };
 
 /// The columns a change sets; the Stripe customer is set separately, once.
@@ -188,10 +189,21 @@ async fn save(
     cause: &ChangeCause,
     now: DateTime<Utc>,
 ) -> AppResult<SubscriptionRow> {
-    let period_start = |row: &SubscriptionRow| billing_period(row, now).map(|period| period.start);
-    // The period in effect until now stays a counter boundary, whatever
-    // this change does to it.
-    let floor = before.usage_segment_floor.max(period_start(before));
+    // When the stored period changes, recording may start keying counter
+    // rows differently: under the organization's row (no recording in
+    // flight), the latest segment becomes a floor that later ones never go
+    // below, and usage received since a new period's start (it may have
+    // begun before we heard of it) moves into that period.
+    let period_changes = (before.current_period_start, before.current_period_end)
+        != (state.current_period_start, state.current_period_end);
+    let floor = if period_changes {
+        segments::hold(conn, before.organization_id).await?;
+        before
+            .usage_segment_floor
+            .max(segments::latest_start(conn, before.organization_id).await?)
+    } else {
+        before.usage_segment_floor
+    };
     let after: SubscriptionRow = diesel::update(subscriptions::table.find(before.organization_id))
         .set((
             &state,
@@ -202,12 +214,10 @@ async fn save(
         .get_result(conn)
         .await?;
     audit_plan_change(conn, before, &after, cause, now).await?;
-    // A period start learned now may lie in the past: usage received since
-    // then belongs to the new period.
-    if let Some(start) = period_start(&after)
-        && period_start(before) != Some(start)
+    if let Some(start) = after.current_period_start
+        && before.current_period_start != Some(start)
     {
-        crate::usage::segments::split_at(conn, after.organization_id, start).await?;
+        segments::split_at(conn, after.organization_id, start).await?;
     }
     Ok(after)
 }

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::{
     billing::model::{self, BillingInterval, FREE_PLAN_KEY, PlanRow},
-    db::schema::{plans, subscriptions},
+    db::schema::{organizations, plans, subscriptions},
     text_enum,
 };
 
@@ -136,8 +136,21 @@ pub async fn plan_in_effect(
 
 /// The organization's subscription row, locked until the transaction ends,
 /// so concurrent changes (two checkouts, a webhook and a cancellation)
-/// apply one after the other.
+/// apply one after the other. The organization's row is held first (a key
+/// share, which recordings do not wait for): deleting an organization locks
+/// it before the subscription, and a change that moves usage counters
+/// locks it after, so every path takes the two in one order.
 pub async fn lock(conn: &mut AsyncPgConnection, organization_id: Uuid) -> QueryResult<Option<SubscriptionRow>> {
+    let organization = organizations::table
+        .find(organization_id)
+        .select(organizations::id)
+        .for_key_share()
+        .first::<Uuid>(conn)
+        .await
+        .optional()?;
+    if organization.is_none() {
+        return Ok(None);
+    }
     subscriptions::table
         .filter(subscriptions::organization_id.eq(organization_id))
         .select(SubscriptionRow::as_select())

@@ -22,13 +22,45 @@ use crate::{
     usage::counters::{self, CounterKey, Deltas, SubjectKind},
 };
 
+/// Holds the organization's row until the transaction ends, so that no
+/// recording is in flight (recordings share it) while segments are looked
+/// at or moved. Key-share holders (a webhook, a cancellation) do not
+/// conflict, so this never waits on a lock its own caller's peers hold
+/// while they wait for the subscription row.
+pub async fn hold(conn: &mut AsyncPgConnection, organization_id: Uuid) -> AppResult<()> {
+    organizations::table
+        .find(organization_id)
+        .select(organizations::id)
+        .for_no_key_update()
+        .first::<Uuid>(conn)
+        .await?;
+    Ok(())
+}
+
+/// The start of the organization's latest segment: recording never goes
+/// back before it. Call under [`hold`].
+pub async fn latest_start(conn: &mut AsyncPgConnection, organization_id: Uuid) -> AppResult<Option<DateTime<Utc>>> {
+    Ok(organization_segments(organization_id)
+        .select(max(usage_counters::window_start))
+        .first(conn)
+        .await?)
+}
+
+/// The organization's own counter rows: one per segment it recorded in.
+fn organization_segments(organization_id: Uuid) -> usage_counters::BoxedQuery<'static, diesel::pg::Pg> {
+    usage_counters::table
+        .filter(usage_counters::organization_id.eq(organization_id))
+        .filter(usage_counters::subject_kind.eq(SubjectKind::Organization))
+        .filter(usage_counters::subject_id.eq(organization_id))
+        .into_boxed()
+}
+
 /// Events received by one key and member: (key, member, tokens, events).
 type Received = (Option<Uuid>, Option<Uuid>, Option<i64>, i64);
 
 /// Makes `start` a segment boundary of the organization's token counters
-/// (organization, keys, members) as if it had been one all along. Takes
-/// the organization's row exclusively first, as resetUsage does, so no
-/// recording is in flight meanwhile. Nothing to do for a boundary that
+/// (organization, keys, members) as if it had been one all along, under
+/// [`hold`]. Nothing to do for a boundary that
 /// already starts a segment, or without events received since it in an
 /// earlier segment.
 ///
@@ -39,22 +71,13 @@ type Received = (Option<Uuid>, Option<Uuid>, Option<i64>, i64);
 /// and the fault is logged: the plan change that asked for the move must
 /// still apply.
 pub async fn split_at(conn: &mut AsyncPgConnection, organization_id: Uuid, start: DateTime<Utc>) -> AppResult<()> {
-    organizations::table
-        .find(organization_id)
-        .select(organizations::id)
-        .for_update()
-        .first::<Uuid>(conn)
-        .await?;
-    let segments = usage_counters::table
-        .filter(usage_counters::organization_id.eq(organization_id))
-        .filter(usage_counters::subject_kind.eq(SubjectKind::Organization))
-        .filter(usage_counters::subject_id.eq(organization_id));
-    let before: Option<DateTime<Utc>> = segments
+    hold(conn, organization_id).await?;
+    let before: Option<DateTime<Utc>> = organization_segments(organization_id)
         .filter(usage_counters::window_start.lt(start))
         .select(max(usage_counters::window_start))
         .first(conn)
         .await?;
-    let from_start: Option<DateTime<Utc>> = segments
+    let from_start: Option<DateTime<Utc>> = organization_segments(organization_id)
         .filter(usage_counters::window_start.ge(start))
         .select(min(usage_counters::window_start))
         .first(conn)
