@@ -1,8 +1,9 @@
--- The latest start of a subscription's own billing period that usage
--- counters have been keyed by. A period that goes away (cancelled, or a
--- plan assigned by staff) must not send counters back to earlier rows:
--- recording keys rows by segment starts that only move forward (see
--- src/usage/windows.rs), and this keeps the boundary the period gave.
+-- The latest segment start usage counters had been keyed by when the
+-- subscription's stored period last changed. A period that goes away
+-- (cancelled, or a plan assigned by staff) must not send counters back to
+-- earlier rows: recording keys rows by segment starts that only move
+-- forward (see src/usage/windows.rs), and this keeps them from going below
+-- what was already recorded.
 ALTER TABLE subscriptions ADD COLUMN usage_segment_floor timestamptz;
 
 -- Subscriptions whose period already went keep the segments they used.

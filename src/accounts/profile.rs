@@ -160,13 +160,16 @@ pub async fn update_profile(app: &AppState, user_id: Uuid, update: ProfileUpdate
     updated.ok_or_else(AppError::unauthenticated)
 }
 
-/// The live user row, locked for the rest of the transaction.
+/// The live user row, locked for the rest of the transaction. Not against
+/// rows that merely reference it (a usage event's foreign-key check):
+/// a recording holding its organization's lock would otherwise deadlock
+/// with a deletion that locks the user, then the organizations.
 async fn lock_live_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<UserRow>> {
     users::table
         .find(user_id)
         .filter(users::deleted_at.is_null())
         .select(UserRow::as_select())
-        .for_update()
+        .for_no_key_update()
         .first(conn)
         .await
         .optional()

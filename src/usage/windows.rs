@@ -53,15 +53,17 @@ pub struct Windows {
 }
 
 impl Windows {
-    /// The windows at `now` for `period`, the organization's last reset and
-    /// the other starts a segment may not go back before (the
-    /// subscription's own billing period's, and the floor an earlier one
-    /// left). A reset outside the period (an earlier period's) changes
-    /// nothing.
+    /// The windows at `now` for `period`, the organization's last reset,
+    /// the subscription's own billing period's start (a segment begins there
+    /// once it has passed) and the floor segments never go
+    /// below (the latest one recorded when a period last changed; applied
+    /// even if another instance's clock put it a moment ahead of ours). A
+    /// reset outside the period (an earlier period's) changes nothing.
     pub fn new(
         period: Period,
         reset_at: Option<DateTime<Utc>>,
-        boundaries: &[DateTime<Utc>],
+        billing_start: Option<DateTime<Utc>>,
+        floor: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Self {
         let reset = reset_at.filter(|at| *at <= now);
@@ -71,12 +73,12 @@ impl Windows {
         };
         let midnight = utc_midnight(now);
         let day_start = reset.filter(|at| *at > midnight).unwrap_or(midnight);
-        let segment_start = boundaries
-            .iter()
-            .copied()
-            .chain([calendar_month(now).start])
+        let segment_start = [Some(calendar_month(now).start), billing_start]
+            .into_iter()
+            .flatten()
             .filter(|start| *start <= now)
-            .fold(token_start, DateTime::max);
+            .fold(token_start, DateTime::max)
+            .max(floor.unwrap_or(DateTime::<Utc>::MIN_UTC));
         Self {
             period,
             token_start,
@@ -152,14 +154,8 @@ fn windows_of(
     now: DateTime<Utc>,
 ) -> Windows {
     let period = current_period(subscription, plan, now);
-    let boundaries: Vec<DateTime<Utc>> = [
-        billing_period(subscription, now).map(|period| period.start),
-        subscription.usage_segment_floor,
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    Windows::new(period, reset_at, &boundaries, now)
+    let billing_start = billing_period(subscription, now).map(|period| period.start);
+    Windows::new(period, reset_at, billing_start, subscription.usage_segment_floor, now)
 }
 
 /// Locks the organization's row against a concurrent resetUsage for the
@@ -235,7 +231,7 @@ mod tests {
 
     #[test]
     fn without_a_reset_windows_are_the_period_and_the_utc_day() {
-        let windows = Windows::new(november(), None, &[], at("2026-11-21T15:30:00Z"));
+        let windows = Windows::new(november(), None, None, None, at("2026-11-21T15:30:00Z"));
         assert_eq!(windows.token_start, at("2026-11-01T00:00:00Z"));
         assert_eq!(windows.day_start, at("2026-11-21T00:00:00Z"));
     }
@@ -243,9 +239,9 @@ mod tests {
     #[test]
     fn a_reset_inside_the_period_restarts_both_windows() {
         let reset = at("2026-11-21T10:00:00Z");
-        let windows = Windows::new(november(), Some(reset), &[], at("2026-11-21T15:30:00Z"));
+        let windows = Windows::new(november(), Some(reset), None, None, at("2026-11-21T15:30:00Z"));
         assert_eq!((windows.token_start, windows.day_start), (reset, reset));
-        let next_day = Windows::new(november(), Some(reset), &[], at("2026-11-22T01:00:00Z"));
+        let next_day = Windows::new(november(), Some(reset), None, None, at("2026-11-22T01:00:00Z"));
         assert_eq!(next_day.token_start, reset);
         assert_eq!(next_day.day_start, at("2026-11-22T00:00:00Z"));
     }
@@ -255,7 +251,8 @@ mod tests {
         let windows = Windows::new(
             november(),
             Some(at("2026-10-30T10:00:00Z")),
-            &[],
+            None,
+            None,
             at("2026-11-02T01:00:00Z"),
         );
         assert_eq!(windows.token_start, at("2026-11-01T00:00:00Z"));
@@ -268,9 +265,9 @@ mod tests {
             start: at("2026-11-10T08:00:00Z"),
             end: at("2026-12-10T08:00:00Z"),
         };
-        let in_november = Windows::new(paid, None, &[paid.start], at("2026-11-20T00:00:00Z"));
+        let in_november = Windows::new(paid, None, Some(paid.start), None, at("2026-11-20T00:00:00Z"));
         assert_eq!(in_november.segment_start, paid.start);
-        let in_december = Windows::new(paid, None, &[paid.start], at("2026-12-03T00:00:00Z"));
+        let in_december = Windows::new(paid, None, Some(paid.start), None, at("2026-12-03T00:00:00Z"));
         assert_eq!(in_december.token_start, paid.start);
         assert_eq!(in_december.segment_start, at("2026-12-01T00:00:00Z"));
         // Lapsed to the free plan: the calendar month, with the paid
@@ -279,14 +276,25 @@ mod tests {
             start: at("2026-12-01T00:00:00Z"),
             end: at("2027-01-01T00:00:00Z"),
         };
-        let lapsed = Windows::new(december, None, &[paid.start], at("2026-12-05T00:00:00Z"));
+        let lapsed = Windows::new(december, None, Some(paid.start), None, at("2026-12-05T00:00:00Z"));
         assert_eq!(lapsed.token_start, december.start);
         assert_eq!(lapsed.segment_start, december.start);
         let still_billed = Period {
             start: at("2026-12-04T00:00:00Z"),
             end: at("2027-01-04T00:00:00Z"),
         };
-        let lapsed_mid_period = Windows::new(december, None, &[still_billed.start], at("2026-12-05T00:00:00Z"));
+        let lapsed_mid_period = Windows::new(
+            december,
+            None,
+            Some(still_billed.start),
+            None,
+            at("2026-12-05T00:00:00Z"),
+        );
         assert_eq!(lapsed_mid_period.segment_start, still_billed.start);
+        // A period that went leaves its last segment as a floor, even one
+        // another instance's clock put a moment ahead.
+        let floor = at("2026-12-05T00:00:01Z");
+        let floored = Windows::new(december, None, None, Some(floor), at("2026-12-05T00:00:00Z"));
+        assert_eq!((floored.token_start, floored.segment_start), (december.start, floor));
     }
 }
