@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::{
     admin::audit::{self, AuditEntry},
     app::AppState,
-    db::schema::memberships,
+    db::schema::{memberships, users},
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     orgs::{
@@ -283,9 +283,22 @@ pub async fn transfer(
         if new_owner == actor {
             return Ok(organization);
         }
+        let not_a_member = || AppError::bad_input("userId", "the new owner must be a member of the organization");
+        // Shares the successor's row against their deleting the account
+        // meanwhile: a deletion checks what its user owns only once it holds
+        // that row, so it either sees this transfer or this one sees it.
+        users::table
+            .find(new_owner)
+            .filter(users::deleted_at.is_null())
+            .select(users::id)
+            .for_share()
+            .first::<Uuid>(conn)
+            .await
+            .optional()?
+            .ok_or_else(not_a_member)?;
         let successor = find_membership(conn, organization_id, new_owner)
             .await?
-            .ok_or_else(|| AppError::bad_input("userId", "the new owner must be a member of the organization"))?;
+            .ok_or_else(not_a_member)?;
         for (user_id, role) in [(actor, OrgRole::Admin), (new_owner, OrgRole::Owner)] {
             diesel::update(memberships::table.find((organization_id, user_id)))
                 .set((memberships::role.eq(role), memberships::updated_at.eq(now)))

@@ -680,6 +680,66 @@ async fn ownership_moves_to_a_member_and_the_old_owner_becomes_admin() {
     );
 }
 
+/// A transfer to someone whose account is being deleted waits for the
+/// deletion (which holds their row while it checks what they own) and is
+/// then refused, so no organization is left to a deleted owner.
+#[tokio::test]
+async fn ownership_cannot_pass_to_an_account_being_deleted() {
+    let team = Team::new().await;
+    let heir = team.member.user_id;
+    let mut deletion = team.app.db().await;
+    diesel::sql_query("BEGIN").execute(&mut *deletion).await.unwrap();
+    diesel::sql_query("SELECT id FROM users WHERE id = $1 FOR NO KEY UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(heir)
+        .execute(&mut *deletion)
+        .await
+        .unwrap();
+    let transfer = team.as_(
+        &team.owner,
+        TRANSFER,
+        json!({ "org": team.org.to_string(), "user": heir.to_string() }),
+    );
+    let delete_meanwhile = async {
+        // Once the transfer waits on the heir's row (or after 5 s, when it
+        // did not wait), the deletion finishes.
+        let mut watcher = team.app.db().await;
+        for _ in 0..250 {
+            let waiting: i64 = diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .get_result::<Waiting>(&mut *watcher)
+            .await
+            .unwrap()
+            .n;
+            if waiting > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        diesel::sql_query("UPDATE users SET deleted_at = now() WHERE id = $1")
+            .bind::<diesel::sql_types::Uuid, _>(heir)
+            .execute(&mut *deletion)
+            .await
+            .unwrap();
+        diesel::sql_query("COMMIT").execute(&mut *deletion).await.unwrap();
+    };
+    let (refused, ()) = tokio::join!(transfer, delete_meanwhile);
+    assert_eq!(refused.error_code(), Some("BAD_USER_INPUT"));
+    assert_eq!(field(&refused), Some("userId"));
+    assert!(
+        roles(&team.app, team.org)
+            .await
+            .contains(&(team.owner.user_id, "OWNER".to_owned()))
+    );
+}
+
+/// A count from a raw query.
+#[derive(diesel::QueryableByName)]
+struct Waiting {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 #[tokio::test]
 async fn platform_staff_who_are_not_members_cannot_manage_an_organization() {
     let team = Team::new().await;
