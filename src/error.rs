@@ -296,6 +296,16 @@ impl From<tokio::task::JoinError> for AppError {
     }
 }
 
+/// The `extensions.field` of a client error; panics on anything else.
+/// For unit tests of validation.
+#[cfg(test)]
+pub fn field_of<T: std::fmt::Debug>(result: AppResult<T>) -> Option<String> {
+    match result {
+        Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
+        other => panic!("expected a client error, got {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

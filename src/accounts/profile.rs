@@ -532,13 +532,7 @@ async fn lock_owned_organizations(conn: &mut AsyncPgConnection, user_id: Uuid) -
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of<T: std::fmt::Debug>(result: AppResult<T>) -> Option<String> {
-        match result {
-            Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
-            other => panic!("expected a client error, got {other:?}"),
-        }
-    }
+    use crate::error::field_of;
 
     /// A 1x1 PNG (67 bytes).
     const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\0\0\0\x0dIHDR\0\0\0\x01\0\0\0\x01\x08\x06\0\0\0\x1f\x15\xc4\x89\

@@ -227,13 +227,7 @@ pub fn contains_pattern(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of(result: AppResult<PageRequest>) -> Option<String> {
-        match result {
-            Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
-            other => panic!("expected a client error, got {other:?}"),
-        }
-    }
+    use crate::error::field_of;
 
     #[test]
     fn cursors_round_trip_and_strangers_are_refused() {

@@ -324,10 +324,7 @@ mod tests {
     use super::*;
 
     fn field_of(update: MemberUpdate) -> Option<String> {
-        match update.validate() {
-            Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
-            other => panic!("expected a client error, got {other:?}"),
-        }
+        crate::error::field_of(update.validate())
     }
 
     #[test]

@@ -411,13 +411,7 @@ pub async fn delete_organization(conn: &mut AsyncPgConnection, organization_id: 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of<T: std::fmt::Debug>(result: AppResult<T>) -> Option<String> {
-        match result {
-            Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
-            other => panic!("expected a client error, got {other:?}"),
-        }
-    }
+    use crate::error::field_of;
 
     #[test]
     fn settings_are_a_small_object_jsonb_can_hold() {

@@ -163,13 +163,7 @@ fn base_of(name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn field_of(result: AppResult<String>) -> Option<String> {
-        match result {
-            Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
-            other => panic!("expected a client error, got {other:?}"),
-        }
-    }
+    use crate::error::field_of;
 
     #[test]
     fn typed_slugs_are_lowercased_and_checked() {

@@ -240,6 +240,7 @@ pub async fn active_api_keys(conn: &mut AsyncPgConnection, now: DateTime<Utc>) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::field_of as field;
 
     fn at(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
@@ -247,13 +248,6 @@ mod tests {
 
     fn day(text: &str) -> NaiveDate {
         text.parse().unwrap()
-    }
-
-    fn field(result: AppResult<DayRange>) -> Option<String> {
-        match result {
-            Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
-            other => panic!("expected a client error, got {other:?}"),
-        }
     }
 
     #[test]

@@ -681,6 +681,7 @@ fn messages(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::field_of as field;
 
     fn input() -> RecordUsageInput {
         RecordUsageInput {
@@ -692,13 +693,6 @@ mod tests {
             request_id: None,
             occurred_at: None,
             metadata: None,
-        }
-    }
-
-    fn field(result: AppResult<Report>) -> Option<String> {
-        match result {
-            Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
-            other => panic!("expected a client error, got {other:?}"),
         }
     }
 
