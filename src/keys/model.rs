@@ -99,26 +99,45 @@ pub async fn lock(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<
         .optional()
 }
 
-/// The key with this secret hash if it may still be used, expiry aside
-/// (the caller checks that against its clock on every use, cached or not):
-/// not revoked, and its creator is an unsuspended, undeleted member of its
-/// organization.
-pub async fn find_usable_by_hash(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryResult<Option<ApiKeyRow>> {
+/// Keys that may still be used, expiry aside (callers check that against
+/// their own clock): not revoked, and their creator is an unsuspended,
+/// undeleted member of their organization.
+#[diesel::dsl::auto_type(no_type_alias)]
+fn usable_keys() -> _ {
+    let creator_is_member: diesel::dsl::And<
+        diesel::dsl::Eq<memberships::organization_id, api_keys::organization_id>,
+        diesel::dsl::Eq<memberships::user_id, api_keys::created_by>,
+    > = memberships::organization_id
+        .eq(api_keys::organization_id)
+        .and(memberships::user_id.eq(api_keys::created_by));
     api_keys::table
         .inner_join(users::table)
-        .inner_join(
-            memberships::table.on(memberships::organization_id
-                .eq(api_keys::organization_id)
-                .and(memberships::user_id.eq(api_keys::created_by))),
-        )
-        .filter(api_keys::secret_hash.eq(hash))
+        .inner_join(memberships::table.on(creator_is_member))
         .filter(api_keys::revoked_at.is_null())
         .filter(users::suspended_at.is_null())
         .filter(users::deleted_at.is_null())
+}
+
+/// The key with this secret hash if it may still be used, expiry aside
+/// (the caller checks that against its clock on every use, cached or not).
+pub async fn find_usable_by_hash(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryResult<Option<ApiKeyRow>> {
+    usable_keys()
+        .filter(api_keys::secret_hash.eq(hash))
         .select(ApiKeyRow::as_select())
         .first(conn)
         .await
         .optional()
+}
+
+/// Whether the key may still be used at `now`, asked of the database.
+pub async fn is_usable(conn: &mut AsyncPgConnection, key_id: Uuid, now: DateTime<Utc>) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        usable_keys()
+            .filter(api_keys::id.eq(key_id))
+            .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now))),
+    ))
+    .get_result(conn)
+    .await
 }
 
 /// Revokes every live key `user_id` created in the organization (their

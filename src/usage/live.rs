@@ -20,9 +20,8 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
@@ -33,12 +32,15 @@ use crate::{
     admin::events::{ROLE_CHANGED, RoleChanged},
     app::AppState,
     auth::{
-        KeyIdentity, Principal,
+        Principal,
         session_cache::{Revocation, SESSION_REVOKED},
     },
-    db::schema::{api_keys, memberships, users},
+    db::schema::{memberships, users},
     error::AppResult,
-    keys::events::{KEY_REVOKED, KeyRevoked},
+    keys::{
+        self,
+        events::{KEY_REVOKED, KeyRevoked},
+    },
     orgs::events::{MEMBERSHIP_ENDED, MembershipEnded},
     platform::events::{BusMessage, EventBus},
 };
@@ -277,29 +279,8 @@ pub async fn still_valid(app: &AppState, principal: &Principal) -> AppResult<boo
         Principal::User { user_id, session_id } => Ok(sessions::check_live(&mut conn, *session_id, *user_id, now)
             .await?
             .is_some()),
-        Principal::ApiKey(key) => Ok(key_is_live(&mut conn, key, now).await?),
+        Principal::ApiKey(key) => Ok(keys::model::is_usable(&mut conn, key.key_id, now).await?),
     }
-}
-
-/// A key is live while it is neither revoked nor expired and its creator
-/// is an unsuspended member of its organization.
-async fn key_is_live(conn: &mut AsyncPgConnection, key: &KeyIdentity, now: DateTime<Utc>) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(
-        api_keys::table
-            .inner_join(users::table)
-            .inner_join(
-                memberships::table.on(memberships::organization_id
-                    .eq(api_keys::organization_id)
-                    .and(memberships::user_id.eq(api_keys::created_by))),
-            )
-            .filter(api_keys::id.eq(key.key_id))
-            .filter(api_keys::revoked_at.is_null())
-            .filter(api_keys::expires_at.is_null().or(api_keys::expires_at.gt(now)))
-            .filter(users::suspended_at.is_null())
-            .filter(users::deleted_at.is_null()),
-    ))
-    .get_result(conn)
-    .await
 }
 
 /// Whether `principal` may still watch the organization's usage, asked of
