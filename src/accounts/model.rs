@@ -160,3 +160,20 @@ pub async fn find_live(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
         .await
         .optional()
 }
+
+/// A live user by id, locked for the rest of the transaction, so actions
+/// on one account (deleting it, suspending it, changing its role) apply one
+/// after the other. Not against rows that merely reference it (a usage
+/// event's foreign-key check): a recording, which holds its organization's
+/// lock, would otherwise deadlock with a deletion that locks the user and
+/// then the organizations.
+pub async fn lock_live(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<UserRow>> {
+    users::table
+        .find(id)
+        .filter(users::deleted_at.is_null())
+        .select(UserRow::as_select())
+        .for_no_key_update()
+        .first(conn)
+        .await
+        .optional()
+}

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        model::UserRow,
+        model::{self, UserRow},
         registration::clean_name,
         sessions::{self, SessionRow},
     },
@@ -134,7 +134,7 @@ pub async fn update_profile(app: &AppState, user_id: Uuid, update: ProfileUpdate
     let mut conn = app.db().await?;
     let updated = conn
         .transaction::<_, DieselError, _>(async |conn| {
-            let Some(current) = lock_live_user(conn, user_id).await? else {
+            let Some(current) = model::lock_live(conn, user_id).await? else {
                 return Ok(None);
             };
             // A client that echoes the whole profile back sends the current
@@ -158,21 +158,6 @@ pub async fn update_profile(app: &AppState, user_id: Uuid, update: ProfileUpdate
         })
         .await?;
     updated.ok_or_else(AppError::unauthenticated)
-}
-
-/// The live user row, locked for the rest of the transaction. Not against
-/// rows that merely reference it (a usage event's foreign-key check):
-/// a recording holding its organization's lock would otherwise deadlock
-/// with a deletion that locks the user, then the organizations.
-async fn lock_live_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Option<UserRow>> {
-    users::table
-        .find(user_id)
-        .filter(users::deleted_at.is_null())
-        .select(UserRow::as_select())
-        .for_no_key_update()
-        .first(conn)
-        .await
-        .optional()
 }
 
 /// Deletes a user's stored pictures, all of them or all but `keep`.
@@ -373,7 +358,7 @@ pub async fn delete_account(
     let mut conn = app.db().await?;
     let outcome = conn
         .transaction::<_, AppError, _>(async |conn| {
-            let Some(locked) = lock_live_user(conn, user_id).await? else {
+            let Some(locked) = model::lock_live(conn, user_id).await? else {
                 return Ok(Deletion::Gone);
             };
             // The password may have changed while it was being checked.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        model::{Role, UserRow},
+        model::{self, Role, UserRow},
         profile::{self, Tombstoned},
         sessions::{self, SessionRow},
     },
@@ -187,18 +187,10 @@ async fn begin(conn: &mut AsyncPgConnection, actor: &Actor, may_act: impl Fn(Rol
     acting.filter(|user| may_act(user.role)).ok_or_else(AppError::forbidden)
 }
 
-/// The live account acted on, locked (not against rows that merely
-/// reference it, as for a deletion by its owner); NOT_FOUND when there is
-/// none.
+/// The live account acted on, locked; NOT_FOUND when there is none.
 async fn lock_target(conn: &mut AsyncPgConnection, user_id: Uuid) -> AppResult<UserRow> {
-    users::table
-        .find(user_id)
-        .filter(users::deleted_at.is_null())
-        .select(UserRow::as_select())
-        .for_no_key_update()
-        .first(conn)
-        .await
-        .optional()?
+    model::lock_live(conn, user_id)
+        .await?
         .ok_or_else(|| AppError::not_found("user"))
 }
 
