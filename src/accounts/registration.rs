@@ -20,12 +20,11 @@ use crate::{
     },
     admin::audit::{self, AuditEntry},
     app::AppState,
-    billing::subscription,
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     orgs::{
         invitation_service,
-        model::{self as orgs, MembershipRow, NewOrganization, OrgRole, OrganizationRow},
+        model::{self as orgs, NewOrganization, OrganizationRow},
     },
     platform::mail,
 };
@@ -100,19 +99,7 @@ pub async fn create_account(
         },
     )
     .await?;
-    orgs::insert_membership(
-        conn,
-        &MembershipRow {
-            organization_id: organization.id,
-            user_id: user.id,
-            role: OrgRole::Owner,
-            token_limit: None,
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
-    subscription::insert_free(conn, organization.id, now).await?;
+    orgs::settle_new(conn, organization.id, user.id, now).await?;
     Ok((user, organization))
 }
 

@@ -96,6 +96,26 @@ pub async fn insert_membership(conn: &mut AsyncPgConnection, membership: &Member
     Ok(())
 }
 
+/// Gives a new organization its OWNER and its free-plan subscription:
+/// what every organization has from its first moment.
+pub async fn settle_new(
+    conn: &mut AsyncPgConnection,
+    organization_id: Uuid,
+    owner: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<()> {
+    let membership = MembershipRow {
+        organization_id,
+        user_id: owner,
+        role: OrgRole::Owner,
+        token_limit: None,
+        created_at: now,
+        updated_at: now,
+    };
+    insert_membership(conn, &membership).await?;
+    crate::billing::subscription::insert_free(conn, organization_id, now).await
+}
+
 /// Organizations by id.
 pub async fn find_by_ids(conn: &mut AsyncPgConnection, ids: &[Uuid]) -> QueryResult<Vec<OrganizationRow>> {
     organizations::table

@@ -20,14 +20,13 @@ use crate::{
     accounts::registration::clean_name,
     admin::audit::{self, AuditEntry},
     app::AppState,
-    billing::subscription,
     db::schema::{memberships, organizations},
     error::{AppError, AppResult, ErrorCode},
     graphql::context::RequestMeta,
     orgs::{
         access::{Rule, rule_of},
         events::{self, MembershipEnded},
-        model::{self as orgs, MembershipRow, NewOrganization, OrgRole, OrganizationRow},
+        model::{self as orgs, MembershipRow, NewOrganization, OrganizationRow},
         slug,
     },
 };
@@ -206,19 +205,7 @@ pub async fn create(
             Some(slug) => insert_with_slug(conn, &name, slug, now).await?.ok_or_else(slug_taken)?,
             None => insert_with_derived_slug(conn, &name, now).await?,
         };
-        orgs::insert_membership(
-            conn,
-            &MembershipRow {
-                organization_id: organization.id,
-                user_id: creator,
-                role: OrgRole::Owner,
-                token_limit: None,
-                created_at: now,
-                updated_at: now,
-            },
-        )
-        .await?;
-        subscription::insert_free(conn, organization.id, now).await?;
+        orgs::settle_new(conn, organization.id, creator, now).await?;
         let entry = AuditEntry::new("org.created", Some(creator), ip.clone())
             .target("organization", organization.id)
             .in_organization(organization.id)
