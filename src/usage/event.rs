@@ -40,10 +40,18 @@ impl UsageEventRow {
     /// Whether `other` reports the same call with the same numbers (what
     /// makes a repeated requestId a duplicate rather than a CONFLICT).
     pub fn same_numbers(&self, other: &Self) -> bool {
-        self.model == other.model
-            && self.prompt_tokens == other.prompt_tokens
-            && self.cached_tokens == other.cached_tokens
-            && self.completion_tokens == other.completion_tokens
+        self.numbers() == other.numbers()
+    }
+
+    /// What a repeated requestId must match: model, prompt, cached and
+    /// completion tokens.
+    pub fn numbers(&self) -> (&str, i32, i32, i32) {
+        (
+            &self.model,
+            self.prompt_tokens,
+            self.cached_tokens,
+            self.completion_tokens,
+        )
     }
 
     /// The rollup's model key: the catalog id, or the reported name when

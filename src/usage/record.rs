@@ -299,12 +299,15 @@ async fn stored_events(
 }
 
 /// Whether `input` reports the same call with the same numbers as the
-/// stored `original` (see [`UsageEventRow::same_numbers`]).
+/// stored `original`.
 fn repeats(original: &UsageEventRow, input: &RecordUsageInput) -> bool {
-    original.model == input.model.trim()
-        && original.prompt_tokens == input.prompt_tokens
-        && original.cached_tokens == input.cached_tokens
-        && original.completion_tokens == input.completion_tokens
+    original.numbers()
+        == (
+            input.model.trim(),
+            input.prompt_tokens,
+            input.cached_tokens,
+            input.completion_tokens,
+        )
 }
 
 /// A repeat as a report, without the checks: the write path finds its
