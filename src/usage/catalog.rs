@@ -106,34 +106,28 @@ async fn save(
     now: DateTime<Utc>,
 ) -> QueryResult<ModelRow> {
     let aliases: Vec<Option<String>> = model.aliases.iter().cloned().map(Some).collect();
+    // What a new entry is given and an existing one replaced with.
+    let fields = (
+        models::aliases.eq(&aliases),
+        models::provider.eq(&model.provider),
+        models::display_name.eq(&model.display_name),
+        models::context_window.eq(model.context_window),
+        models::input_micro_usd_per_mtok.eq(model.input),
+        models::cached_input_micro_usd_per_mtok.eq(model.cached_input),
+        models::output_micro_usd_per_mtok.eq(model.output),
+        models::enabled.eq(model.enabled),
+    );
     diesel::insert_into(models::table)
         .values((
             models::id.eq(&model.id),
-            models::aliases.eq(&aliases),
-            models::provider.eq(&model.provider),
-            models::display_name.eq(&model.display_name),
-            models::context_window.eq(model.context_window),
-            models::input_micro_usd_per_mtok.eq(model.input),
-            models::cached_input_micro_usd_per_mtok.eq(model.cached_input),
-            models::output_micro_usd_per_mtok.eq(model.output),
-            models::enabled.eq(model.enabled),
+            fields,
             models::sort_order.eq(sort_order),
             models::created_at.eq(now),
             models::updated_at.eq(now),
         ))
         .on_conflict(models::id)
         .do_update()
-        .set((
-            models::aliases.eq(&aliases),
-            models::provider.eq(&model.provider),
-            models::display_name.eq(&model.display_name),
-            models::context_window.eq(model.context_window),
-            models::input_micro_usd_per_mtok.eq(model.input),
-            models::cached_input_micro_usd_per_mtok.eq(model.cached_input),
-            models::output_micro_usd_per_mtok.eq(model.output),
-            models::enabled.eq(model.enabled),
-            models::updated_at.eq(now),
-        ))
+        .set((fields, models::updated_at.eq(now)))
         .returning(ModelRow::as_returning())
         .get_result(conn)
         .await
