@@ -3,35 +3,23 @@
 //!
 //! Ending a session (logout, revocation, password reset, suspension)
 //! publishes `session.revoked` on the event bus; every instance drops the
-//! session from its cache at once, and drops everything when its bus
-//! subscription is re-established (it may have missed messages). A
-//! generation counter stops a lookup that raced with a revocation from
-//! putting the stale answer back. The TTL is only a backstop.
+//! session from its cache at once (the rules every bus-kept cache follows
+//! are in [`crate::platform::bus_cache`]).
 
-use std::{
-    collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::platform::events::{BusMessage, EventBus};
+use crate::platform::{bus_cache::BusCache, events::EventBus};
 
 /// The bus topic that announces ended sessions.
 pub const SESSION_REVOKED: &str = "session.revoked";
 /// How long a cached answer is trusted without any message: the bound on
 /// a revocation missed by a connection that failed without closing.
 const TTL: Duration = Duration::from_secs(10);
-/// Entries kept before the cache is swept.
-const MAX_ENTRIES: usize = 100_000;
 
 /// What `session.revoked` carries: some sessions, or all of a user's.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -45,26 +33,25 @@ pub struct Revocation {
     pub user: Option<Uuid>,
 }
 
+/// A live session as the database described it.
 #[derive(Debug, Clone, Copy)]
-struct Entry {
+struct LiveSession {
     user_id: Uuid,
     expires_at: DateTime<Utc>,
-    cached_at: Instant,
 }
 
-/// Live sessions this instance has seen recently.
-#[derive(Clone, Default)]
+/// Live sessions this instance has seen recently, by session id.
+#[derive(Clone)]
 pub struct SessionCache {
-    inner: Arc<Inner>,
+    sessions: BusCache<Uuid, LiveSession>,
 }
 
-#[derive(Default)]
-struct Inner {
-    entries: Mutex<HashMap<Uuid, Entry>>,
-    generation: AtomicU64,
-    /// False while the bus is down (and before it first connects): every
-    /// check then asks the database.
-    trusted: AtomicBool,
+impl Default for SessionCache {
+    fn default() -> Self {
+        Self {
+            sessions: BusCache::new(TTL),
+        }
+    }
 }
 
 impl SessionCache {
@@ -75,93 +62,45 @@ impl SessionCache {
 
     /// When the session expires, if it is known live at `now`.
     pub fn live_until(&self, session_id: Uuid, user_id: Uuid, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        if !self.inner.trusted.load(Ordering::SeqCst) {
-            return None;
-        }
-        let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
+        self.sessions
             .get(&session_id)
-            .filter(|e| e.user_id == user_id && e.expires_at > now && e.cached_at.elapsed() < TTL)
-            .map(|e| e.expires_at)
+            .filter(|session| session.user_id == user_id && session.expires_at > now)
+            .map(|session| session.expires_at)
     }
 
     /// A token to pass to [`SessionCache::remember`]: taken before the
     /// database is asked.
     pub fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::SeqCst)
+        self.sessions.generation()
     }
 
     /// Records a session the database said is live, unless a revocation
     /// arrived since `generation` was taken.
     pub fn remember(&self, generation: u64, session_id: Uuid, user_id: Uuid, expires_at: DateTime<Utc>) {
-        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if self.generation() != generation {
-            return;
-        }
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, e| e.cached_at.elapsed() < TTL);
-        }
-        entries.insert(
-            session_id,
-            Entry {
-                user_id,
-                expires_at,
-                cached_at: Instant::now(),
-            },
-        );
+        self.sessions
+            .remember(generation, session_id, LiveSession { user_id, expires_at });
     }
 
     /// Applies a revocation.
     pub fn forget(&self, revocation: &Revocation) {
-        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        for session in &revocation.sessions {
-            entries.remove(session);
-        }
-        if let Some(user) = revocation.user {
-            entries.retain(|_, e| e.user_id != user);
-        }
+        self.sessions.forget_where(|session_id, session| {
+            revocation.sessions.contains(session_id) || revocation.user == Some(session.user_id)
+        });
     }
 
-    /// Forgets everything.
-    pub fn clear(&self) {
-        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        entries.clear();
-    }
-
-    /// Keeps the cache in step with the bus until shutdown.
+    /// Keeps the cache in step with the bus until shutdown; an unreadable
+    /// revocation clears everything (it may have named any session).
     pub fn follow(&self, bus: &EventBus, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
         let cache = self.clone();
-        let (mut messages, connected) = bus.subscribe();
-        cache.inner.trusted.store(connected, Ordering::SeqCst);
-        async move {
-            loop {
-                let message = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    message = messages.recv() => message,
-                };
-                match message {
-                    Ok(BusMessage::Event { topic, payload }) if &*topic == SESSION_REVOKED => {
-                        match serde_json::from_str::<Revocation>(&payload) {
-                            Ok(revocation) => cache.forget(&revocation),
-                            Err(_) => cache.clear(),
-                        }
-                    }
-                    Ok(BusMessage::Event { .. }) => {}
-                    Ok(BusMessage::Resync) => {
-                        cache.clear();
-                        cache.inner.trusted.store(true, Ordering::SeqCst);
-                    }
-                    Ok(BusMessage::Disconnected) => {
-                        cache.inner.trusted.store(false, Ordering::SeqCst);
-                        cache.clear();
-                    }
-                    Err(RecvError::Lagged(_)) => cache.clear(),
-                    Err(RecvError::Closed) => return,
-                }
+        self.sessions.follow(bus, shutdown, move |topic, payload| {
+            if topic != SESSION_REVOKED {
+                return;
             }
-        }
+            match serde_json::from_str::<Revocation>(payload) {
+                Ok(revocation) => cache.forget(&revocation),
+                Err(_) => cache.sessions.clear(),
+            }
+        })
     }
 }
 
@@ -172,7 +111,7 @@ mod tests {
     #[test]
     fn a_revocation_racing_a_lookup_wins() {
         let cache = SessionCache::default();
-        cache.inner.trusted.store(true, Ordering::SeqCst);
+        cache.sessions.trust();
         let (session, user, later) = (Uuid::new_v4(), Uuid::new_v4(), Utc::now() + chrono::Duration::hours(1));
         let before_lookup = cache.generation();
         cache.forget(&Revocation {

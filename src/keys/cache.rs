@@ -1,29 +1,23 @@
 //! Resolved API keys, remembered per instance by secret hash so a request
 //! made with a key costs no database round trip for the key itself.
 //!
-//! It follows the same rules as [`crate::auth::session_cache`]: a key that
-//! stops working is announced on the event bus (`api_key.revoked` when it
-//! is revoked, `membership.ended` when its creator leaves the organization,
-//! `session.revoked` naming a user whose every session ended, as a
-//! suspension does) and every instance drops it at once; everything is
-//! dropped, and nothing trusted, while the bus is disconnected; a
-//! generation counter stops a lookup that raced with an eviction from
-//! putting the stale answer back. The TTL is only a backstop.
+//! A key that stops working is announced on the event bus
+//! (`api_key.revoked` when it is revoked, `membership.ended` when its
+//! creator leaves the organization, `session.revoked` naming a user whose
+//! every session ended, as a suspension does) and every instance drops it
+//! at once; the rules every bus-kept cache follows are in
+//! [`crate::platform::bus_cache`].
 //!
 //! It also throttles `lastUsedAt` writes to one a minute per key.
 
 use std::{
     collections::HashMap,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicU64, Ordering},
-    },
-    time::{Duration, Instant},
+    sync::{Arc, Mutex},
+    time::Duration,
 };
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
-use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -38,7 +32,7 @@ use crate::{
         model::{self, LAST_USED_RESOLUTION},
     },
     orgs::events::{MEMBERSHIP_ENDED, MembershipEnded},
-    platform::events::{BusMessage, EventBus},
+    platform::{bus_cache::BusCache, events::EventBus},
 };
 
 /// How long a cached key is trusted without any message: the bound on an
@@ -87,86 +81,51 @@ impl Eviction {
     }
 }
 
-#[derive(Debug, Clone)]
-struct Entry {
-    key: CachedKey,
-    cached_at: Instant,
-}
-
-/// Keys this instance resolved recently.
-#[derive(Clone, Default)]
+/// Keys this instance resolved recently, by secret hash.
+#[derive(Clone)]
 pub struct KeyCache {
-    inner: Arc<Inner>,
+    keys: BusCache<Vec<u8>, CachedKey>,
+    /// When this instance last wrote each key's `last_used_at`.
+    last_used: Arc<Mutex<HashMap<Uuid, DateTime<Utc>>>>,
 }
 
-#[derive(Default)]
-struct Inner {
-    entries: Mutex<HashMap<Vec<u8>, Entry>>,
-    generation: AtomicU64,
-    /// False while the bus is down (and before it first connects): every
-    /// lookup then asks the database.
-    trusted: AtomicBool,
-    /// When this instance last wrote each key's `last_used_at`.
-    last_used: Mutex<HashMap<Uuid, DateTime<Utc>>>,
+impl Default for KeyCache {
+    fn default() -> Self {
+        Self {
+            keys: BusCache::new(TTL),
+            last_used: Arc::default(),
+        }
+    }
 }
 
 impl KeyCache {
     /// The key with this secret hash, when it is known and fresh.
     pub fn get(&self, hash: &[u8]) -> Option<CachedKey> {
-        if !self.inner.trusted.load(Ordering::SeqCst) {
-            return None;
-        }
-        let entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries
-            .get(hash)
-            .filter(|e| e.cached_at.elapsed() < TTL)
-            .map(|e| e.key.clone())
+        self.keys.get(hash)
     }
 
     /// A token to pass to [`KeyCache::remember`]: taken before the database
     /// is asked.
     pub fn generation(&self) -> u64 {
-        self.inner.generation.load(Ordering::SeqCst)
+        self.keys.generation()
     }
 
     /// Records a key the database said is usable, unless an eviction
     /// arrived since `generation` was taken.
     pub fn remember(&self, generation: u64, hash: Vec<u8>, key: CachedKey) {
-        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if self.generation() != generation {
-            return;
-        }
-        if entries.len() >= MAX_ENTRIES {
-            entries.retain(|_, e| e.cached_at.elapsed() < TTL);
-        }
-        entries.insert(
-            hash,
-            Entry {
-                key,
-                cached_at: Instant::now(),
-            },
-        );
+        self.keys.remember(generation, hash, key);
     }
 
     /// Drops the keys `eviction` names.
     pub fn forget(&self, eviction: Eviction) {
-        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        entries.retain(|_, e| !eviction.matches(&e.key.identity));
-    }
-
-    /// Forgets every key.
-    pub fn clear(&self) {
-        let mut entries = self.inner.entries.lock().unwrap_or_else(|p| p.into_inner());
-        self.inner.generation.fetch_add(1, Ordering::SeqCst);
-        entries.clear();
+        self.keys.forget_where(|_, key| eviction.matches(&key.identity));
     }
 
     /// Whether this use of `key_id` at `now` should be written as its
     /// `lastUsedAt`: at most once per [`LAST_USED_RESOLUTION`] per instance
     /// (the conditional UPDATE takes care of the other instances).
     pub fn should_touch(&self, key_id: Uuid, now: DateTime<Utc>) -> bool {
-        let mut last_used = self.inner.last_used.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last_used = self.last_used.lock().unwrap_or_else(|p| p.into_inner());
         if last_used
             .get(&key_id)
             .is_some_and(|at| now - *at < LAST_USED_RESOLUTION)
@@ -183,29 +142,8 @@ impl KeyCache {
     /// Keeps the cache in step with the bus until shutdown.
     pub fn follow(&self, bus: &EventBus, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
         let cache = self.clone();
-        let (mut messages, connected) = bus.subscribe();
-        cache.inner.trusted.store(connected, Ordering::SeqCst);
-        async move {
-            loop {
-                let message = tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    message = messages.recv() => message,
-                };
-                match message {
-                    Ok(BusMessage::Event { topic, payload }) => cache.apply(&topic, &payload),
-                    Ok(BusMessage::Resync) => {
-                        cache.clear();
-                        cache.inner.trusted.store(true, Ordering::SeqCst);
-                    }
-                    Ok(BusMessage::Disconnected) => {
-                        cache.inner.trusted.store(false, Ordering::SeqCst);
-                        cache.clear();
-                    }
-                    Err(RecvError::Lagged(_)) => cache.clear(),
-                    Err(RecvError::Closed) => return,
-                }
-            }
-        }
+        self.keys
+            .follow(bus, shutdown, move |topic, payload| cache.apply(topic, payload))
     }
 
     /// Applies one bus event; an unreadable one about keys clears
@@ -226,7 +164,7 @@ impl KeyCache {
         match eviction {
             Ok(Some(eviction)) => self.forget(eviction),
             Ok(None) => {}
-            Err(_) => self.clear(),
+            Err(_) => self.keys.clear(),
         }
     }
 }
@@ -282,7 +220,7 @@ mod tests {
 
     fn trusted() -> KeyCache {
         let cache = KeyCache::default();
-        cache.inner.trusted.store(true, Ordering::SeqCst);
+        cache.keys.trust();
         cache
     }
 

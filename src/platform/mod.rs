@@ -2,6 +2,7 @@
 //! metrics, the playground, the event bus, rate limiter, mail outbox and
 //! the client configuration query.
 
+pub mod bus_cache;
 pub mod client_ip;
 pub mod clock;
 pub mod events;
