@@ -301,7 +301,6 @@ async fn assemble(
             prefix: config.redis_key_prefix.clone(),
         },
         None => BusConfig::Postgres {
-            pool: pool.clone(),
             url: database_url.clone(),
         },
     };

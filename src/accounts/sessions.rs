@@ -279,7 +279,7 @@ pub async fn announce(app: &AppState, ended: &[SessionRow]) {
     };
     app.session_cache().forget(&revocation);
     let payload = serde_json::to_string(&revocation).unwrap_or_default();
-    if let Err(e) = app.events().publish(SESSION_REVOKED, &payload).await {
+    if let Err(e) = app.events().publish(SESSION_REVOKED, &payload) {
         tracing::error!(error = ?e, "could not announce ended sessions");
     }
 }

@@ -25,7 +25,7 @@ pub struct RoleChanged {
 /// role afresh either way).
 pub async fn announce_role_changed(app: &AppState, user_id: Uuid) {
     let sent = match serde_json::to_string(&RoleChanged { user_id }) {
-        Ok(payload) => app.events().publish(ROLE_CHANGED, &payload).await,
+        Ok(payload) => app.events().publish(ROLE_CHANGED, &payload),
         Err(e) => Err(crate::error::AppError::internal(e)),
     };
     if let Err(e) = sent {

@@ -176,7 +176,7 @@ pub async fn announce_revoked(app: &AppState, key_ids: &[Uuid]) {
     for key_id in key_ids {
         app.key_cache().forget(Eviction::Key(*key_id));
         let payload = serde_json::to_string(&KeyRevoked { key_id: *key_id }).unwrap_or_default();
-        if let Err(e) = app.events().publish(KEY_REVOKED, &payload).await {
+        if let Err(e) = app.events().publish(KEY_REVOKED, &payload) {
             tracing::error!(error = ?e, key = %key_id, "could not announce a revoked API key");
         }
     }

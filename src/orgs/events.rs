@@ -33,7 +33,7 @@ pub async fn announce(app: &AppState, ended: &[MembershipEnded]) {
                 continue;
             }
         };
-        if let Err(e) = app.events().publish(MEMBERSHIP_ENDED, &payload).await {
+        if let Err(e) = app.events().publish(MEMBERSHIP_ENDED, &payload) {
             tracing::error!(error = ?e, "could not announce an ended membership");
         }
     }

@@ -17,6 +17,7 @@ mod events;
 mod example_client;
 mod graphql_http;
 mod invitations;
+mod load;
 mod live_usage;
 mod lockout;
 mod mail;
