@@ -35,6 +35,7 @@ use crate::{
     graphql::{self, AppSchema, QueryLimits},
     keys::cache::KeyCache,
     platform::{
+        announcements::Announcements,
         clock::{SharedClock, SystemClock},
         events::{BusConfig, EventBus},
         health,
@@ -69,6 +70,7 @@ struct Inner {
     passwords: PasswordHasher,
     redis: Option<redis::aio::ConnectionManager>,
     events: EventBus,
+    announcements: Announcements,
     session_cache: SessionCache,
     key_cache: KeyCache,
     usage_hub: UsageHub,
@@ -131,6 +133,11 @@ impl AppState {
     /// Events to and from every instance.
     pub fn events(&self) -> &EventBus {
         &self.inner.events
+    }
+
+    /// Revocations and role changes, from every instance.
+    pub fn announcements(&self) -> &Announcements {
+        &self.inner.announcements
     }
 
     /// Live sessions known to this instance.
@@ -305,12 +312,17 @@ async fn assemble(
         },
     };
     let events = EventBus::start(bus_config, &tasks, shutdown.clone()).await?;
+    let announcements = Announcements::default();
     let session_cache = SessionCache::default();
-    tasks.spawn(session_cache.follow(&events, shutdown.clone()));
+    session_cache.follow(&announcements);
     let key_cache = KeyCache::default();
-    tasks.spawn(key_cache.follow(&events, shutdown.clone()));
+    key_cache.follow(&announcements);
     let usage_hub = UsageHub::default();
-    tasks.spawn(usage_hub.follow(&events, shutdown.clone()));
+    usage_hub.follow_announcements(&announcements);
+    tasks.spawn(usage_hub.follow_usage(&events, shutdown.clone()));
+    announcements
+        .start(database_url.clone(), &tasks, shutdown.clone())
+        .await;
     let redis = redis.map(|(_, manager)| manager);
     let rate_limiter = RateLimiter::new(redis.clone(), config.redis_key_prefix.clone());
 
@@ -332,6 +344,7 @@ async fn assemble(
             passwords: PasswordHasher::default(),
             redis,
             events,
+            announcements,
             session_cache,
             key_cache,
             usage_hub,

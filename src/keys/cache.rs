@@ -1,12 +1,11 @@
 //! Resolved API keys, remembered per instance by secret hash so a request
 //! made with a key costs no database round trip for the key itself.
 //!
-//! A key that stops working is announced on the event bus
-//! (`api_key.revoked` when it is revoked, `membership.ended` when its
-//! creator leaves the organization, `session.revoked` naming a user whose
-//! every session ended, as a suspension does) and every instance drops it
-//! at once; the rules every bus-kept cache follows are in
-//! [`crate::platform::bus_cache`].
+//! A key that stops working is announced (`api_key.revoked` when it is
+//! revoked, `membership.ended` when its creator leaves the organization,
+//! `session.revoked` naming a user whose every session ended, as a
+//! suspension does) and every instance drops it at once; the rules every announced cache follows are in
+//! [`crate::platform::announced_cache`].
 //!
 //! It also throttles `lastUsedAt` writes to one a minute per key.
 
@@ -18,25 +17,23 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    app::AppState,
     auth::{
         KeyIdentity,
         session_cache::{Revocation, SESSION_REVOKED},
     },
     keys::{
         events::{KEY_REVOKED, KeyRevoked},
-        model::{self, LAST_USED_RESOLUTION},
+        model::LAST_USED_RESOLUTION,
     },
     orgs::events::{MEMBERSHIP_ENDED, MembershipEnded},
-    platform::{bus_cache::BusCache, events::EventBus},
+    platform::{announced_cache::AnnouncedCache, announcements::Announcements},
 };
 
-/// How long a cached key is trusted without any message: the bound on an
-/// eviction missed by a connection that failed without closing.
+/// How long a cached key is trusted at most (a backstop: changes arrive as
+/// announcements).
 const TTL: Duration = Duration::from_secs(30);
 /// Entries kept before the cache is swept.
 const MAX_ENTRIES: usize = 100_000;
@@ -84,7 +81,7 @@ impl Eviction {
 /// Keys this instance resolved recently, by secret hash.
 #[derive(Clone)]
 pub struct KeyCache {
-    keys: BusCache<Vec<u8>, CachedKey>,
+    keys: AnnouncedCache<Vec<u8>, CachedKey>,
     /// When this instance last wrote each key's `last_used_at`.
     last_used: Arc<Mutex<HashMap<Uuid, DateTime<Utc>>>>,
 }
@@ -92,7 +89,7 @@ pub struct KeyCache {
 impl Default for KeyCache {
     fn default() -> Self {
         Self {
-            keys: BusCache::new(TTL),
+            keys: AnnouncedCache::new(TTL),
             last_used: Arc::default(),
         }
     }
@@ -139,14 +136,14 @@ impl KeyCache {
         true
     }
 
-    /// Keeps the cache in step with the bus until shutdown.
-    pub fn follow(&self, bus: &EventBus, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    /// Keeps the cache in step with the announcements.
+    pub fn follow(&self, announcements: &Announcements) {
         let cache = self.clone();
         self.keys
-            .follow(bus, shutdown, move |topic, payload| cache.apply(topic, payload))
+            .follow(announcements, move |topic, payload| cache.apply(topic, payload));
     }
 
-    /// Applies one bus event; an unreadable one about keys clears
+    /// Applies one announcement; an unreadable one about keys clears
     /// everything (it may have named any key).
     fn apply(&self, topic: &str, payload: &str) {
         let eviction = match topic {
@@ -166,36 +163,6 @@ impl KeyCache {
             Ok(None) => {}
             Err(_) => self.keys.clear(),
         }
-    }
-}
-
-/// Tells every instance that these keys stopped working, so requests made
-/// with them are refused at once. Called after the change committed; a
-/// failure is logged (the cache TTL still bounds the damage).
-pub async fn announce_revoked(app: &AppState, key_ids: &[Uuid]) {
-    for key_id in key_ids {
-        app.key_cache().forget(Eviction::Key(*key_id));
-        let payload = serde_json::to_string(&KeyRevoked { key_id: *key_id }).unwrap_or_default();
-        if let Err(e) = app.events().publish(KEY_REVOKED, &payload) {
-            tracing::error!(error = ?e, key = %key_id, "could not announce a revoked API key");
-        }
-    }
-}
-
-/// Tells every instance that the keys `user_id` created stopped working
-/// because the account did (suspended or deleted). Called after that
-/// change committed.
-pub async fn announce_creator_gone(app: &AppState, user_id: Uuid) {
-    app.key_cache().forget(Eviction::Creator(user_id));
-    let keys = match app.db().await {
-        Ok(mut conn) => model::unrevoked_ids_of_creator(&mut conn, user_id)
-            .await
-            .map_err(Into::into),
-        Err(e) => Err(e),
-    };
-    match keys {
-        Ok(keys) => announce_revoked(app, &keys).await,
-        Err(e) => tracing::error!(error = ?e, user = %user_id, "could not find the API keys of a closed account"),
     }
 }
 

@@ -20,10 +20,11 @@ use crate::{
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     orgs::{
-        events::{self, MembershipEnded},
+        events::MembershipEnded,
         model::{MembershipRow, OrgRole, OrganizationRow},
         service::{audit_ip, find_membership, lock_as_member, refuse_personal},
     },
+    platform::announcements::{self, Recorded},
 };
 
 /// What `updateMember` asked to change; `None` keeps a value.
@@ -137,7 +138,7 @@ pub async fn update(
 /// Ends a membership and revokes the keys the member created in the
 /// organization (a key is bound to its creator's membership: were it only
 /// refused while the membership is missing, rejoining later would bring it
-/// back). Returns the revoked keys, to announce after commit.
+/// back). Returns the revoked keys.
 async fn delete_membership(
     conn: &mut diesel_async::AsyncPgConnection,
     organization_id: Uuid,
@@ -153,8 +154,8 @@ async fn delete_membership(
     Ok(crate::keys::model::revoke_all_of_member(conn, organization_id, user_id, now).await?)
 }
 
-/// `removeMember` (ADMIN and above): anyone but the OWNER. Their open
-/// subscriptions are told to close after the commit.
+/// `removeMember` (ADMIN and above): anyone but the OWNER. Their keys
+/// there and open subscriptions stop at once.
 #[tracing::instrument(skip_all)]
 pub async fn remove(
     app: &AppState,
@@ -166,7 +167,7 @@ pub async fn remove(
     let now = app.now();
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
-    let revoked_keys = conn
+    let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
             lock_as_member(conn, organization_id, actor, "Mutation.removeMember").await?;
             let current = target(conn, organization_id, user_id).await?;
@@ -186,7 +187,8 @@ pub async fn remove(
             end_membership(conn, ending, ip.clone(), now).await
         })
         .await?;
-    announce_ended(app, organization_id, user_id, &revoked_keys).await;
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(())
 }
 
@@ -197,7 +199,7 @@ pub async fn leave(app: &AppState, actor: Uuid, organization_id: Uuid, meta: &Re
     let now = app.now();
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
-    let revoked_keys = conn
+    let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
             let (organization, me) = lock_as_member(conn, organization_id, actor, "Mutation.leaveOrganization").await?;
             refuse_personal(&organization, "left")?;
@@ -216,7 +218,8 @@ pub async fn leave(app: &AppState, actor: Uuid, organization_id: Uuid, meta: &Re
             end_membership(conn, ending, ip.clone(), now).await
         })
         .await?;
-    announce_ended(app, organization_id, actor, &revoked_keys).await;
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(())
 }
 
@@ -231,35 +234,28 @@ struct Ending {
     role: OrgRole,
 }
 
-/// Ends the membership, revokes the member's keys there and audits it, in
-/// the caller's transaction; returns the revoked keys.
+/// Ends the membership, revokes the member's keys there, audits it and
+/// announces both (the keys and open subscriptions stop on every
+/// instance), in the caller's transaction.
 async fn end_membership(
     conn: &mut diesel_async::AsyncPgConnection,
     ending: Ending,
     ip: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
-) -> AppResult<Vec<Uuid>> {
+) -> AppResult<Recorded> {
     let revoked = delete_membership(conn, ending.organization_id, ending.user_id, now).await?;
     let entry = AuditEntry::new(ending.action, Some(ending.actor), ip)
         .target("user", ending.user_id)
         .in_organization(ending.organization_id)
         .metadata(json!({ "role": ending.role.as_str(), "revokedApiKeys": revoked.len() }));
     audit::record(conn, entry, now).await?;
-    Ok(revoked)
-}
-
-/// After commit: the member's keys and open subscriptions stop on every
-/// instance.
-async fn announce_ended(app: &AppState, organization_id: Uuid, user_id: Uuid, revoked_keys: &[Uuid]) {
-    crate::keys::cache::announce_revoked(app, revoked_keys).await;
-    events::announce(
-        app,
-        &[MembershipEnded {
-            organization_id,
-            user_id,
-        }],
-    )
-    .await;
+    let ended = MembershipEnded {
+        organization_id: ending.organization_id,
+        user_id: ending.user_id,
+    };
+    let mut list = crate::keys::events::revoked(&revoked);
+    list.push(ended.announcement());
+    Ok(announcements::record(conn, list).await?)
 }
 
 /// `transferOwnership` (OWNER only, never a personal organization): the

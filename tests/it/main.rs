@@ -5,6 +5,7 @@ mod harness;
 
 mod accounts;
 mod admin;
+mod announcements;
 mod api_keys;
 mod audit;
 mod billing;
@@ -17,8 +18,8 @@ mod events;
 mod example_client;
 mod graphql_http;
 mod invitations;
-mod load;
 mod live_usage;
+mod load;
 mod lockout;
 mod mail;
 mod metrics;
