@@ -1,10 +1,12 @@
 //! Resolved API keys, remembered per instance by secret hash so a request
 //! made with a key costs no database round trip for the key itself.
 //!
-//! A key that stops working is announced (`api_key.revoked` when it is
-//! revoked, `membership.ended` when its creator leaves the organization,
-//! `session.revoked` naming a user whose every session ended, as a
-//! suspension does) and every instance drops it at once; the rules every announced cache follows are in
+//! A key that stops working, or whose powers shrink, is announced
+//! (`api_key.revoked` when it is revoked, `membership.ended` when its
+//! creator leaves the organization, `membership.role_changed` when the
+//! creator's role there changes, `session.revoked` naming a user whose
+//! every session ended, as a suspension does) and every instance drops it
+//! at once; the rules every announced cache follows are in
 //! [`crate::platform::announced_cache`].
 //!
 //! It also throttles `lastUsedAt` writes to one a minute per key.
@@ -28,7 +30,7 @@ use crate::{
         events::{KEY_REVOKED, KeyRevoked},
         model::LAST_USED_RESOLUTION,
     },
-    orgs::events::{MEMBERSHIP_ENDED, MembershipEnded},
+    orgs::events::{MEMBERSHIP_ENDED, MEMBERSHIP_ROLE_CHANGED, MemberRoleChanged, MembershipEnded},
     platform::{announced_cache::AnnouncedCache, announcements::Announcements},
 };
 
@@ -54,7 +56,8 @@ pub struct CachedKey {
 pub enum Eviction {
     /// One key.
     Key(Uuid),
-    /// Keys a person created in an organization they are no longer in.
+    /// Keys a person created in an organization where they are no longer
+    /// a member, or are one with another role.
     Membership {
         /// The organization.
         organization_id: Uuid,
@@ -154,6 +157,13 @@ impl KeyCache {
                     user_id: e.user_id,
                 })
             }),
+            // The creator's role bounds what the key may do.
+            MEMBERSHIP_ROLE_CHANGED => serde_json::from_str::<MemberRoleChanged>(payload).map(|e| {
+                Some(Eviction::Membership {
+                    organization_id: e.organization_id,
+                    user_id: e.user_id,
+                })
+            }),
             // Ended sessions matter only when they are all of a user's.
             SESSION_REVOKED => serde_json::from_str::<Revocation>(payload).map(|r| r.user.map(Eviction::Creator)),
             _ => return,
@@ -201,6 +211,21 @@ mod tests {
         assert!(cache.get(b"hash").is_none());
         cache.remember(cache.generation(), b"hash".to_vec(), entry);
         assert!(cache.get(b"hash").is_some());
+    }
+
+    #[test]
+    fn a_role_change_drops_the_keys_its_member_made_there() {
+        let cache = trusted();
+        let (org, member) = (Uuid::new_v4(), Uuid::new_v4());
+        cache.remember(0, b"a".to_vec(), key(org, member));
+        cache.remember(0, b"b".to_vec(), key(Uuid::new_v4(), member));
+        let changed = MemberRoleChanged {
+            organization_id: org,
+            user_id: member,
+        };
+        cache.apply(MEMBERSHIP_ROLE_CHANGED, &serde_json::to_string(&changed).unwrap());
+        assert!(cache.get(b"a").is_none());
+        assert!(cache.get(b"b").is_some());
     }
 
     #[test]

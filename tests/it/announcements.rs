@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tollgate::orgs::model::OrgRole;
 
 use crate::{
     harness::{GqlResponse, TestApp},
@@ -15,6 +16,7 @@ const AT_ONCE: Duration = Duration::from_secs(1);
 
 const RECORD: &str = "mutation { recordUsage(input: { model: \"gpt-4o\", promptTokens: 10, completionTokens: 1 }) {
     event { id } } }";
+const AUTHORIZE: &str = "query { authorizeUsage(model: \"gpt-4o\") { allowed } }";
 const ME: &str = "{ me { id } }";
 
 /// The first error code, or "OK".
@@ -117,4 +119,67 @@ async fn instances_on_different_buses_refuse_what_the_other_revoked() {
         })
         .await;
     }
+}
+
+async fn set_role(app: &TestApp, token: &str, organization: &str, user: &str, role: &str) {
+    let changed = app
+        .graphql_as(
+            token,
+            "mutation ($org: ID!, $user: ID!, $role: OrgRole) {
+                updateMember(organizationId: $org, userId: $user, role: $role) { role } }",
+            json!({ "org": organization, "user": user, "role": role }),
+        )
+        .await;
+    assert_eq!(changed.data()["updateMember"]["role"], role);
+}
+
+/// A key never does more than its creator's role allows now: a MEMBER
+/// demoted to VIEWER no longer reports or authorizes usage through a key
+/// made earlier, on this instance and on its sibling, and gets it back
+/// when promoted again. Before, the key kept its creator's old powers.
+#[tokio::test]
+async fn a_key_does_no_more_than_its_creators_current_role_on_every_instance() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_sibling().await;
+    a.clock.set(mid_month());
+    b.clock.set(mid_month());
+    let team = team(&a, "demoted.test", &[("member", OrgRole::Member)]).await;
+    let member = &team.people[0];
+    let scopes = json!({ "scopes": ["USAGE_WRITE", "USAGE_READ"] });
+    let (_, secret) = create_key(&a, &member.access, &team.id, scopes).await;
+    let use_key = async |app: &TestApp| -> (String, String) {
+        let recorded = app.graphql_as(&secret, RECORD, json!({})).await;
+        let authorized = app.graphql_as(&secret, AUTHORIZE, json!({})).await;
+        (outcome(&recorded).to_owned(), outcome(&authorized).to_owned())
+    };
+    let allowed = ("OK".to_owned(), "OK".to_owned());
+    let forbidden = ("FORBIDDEN".to_owned(), "FORBIDDEN".to_owned());
+    for app in [&a, &b] {
+        assert_eq!(use_key(app).await, allowed);
+    }
+
+    let user = member.user_id.to_string();
+    set_role(&a, &team.owner.access, &team.id, &user, "VIEWER").await;
+    assert_eq!(use_key(&a).await, forbidden, "on the instance that demoted");
+    answers_within_a_second("a demoted creator's key on the sibling", "FORBIDDEN", || {
+        b.graphql_as(&secret, RECORD, json!({}))
+    })
+    .await;
+    assert_eq!(use_key(&b).await, forbidden);
+    // Reading stays: a VIEWER may read the organization's usage.
+    let read = b
+        .graphql_as(
+            &secret,
+            "query ($org: ID!) { organization(id: $org) { quota { tokensUsed } } }",
+            json!({ "org": team.id }),
+        )
+        .await;
+    assert_eq!(outcome(&read), "OK", "{}", read.body);
+
+    set_role(&a, &team.owner.access, &team.id, &user, "MEMBER").await;
+    assert_eq!(use_key(&a).await, allowed, "promoted again");
+    answers_within_a_second("a promoted creator's key on the sibling", "OK", || {
+        b.graphql_as(&secret, RECORD, json!({}))
+    })
+    .await;
 }
