@@ -410,6 +410,9 @@ fn router(state: HttpState) -> Router {
             metrics::track_http,
         ))
         .with_state(state)
+        // Every request takes its connections in a scope of its own, so
+        // asking for a second one while holding one is refused, not a stall.
+        .layer(axum::middleware::from_fn(in_connection_scope))
         // A panic anywhere below answers 500 with a contract-shaped error
         // instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panic_response))
@@ -424,6 +427,13 @@ fn router(state: HttpState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn in_connection_scope(
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    crate::db::hold::scoped(next.run(request)).await
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {

@@ -101,11 +101,11 @@ pub async fn request_reset(app: &AppState, email: &str, meta: &RequestMeta) -> A
     throttle::per_client(app, AuthAction::PasswordReset, meta).await?;
     let email = normalize_email(email, "email")?;
     let app = app.clone();
-    app.tasks().clone().spawn(async move {
+    app.tasks().clone().spawn(crate::db::hold::scoped(async move {
         if let Err(e) = send_reset_link(&app, &email).await {
             tracing::error!(error = ?e, "could not queue a password reset email");
         }
-    });
+    }));
     Ok(true)
 }
 

@@ -109,9 +109,9 @@ pub fn accept(http: HttpState, peer: SocketAddr, headers: &HeaderMap, upgrade: W
     let meta = request_meta(&http.app, peer, headers);
     let tasks = http.app.tasks().clone();
     upgrade.on_upgrade(move |socket| {
-        tasks.track_future(async move {
+        tasks.track_future(crate::db::hold::scoped(async move {
             Connection::new(http, protocol, meta).run(socket).await;
-        })
+        }))
     })
 }
 
@@ -399,7 +399,10 @@ impl Connection {
             .execute_stream(request)
             .map(Some)
             .chain(futures_util::stream::once(async { None }));
-        self.operations.insert(id, Box::pin(stream));
+        // Operations are polled together by this connection's task: each
+        // takes connections in a scope of its own.
+        self.operations
+            .insert(id, Box::pin(crate::db::hold::ScopedStream::new(stream.boxed())));
         Flow::Continue
     }
 

@@ -126,7 +126,7 @@ fn record_use(app: &AppState, key_id: Uuid, now: DateTime<Utc>) {
         return;
     }
     let pool = app.jobs_pool().clone();
-    app.tasks().spawn(async move {
+    app.tasks().spawn(crate::db::hold::scoped(async move {
         let written = match pool.get().await {
             Ok(mut conn) => model::touch_last_used(&mut conn, key_id, now)
                 .await
@@ -136,7 +136,7 @@ fn record_use(app: &AppState, key_id: Uuid, now: DateTime<Utc>) {
         if let Err(e) = written {
             tracing::warn!(error = %e, key = %key_id, "could not record an API key's last use");
         }
-    });
+    }));
 }
 
 #[cfg(test)]
