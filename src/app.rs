@@ -47,8 +47,6 @@ use crate::{
 
 /// Name of the database the embedded PostgreSQL serves.
 const LOCAL_DATABASE: &str = "tollgate";
-/// Connections per instance; PostgreSQL's default max_connections is 100.
-const POOL_SIZE: usize = 16;
 /// Connections per instance for background jobs.
 const JOBS_POOL_SIZE: usize = 4;
 /// How long shutdown waits for websockets and jobs to finish.
@@ -285,7 +283,7 @@ async fn assemble(
         tracing::info!(migrations = ?applied, "applied migrations");
     }
     let queries = QueryCounter::default();
-    let pool = pool::build_pool(database_url.expose_secret(), POOL_SIZE, queries.clone())?;
+    let pool = pool::build_pool(database_url.expose_secret(), config.database_pool_size, queries.clone())?;
     let jobs_pool = pool::build_pool(database_url.expose_secret(), JOBS_POOL_SIZE, QueryCounter::default())?;
 
     let jwt_secret = match &config.jwt_secret {
