@@ -1,8 +1,8 @@
 //! Query limits and error codes for failures that happen before any
 //! resolver runs: parse errors, validation errors, and documents over the
-//! depth, complexity or alias limits.
+//! depth, cost or alias limits.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use futures_util::{StreamExt, stream::BoxStream};
 
@@ -14,14 +14,14 @@ use async_graphql::{
     parser::types::{ExecutableDocument, Selection, SelectionSet},
 };
 
-use crate::error::ErrorCode;
+use crate::{error::ErrorCode, graphql::cost::CostModel};
 
 /// Limits on what one document may ask for.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
     /// Maximum nesting of selections.
     pub max_depth: usize,
-    /// Maximum total field cost.
+    /// Maximum cost (see [`crate::graphql::cost`]).
     pub max_complexity: usize,
     /// Maximum aliased fields; aliases are how one request multiplies work.
     pub max_aliases: usize,
@@ -29,11 +29,18 @@ pub struct QueryLimits {
     pub introspection: bool,
 }
 
+/// Default [`QueryLimits::max_depth`].
+pub const DEFAULT_MAX_DEPTH: usize = 16;
+/// Default [`QueryLimits::max_complexity`]: an ADMIN's page of 100
+/// organizations with their members costs about 4,400, and the standard
+/// introspection query a few hundred.
+pub const DEFAULT_MAX_COMPLEXITY: usize = 20_000;
+
 impl Default for QueryLimits {
     fn default() -> Self {
         Self {
-            max_depth: 16,
-            max_complexity: 2000,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_complexity: DEFAULT_MAX_COMPLEXITY,
             max_aliases: 50,
             introspection: true,
         }
@@ -53,15 +60,63 @@ pub fn ensure_code(error: &mut ServerError, code: ErrorCode) {
 }
 
 /// The extension that enforces [`QueryLimits`] and labels early errors.
-pub struct Limits(pub QueryLimits);
+pub struct Limits {
+    limits: QueryLimits,
+    cost_model: Arc<CostModel>,
+}
 
-impl ExtensionFactory for Limits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension(self.0))
+impl Limits {
+    /// Enforces `limits`, pricing documents with `cost_model`.
+    pub fn new(limits: QueryLimits, cost_model: CostModel) -> Self {
+        Self {
+            limits,
+            cost_model: Arc::new(cost_model),
+        }
     }
 }
 
-struct LimitsExtension(QueryLimits);
+impl ExtensionFactory for Limits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(LimitsExtension {
+            limits: self.limits,
+            cost_model: self.cost_model.clone(),
+            document: OnceLock::new(),
+        })
+    }
+}
+
+/// One request's (or one subscription's) view of the limits.
+struct LimitsExtension {
+    limits: QueryLimits,
+    cost_model: Arc<CostModel>,
+    /// What parsing learnt, for validation and execution.
+    document: OnceLock<DocumentFacts>,
+}
+
+struct DocumentFacts {
+    cost: u64,
+}
+
+impl LimitsExtension {
+    fn refusal_over_limits(&self, result: &ValidationResult) -> Option<String> {
+        let limits = self.limits;
+        let cost = self.document.get().map_or(0, |facts| facts.cost);
+        if result.depth > limits.max_depth {
+            Some(format!(
+                "the query is nested {} deep; the limit is {}",
+                result.depth, limits.max_depth
+            ))
+        } else if cost > u64::try_from(limits.max_complexity).unwrap_or(u64::MAX) {
+            Some(format!(
+                "the query's cost is {cost}; the limit is {}. A list counts what each item selects times its \
+                 page size (`first`), or 10 without one: ask for smaller pages or fewer nested lists",
+                limits.max_complexity
+            ))
+        } else {
+            None
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl Extension for LimitsExtension {
@@ -103,7 +158,7 @@ impl Extension for LimitsExtension {
             error
         })?;
         let root_fields = root_field_names(&document);
-        if !self.0.introspection && root_fields.iter().any(|name| matches!(*name, "__schema" | "__type")) {
+        if !self.limits.introspection && root_fields.iter().any(|name| matches!(*name, "__schema" | "__type")) {
             let mut error = ServerError::new("introspection is disabled on this server", None);
             ensure_code(&mut error, ErrorCode::GraphqlValidationFailed);
             return Err(error);
@@ -114,17 +169,23 @@ impl Extension for LimitsExtension {
             return Err(error);
         }
         let aliases = count_aliases(&document);
-        if aliases > self.0.max_aliases {
+        if aliases > self.limits.max_aliases {
             let mut error = ServerError::new(
                 format!(
                     "the query uses {aliases} aliases; at most {} are allowed",
-                    self.0.max_aliases
+                    self.limits.max_aliases
                 ),
                 None,
             );
             ensure_code(&mut error, ErrorCode::QueryTooComplex);
             return Err(error);
         }
+        // Priced now, while the variables are at hand; refused after
+        // validation, so a document that is wrong hears that first.
+        let facts = DocumentFacts {
+            cost: self.cost_model.cost(&document, variables),
+        };
+        let _ = self.document.set(facts);
         Ok(document)
     }
 
@@ -139,29 +200,18 @@ impl Extension for LimitsExtension {
             }
             errors
         })?;
-        let limits = self.0;
-        let refusal = if result.depth > limits.max_depth {
-            Some(format!(
-                "the query is nested {} deep; the limit is {}",
-                result.depth, limits.max_depth
-            ))
-        } else if result.complexity > limits.max_complexity {
-            Some(format!(
-                "the query's complexity is {}; the limit is {}",
-                result.complexity, limits.max_complexity
-            ))
-        } else {
-            None
-        };
-        match refusal {
-            Some(message) => {
-                let mut error = ServerError::new(message, None);
-                ensure_code(&mut error, ErrorCode::QueryTooComplex);
-                Err(vec![error])
-            }
+        match self.refusal_over_limits(&result) {
+            Some(message) => Err(vec![too_complex(message)]),
             None => Ok(result),
         }
     }
+}
+
+/// A QUERY_TOO_COMPLEX error outside any field.
+fn too_complex(message: String) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    ensure_code(&mut error, ErrorCode::QueryTooComplex);
+    error
 }
 
 /// The code of an error async-graphql raised itself (ours always carry
