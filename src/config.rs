@@ -123,6 +123,10 @@ pub struct Config {
     pub graphql_max_depth: usize,
     /// Maximum GraphQL query cost.
     pub graphql_max_complexity: usize,
+    /// SQL statements one query or subscription event may run.
+    pub graphql_max_statements: u64,
+    /// Bytes one query answer or subscription event may take.
+    pub graphql_max_response_bytes: usize,
     /// Proxies whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Serve `/playground`.
@@ -294,6 +298,12 @@ impl Config {
             graphql_max_complexity: vars
                 .positive("GRAPHQL_MAX_COMPLEXITY")?
                 .unwrap_or(limits::DEFAULT_MAX_COMPLEXITY),
+            graphql_max_statements: vars
+                .positive("GRAPHQL_MAX_STATEMENTS")?
+                .unwrap_or(limits::DEFAULT_MAX_STATEMENTS),
+            graphql_max_response_bytes: vars
+                .positive("GRAPHQL_MAX_RESPONSE_BYTES")?
+                .unwrap_or(limits::DEFAULT_MAX_RESPONSE_BYTES),
             trusted_proxies: parse_networks("TRUSTED_PROXIES", vars.get("TRUSTED_PROXIES"))?,
             playground: vars.bool("PLAYGROUND")?.unwrap_or(!production),
             introspection: vars.bool("INTROSPECTION")?.unwrap_or(!production),

@@ -1,22 +1,28 @@
 //! Query limits and error codes for failures that happen before any
 //! resolver runs: parse errors, validation errors, and documents over the
-//! depth, cost or alias limits.
+//! depth, cost or alias limits; and the caps on what one query (or one
+//! subscription event) may do while it runs: SQL statements and the size
+//! of its answer.
 
-use std::sync::{Arc, OnceLock};
+use std::{
+    io,
+    sync::{Arc, OnceLock},
+};
 
 use futures_util::{StreamExt, stream::BoxStream};
 
 use async_graphql::{
-    Response, ServerError, ServerResult, ValidationResult, Variables,
+    Name, Response, ServerError, ServerResult, ValidationResult, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe, NextValidation,
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest, NextSubscribe,
+        NextValidation,
     },
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
 };
 
-use crate::{error::ErrorCode, graphql::cost::CostModel};
+use crate::{db::pool::OperationStatements, error::ErrorCode, graphql::cost::CostModel};
 
-/// Limits on what one document may ask for.
+/// Limits on what one document may ask for, and on what one query may do.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
     /// Maximum nesting of selections.
@@ -27,6 +33,12 @@ pub struct QueryLimits {
     pub max_aliases: usize,
     /// Whether `__schema` / `__type` may be queried.
     pub introspection: bool,
+    /// SQL statements one query or subscription event may run. The cost
+    /// bounds the objects asked for, not the statements behind them: a
+    /// field read per parent (not batched) runs once per parent.
+    pub max_statements: u64,
+    /// Bytes of JSON one query answer or subscription event may take.
+    pub max_response_bytes: usize,
 }
 
 /// Default [`QueryLimits::max_depth`].
@@ -35,6 +47,11 @@ pub const DEFAULT_MAX_DEPTH: usize = 16;
 /// organizations with their members costs about 4,400, and the standard
 /// introspection query a few hundred.
 pub const DEFAULT_MAX_COMPLEXITY: usize = 20_000;
+/// Default [`QueryLimits::max_statements`].
+pub const DEFAULT_MAX_STATEMENTS: u64 = 500;
+/// Default [`QueryLimits::max_response_bytes`]: 4 MiB, many times the
+/// standard introspection answer.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Default for QueryLimits {
     fn default() -> Self {
@@ -43,6 +60,8 @@ impl Default for QueryLimits {
             max_complexity: DEFAULT_MAX_COMPLEXITY,
             max_aliases: 50,
             introspection: true,
+            max_statements: DEFAULT_MAX_STATEMENTS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -95,9 +114,23 @@ struct LimitsExtension {
 
 struct DocumentFacts {
     cost: u64,
+    operations: Vec<(Option<Name>, OperationType)>,
 }
 
 impl LimitsExtension {
+    /// Whether the operation that runs is a mutation: its answer is always
+    /// delivered, since what it changed is done. Unknown counts as one.
+    fn runs_mutation(&self, operation_name: Option<&str>) -> bool {
+        let Some(facts) = self.document.get() else {
+            return true;
+        };
+        facts
+            .operations
+            .iter()
+            .find(|(name, _)| operation_name.is_none_or(|wanted| name.as_deref() == Some(wanted)))
+            .is_none_or(|(_, ty)| *ty == OperationType::Mutation)
+    }
+
     fn refusal_over_limits(&self, result: &ValidationResult) -> Option<String> {
         let limits = self.limits;
         let cost = self.document.get().map_or(0, |facts| facts.cost);
@@ -184,6 +217,11 @@ impl Extension for LimitsExtension {
         // validation, so a document that is wrong hears that first.
         let facts = DocumentFacts {
             cost: self.cost_model.cost(&document, variables),
+            operations: document
+                .operations
+                .iter()
+                .map(|(name, operation)| (name.cloned(), operation.node.ty))
+                .collect(),
         };
         let _ = self.document.set(facts);
         Ok(document)
@@ -205,6 +243,44 @@ impl Extension for LimitsExtension {
             None => Ok(result),
         }
     }
+
+    /// Runs a query, or builds one subscription event, within the statement
+    /// and size caps. A mutation runs uncapped: refusing its answer would
+    /// hide what it did.
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        if self.runs_mutation(operation_name) {
+            return next.run(ctx, operation_name).await;
+        }
+        let statements = OperationStatements::new(self.limits.max_statements);
+        // Dropping the execution stops it at its next await: no statement
+        // after the one over the cap starts in this task.
+        let response = tokio::select! {
+            biased;
+            () = statements.over_limit() => None,
+            response = statements.scope(next.run(ctx, operation_name)) => Some(response),
+        };
+        let response = match response {
+            Some(response) if !statements.exceeded() => response,
+            _ => {
+                return Response::from_errors(vec![too_complex(format!(
+                    "the query needs more than {} database statements; ask for fewer lists or smaller pages at once",
+                    self.limits.max_statements
+                ))]);
+            }
+        };
+        if !fits_in(&response, self.limits.max_response_bytes) {
+            return Response::from_errors(vec![too_complex(format!(
+                "the answer would be larger than {} bytes; ask for fewer fields or smaller pages at once",
+                self.limits.max_response_bytes
+            ))]);
+        }
+        response
+    }
 }
 
 /// A QUERY_TOO_COMPLEX error outside any field.
@@ -212,6 +288,26 @@ fn too_complex(message: String) -> ServerError {
     let mut error = ServerError::new(message, None);
     ensure_code(&mut error, ErrorCode::QueryTooComplex);
     error
+}
+
+/// Whether the response's JSON takes at most `max` bytes; stops writing as
+/// soon as it does not.
+fn fits_in(response: &Response, max: usize) -> bool {
+    struct Budget(usize);
+    impl io::Write for Budget {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(buf.len())
+                .ok_or_else(|| io::Error::other("over the size cap"))?;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Budget(max), response).is_ok()
 }
 
 /// The code of an error async-graphql raised itself (ours always carry

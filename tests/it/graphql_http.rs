@@ -7,7 +7,7 @@ use crate::harness::{GqlResponse, TestApp, TestAppOptions};
 
 /// The introspection query GraphiQL sends (graphql-js `getIntrospectionQuery`
 /// with every option on).
-const INTROSPECTION_QUERY: &str = r#"
+pub(crate) const INTROSPECTION_QUERY: &str = r#"
 query IntrospectionQuery {
   __schema {
     description

@@ -1,16 +1,22 @@
-//! Hostile queries: cost that counts list sizes; and that what the
-//! project itself shows people (README, playground, example client) stays
-//! within it.
+//! Hostile queries: cost that counts list sizes, and caps on the SQL
+//! statements and answer size of one query or subscription event, over
+//! HTTP and websockets; and that what the project itself shows people
+//! (README, playground, example client) stays within them.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use tollgate::graphql::{cost_model, limits::DEFAULT_MAX_COMPLEXITY};
+use tollgate::graphql::{
+    cost_model,
+    limits::{DEFAULT_MAX_COMPLEXITY, DEFAULT_MAX_RESPONSE_BYTES},
+};
 
 use crate::{
+    graphql_http::INTROSPECTION_QUERY,
     harness::{
-        TestApp,
+        TestApp, TestAppOptions,
         people::{SignedIn, register},
+        ws::{connect_as, receive, receive_within, send},
     },
     usage::{admin_token, set_free_plan},
 };
@@ -92,6 +98,150 @@ async fn an_admins_page_of_organizations_with_their_members_passes() {
     let edges = response.data()["organizations"]["edges"].as_array().unwrap().clone();
     assert_eq!(edges.len(), 3, "{}", response.body);
     assert_eq!(edges[0]["node"]["members"][0]["role"], "OWNER");
+}
+
+#[tokio::test]
+async fn the_introspection_answer_fits_four_times_in_the_default_size_cap_but_not_unboundedly() {
+    let app = TestApp::spawn().await;
+    let document = async_graphql::parser::parse_query(INTROSPECTION_QUERY).unwrap();
+    let cost = cost_model().cost(&document, &Default::default());
+    let response = app.graphql(INTROSPECTION_QUERY, json!({})).await;
+    assert!(response.body["errors"].is_null(), "{}", response.body);
+    let size = response.body.to_string().len();
+    println!("introspection: cost {cost}, answer {size} bytes");
+    assert!(4 * size <= DEFAULT_MAX_RESPONSE_BYTES, "{size} bytes");
+
+    // Introspection is cheap to price but not small: enough copies of it
+    // under aliases fit the cost limit and not the size cap.
+    let copies = DEFAULT_MAX_RESPONSE_BYTES / size + 1;
+    let (operation, fragments) = INTROSPECTION_QUERY.split_once("fragment").unwrap();
+    let selection = operation
+        .trim()
+        .trim_start_matches("query IntrospectionQuery")
+        .trim()
+        .trim_start_matches('{')
+        .trim_end_matches('}');
+    let aliased: String = (0..copies).map(|i| format!("copy{i}: {selection}\n")).collect();
+    let query = format!("{{ {aliased} }}\nfragment{fragments}");
+    let aliased_cost = cost_model().cost(
+        &async_graphql::parser::parse_query(&query).unwrap(),
+        &Default::default(),
+    );
+    assert!(aliased_cost <= DEFAULT_MAX_COMPLEXITY as u64, "{aliased_cost}");
+    let refused = app.graphql(&query, json!({})).await;
+    assert_eq!(refused.error_code(), Some("QUERY_TOO_COMPLEX"), "{copies} copies");
+    assert!(refused.body["data"].is_null());
+}
+
+/// `organization(id: $org) { a0: usageEvents(first: 1) { nodes { id } } ... }`:
+/// one statement per alias (events are read per organization).
+fn many_reads(aliases: usize) -> String {
+    (0..aliases)
+        .map(|i| format!("a{i}: usageEvents(first: 1) {{ nodes {{ id }} }} "))
+        .collect()
+}
+
+/// An app whose queries may run at most 10 statements.
+async fn app_with_statement_cap() -> TestApp {
+    TestApp::spawn_with(TestAppOptions {
+        vars: vec![("GRAPHQL_MAX_STATEMENTS".into(), "10".into())],
+        ..Default::default()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_query_over_the_statement_cap_is_refused_but_a_mutations_answer_is_delivered() {
+    let app = app_with_statement_cap().await;
+    let person = register(&app, "reader@example.com").await;
+    let org = own_organization(&app, &person).await;
+
+    let few = format!("query ($org: ID!) {{ organization(id: $org) {{ {} }} }}", many_reads(3));
+    let answered = app.graphql_as(&person.access, &few, json!({ "org": org })).await;
+    assert_eq!(
+        answered.data()["organization"]["a2"]["nodes"],
+        json!([]),
+        "{}",
+        answered.body
+    );
+
+    let many = format!(
+        "query ($org: ID!) {{ organization(id: $org) {{ {} }} }}",
+        many_reads(20)
+    );
+    let refused = app.graphql_as(&person.access, &many, json!({ "org": org })).await;
+    assert_eq!(refused.error_code(), Some("QUERY_TOO_COMPLEX"), "{}", refused.body);
+    assert!(refused.body["data"].is_null());
+
+    // The same reads after a change: the change is made, so its answer comes.
+    let mutation = format!(
+        "mutation ($org: ID!) {{ updateOrganization(id: $org, input: {{ name: \"Renamed\" }}) {{ name {} }} }}",
+        many_reads(20)
+    );
+    let changed = app.graphql_as(&person.access, &mutation, json!({ "org": org })).await;
+    assert!(changed.body["errors"].is_null(), "{}", changed.body);
+    assert_eq!(changed.data()["updateOrganization"]["name"], "Renamed");
+    assert_eq!(changed.data()["updateOrganization"]["a19"]["nodes"], json!([]));
+}
+
+#[tokio::test]
+async fn websocket_queries_and_each_subscription_event_are_capped_too() {
+    let app = app_with_statement_cap().await;
+    let person = register(&app, "watcher@example.com").await;
+    let org = own_organization(&app, &person).await;
+    let mut socket = connect_as(&app, "graphql-transport-ws", &person.access).await;
+
+    let many = format!(
+        "query ($org: ID!) {{ organization(id: $org) {{ {} }} }}",
+        many_reads(20)
+    );
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "q", "payload": { "query": many, "variables": { "org": org } } }),
+    )
+    .await;
+    let message = receive(&mut socket).await;
+    assert_eq!(message["type"], "error", "{message}");
+    assert_eq!(message["payload"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX");
+
+    // Each event re-reads its selection: one that would run 20 statements
+    // is refused (and a light one on the same socket still flows).
+    let heavy = format!(
+        "subscription ($org: ID!) {{ usageUpdated(organizationId: $org) {{ event {{ organization {{ {} }} }} }} }}",
+        many_reads(20)
+    );
+    let light = "subscription ($org: ID!) { usageUpdated(organizationId: $org) { event { totalTokens } } }";
+    for (id, query) in [("heavy", heavy.as_str()), ("light", light)] {
+        send(
+            &mut socket,
+            json!({ "type": "subscribe", "id": id, "payload": { "query": query, "variables": { "org": org } } }),
+        )
+        .await;
+    }
+    let record = "mutation ($input: RecordUsageInput!) { recordUsage(input: $input) { duplicate } }";
+    let input =
+        json!({ "input": { "organizationId": org, "model": "gpt-4o", "promptTokens": 5, "completionTokens": 1 } });
+    let (mut heavy_seen, mut light_seen) = (None, None);
+    for _ in 0..40 {
+        let recorded = app.graphql_as(&person.access, record, input.clone()).await;
+        assert_eq!(recorded.data()["recordUsage"]["duplicate"], false);
+        while let Some(message) = receive_within(&mut socket, std::time::Duration::from_millis(250)).await {
+            match message["id"].as_str() {
+                Some("heavy") if heavy_seen.is_none() => heavy_seen = Some(message),
+                Some("light") if light_seen.is_none() => light_seen = Some(message),
+                _ => {}
+            }
+        }
+        if heavy_seen.is_some() && light_seen.is_some() {
+            break;
+        }
+    }
+    let heavy = heavy_seen.expect("the heavy subscription heard of the event");
+    assert_eq!(heavy["type"], "error", "{heavy}");
+    assert_eq!(heavy["payload"][0]["extensions"]["code"], "QUERY_TOO_COMPLEX");
+    let light = light_seen.expect("the light subscription heard of the event");
+    assert_eq!(light["type"], "next", "{light}");
+    assert_eq!(light["payload"]["data"]["usageUpdated"]["event"]["totalTokens"], 6);
 }
 
 #[tokio::test]
