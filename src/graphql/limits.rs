@@ -66,9 +66,18 @@ impl Default for QueryLimits {
     }
 }
 
-/// Fields that check a password: one per request, so aliases cannot
-/// multiply guesses.
-const PASSWORD_FIELDS: &[&str] = &["login", "register", "changePassword", "deleteAccount", "resetPassword"];
+/// Fields that check a guessable secret, by kind: at most one of each kind
+/// per request, so aliases cannot multiply guesses past the rate limits.
+const ONE_PER_REQUEST: &[(&[&str], &str)] = &[
+    (
+        &["login", "register", "changePassword", "deleteAccount", "resetPassword"],
+        "a request may check at most one password",
+    ),
+    (
+        &["deviceLogin", "approveDeviceLogin", "denyDeviceLogin"],
+        "a request may use at most one device user code",
+    ),
+];
 
 /// Sets `extensions.code` when an error has none.
 pub fn ensure_code(error: &mut ServerError, code: ErrorCode) {
@@ -196,10 +205,12 @@ impl Extension for LimitsExtension {
             ensure_code(&mut error, ErrorCode::GraphqlValidationFailed);
             return Err(error);
         }
-        if root_fields.iter().filter(|name| PASSWORD_FIELDS.contains(name)).count() > 1 {
-            let mut error = ServerError::new("a request may check at most one password", None);
-            ensure_code(&mut error, ErrorCode::BadUserInput);
-            return Err(error);
+        for (fields, message) in ONE_PER_REQUEST {
+            if root_fields.iter().filter(|name| fields.contains(name)).count() > 1 {
+                let mut error = ServerError::new(*message, None);
+                ensure_code(&mut error, ErrorCode::BadUserInput);
+                return Err(error);
+            }
         }
         let aliases = count_aliases(&document);
         if aliases > self.limits.max_aliases {
@@ -350,7 +361,7 @@ fn label_validation_error(error: &mut ServerError) {
 
 /// The names of the fields every operation selects at its root (through
 /// inline fragments and fragment spreads), aliased or not: what the
-/// introspection switch and the one-password-per-request rule look at.
+/// introspection switch and the one-guess-per-request rules look at.
 pub fn root_field_names(document: &ExecutableDocument) -> Vec<&str> {
     fn collect<'d>(set: &'d SelectionSet, document: &'d ExecutableDocument, depth: usize, names: &mut Vec<&'d str>) {
         // Fragment cycles are refused in validation, which runs later.
