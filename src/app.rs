@@ -318,6 +318,8 @@ async fn assemble(
     let schema = graphql::build_schema(QueryLimits {
         max_depth: config.graphql_max_depth,
         max_complexity: config.graphql_max_complexity,
+        max_statements: config.graphql_max_statements,
+        max_response_bytes: config.graphql_max_response_bytes,
         introspection: config.introspection,
         ..QueryLimits::default()
     });

@@ -20,7 +20,7 @@ use crate::{
         model::{self as plans, PlanRow},
         subscription::{self, SubscriptionRow},
     },
-    db::DbPool,
+    db::{DbPool, pool::spawn_in_operation},
     error::AppError,
     keys::model::{self as api_keys, ApiKeyRow},
     orgs::{
@@ -206,39 +206,51 @@ impl Loaders {
     }
 
     /// Fresh loaders over `pool`; `now` is the request's time (what
-    /// "pending" and "expired" are measured against).
+    /// "pending" and "expired" are measured against). Their batches count
+    /// against the statement cap of the operation that asked for them.
     pub fn new(pool: &DbPool, now: DateTime<Utc>) -> Self {
         let pool = pool.clone();
         Self {
-            users: DataLoader::with_cache(UserLoader { pool: pool.clone() }, tokio::spawn, HashMapCache::default()),
-            organizations: DataLoader::new(OrganizationLoader { pool: pool.clone() }, tokio::spawn),
+            users: DataLoader::with_cache(
+                UserLoader { pool: pool.clone() },
+                spawn_in_operation,
+                HashMapCache::default(),
+            ),
+            organizations: DataLoader::new(OrganizationLoader { pool: pool.clone() }, spawn_in_operation),
             memberships_by_organization: DataLoader::new(
                 MembershipsByOrganizationLoader { pool: pool.clone() },
-                tokio::spawn,
+                spawn_in_operation,
             ),
             memberships_by_user: DataLoader::with_cache(
                 MembershipsByUserLoader { pool: pool.clone() },
-                tokio::spawn,
+                spawn_in_operation,
                 HashMapCache::default(),
             ),
-            plans: DataLoader::with_cache(PlanLoader { pool: pool.clone() }, tokio::spawn, HashMapCache::default()),
-            subscriptions: DataLoader::new(SubscriptionLoader { pool: pool.clone() }, tokio::spawn),
-            api_keys_by_organization: DataLoader::new(ApiKeysByOrganizationLoader { pool: pool.clone() }, tokio::spawn),
+            plans: DataLoader::with_cache(
+                PlanLoader { pool: pool.clone() },
+                spawn_in_operation,
+                HashMapCache::default(),
+            ),
+            subscriptions: DataLoader::new(SubscriptionLoader { pool: pool.clone() }, spawn_in_operation),
+            api_keys_by_organization: DataLoader::new(
+                ApiKeysByOrganizationLoader { pool: pool.clone() },
+                spawn_in_operation,
+            ),
             pending_invitations: DataLoader::new(
                 PendingInvitationsLoader {
                     pool: pool.clone(),
                     now,
                 },
-                tokio::spawn,
+                spawn_in_operation,
             ),
             usage_tokens: DataLoader::new(
                 crate::usage::counters::TokensUsedLoader {
                     pool: pool.clone(),
                     now,
                 },
-                tokio::spawn,
+                spawn_in_operation,
             ),
-            quotas: DataLoader::new(crate::usage::quota::QuotaLoader { pool, now }, tokio::spawn),
+            quotas: DataLoader::new(crate::usage::quota::QuotaLoader { pool, now }, spawn_in_operation),
         }
     }
 }

@@ -24,6 +24,7 @@ mod metrics;
 mod organizations;
 mod playground;
 mod profile;
+mod query_limits;
 mod quota;
 mod rate_limit;
 mod recovery;
