@@ -3,6 +3,7 @@
 //! wrap its executor.
 
 pub mod context;
+pub mod field_errors;
 pub mod http;
 pub mod limits;
 pub mod loaders;
@@ -62,6 +63,9 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
         // First, so it sees the codes the extensions after it set.
         .extension(crate::platform::metrics::GraphqlMetrics)
         .extension(limits::Limits(limits))
+        // Outside every extension that may fail a field, so that it sees
+        // their errors too.
+        .extension(field_errors::FieldErrors)
         .extension(crate::keys::gate::KeyGate)
         .extension(loaders::FreshLoaders)
         // The parser's own guard against stack exhaustion; the configurable

@@ -15,6 +15,7 @@ mod contract;
 mod device;
 mod events;
 mod example_client;
+mod field_errors;
 mod graphql_http;
 mod invitations;
 mod live_usage;
