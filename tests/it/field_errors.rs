@@ -28,9 +28,10 @@ use crate::{
 };
 
 /// Who reads, and what the access rules make of them.
-struct Reader {
+pub struct Reader {
     name: &'static str,
-    token: String,
+    /// Their access token or key secret.
+    pub token: String,
     access: Access,
 }
 
@@ -86,14 +87,18 @@ impl Case<'_> {
     }
 }
 
-struct World {
-    app: TestApp,
+/// An organization "P Org" with its OWNER, and readers who may not read
+/// everything: a MEMBER (`readers[0]`) and a USAGE_WRITE key
+/// (`readers[1]`).
+pub struct World {
+    pub app: TestApp,
     owner: SignedIn,
-    organization: String,
-    readers: Vec<Reader>,
+    /// The organization's id.
+    pub organization: String,
+    pub readers: Vec<Reader>,
 }
 
-async fn world() -> World {
+pub async fn world() -> World {
     let app = TestApp::spawn().await;
     let owner = register(&app, "owner@example.com").await;
     let member = register(&app, "member@example.com").await;
@@ -310,4 +315,24 @@ async fn a_member_reading_the_audit_log_keeps_the_organization() {
         json!({ "organization": { "name": "P Org", "auditLog": null } })
     );
     assert_eq!(named.error_code(), Some("FORBIDDEN"));
+}
+
+#[tokio::test]
+async fn a_null_that_reaches_data_from_deeper_down_is_an_answer_not_a_refusal() {
+    // A key without ORG_READ asking for the members of its organization:
+    // members, organization and apiKeyInfo are all non-null, so data is
+    // null; the operation still ran, so websockets send `next`.
+    let world = world().await;
+    let key = &world.readers[1].token;
+    let query = "{ apiKeyInfo { organization { id members { role } } } }";
+    let http = world.app.graphql_as(key, query, json!({})).await;
+    assert_eq!(http.status, reqwest::StatusCode::OK);
+    assert_eq!(http.body["data"], Value::Null, "{}", http.body);
+    assert_eq!(
+        http.body["errors"][0]["path"],
+        json!(["apiKeyInfo", "organization", "members"])
+    );
+    let ws = over_websocket(&world.app, key, query, &json!({})).await;
+    assert_eq!(ws["data"], Value::Null, "{ws}");
+    assert_eq!(ws["errors"][0]["extensions"]["code"], "FORBIDDEN", "{ws}");
 }
