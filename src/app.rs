@@ -430,7 +430,15 @@ fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        // The preflight-forcing headers a multipart request must carry
+        // (graphql::media::PREFLIGHT_HEADERS) among them.
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("apollo-require-preflight"),
+            HeaderName::from_static("x-tollgate-csrf"),
+        ])
         .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(std::time::Duration::from_secs(600))
 }

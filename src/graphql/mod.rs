@@ -7,6 +7,7 @@ pub mod field_errors;
 pub mod http;
 pub mod limits;
 pub mod loaders;
+pub mod media;
 pub mod pagination;
 pub mod scalars;
 pub mod websocket;
