@@ -10,6 +10,7 @@ mod audit;
 mod billing;
 mod browser;
 mod catalog;
+mod clients;
 mod cli;
 mod contract;
 mod device;
