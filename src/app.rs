@@ -32,7 +32,7 @@ use crate::{
         migrations, pool,
     },
     error::AppResult,
-    graphql::{self, AppSchema, QueryLimits},
+    graphql::{self, AppSchema, QueryLimits, persisted::PersistedQueries},
     keys::cache::KeyCache,
     platform::{
         clock::{SharedClock, SystemClock},
@@ -192,6 +192,8 @@ pub struct HttpState {
     pub app: AppState,
     /// The executable schema.
     pub schema: AppSchema,
+    /// Documents registered by automatic persisted queries.
+    pub persisted: PersistedQueries,
 }
 
 /// A built application, ready to serve.
@@ -348,9 +350,11 @@ async fn assemble(
     crate::billing::lapses::spawn_job(&state);
     let passwords = state.passwords().clone();
     state.tasks().spawn(async move { passwords.prime().await });
+    let persisted = PersistedQueries::new(state.redis().cloned(), state.config().redis_key_prefix.clone());
     let router = router(HttpState {
         app: state.clone(),
         schema,
+        persisted,
     });
     Ok((state, router))
 }

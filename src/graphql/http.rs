@@ -260,14 +260,18 @@ async fn execute(
     peer: SocketAddr,
     headers: &HeaderMap,
     media: ResponseMedia,
-    request: GqlRequest,
+    mut request: GqlRequest,
     method: Method,
 ) -> Response {
+    let persisted = match http.persisted.apply(&mut request).await {
+        Ok(persisted) => persisted,
+        Err(e) => return answer(media, GqlResponse::from_errors(vec![server_error(e)])),
+    };
     if request.query.is_empty() {
         return refusal(
             StatusCode::BAD_REQUEST,
             ErrorCode::GraphqlParseFailed,
-            "the request has no query",
+            "the request has no query (nor a known extensions.persistedQuery)",
         );
     }
     if method == Method::Get && is_mutation(&request) {
@@ -293,10 +297,19 @@ async fn execute(
         Ok(principal) => principal,
         Err(e) => return answer(media, GqlResponse::from_errors(vec![server_error(e)])),
     };
+    let document = persisted
+        .as_ref()
+        .filter(|persisted| persisted.register)
+        .map(|_| request.query.clone());
     let response = http
         .schema
         .execute(with_request_data(app, request, principal, meta))
         .await;
+    if let (Some(persisted), Some(document)) = (&persisted, document)
+        && !is_request_error(&response)
+    {
+        http.persisted.register(persisted, &document).await;
+    }
     answer(media, response)
 }
 
@@ -324,7 +337,8 @@ struct WireResponse<'r> {
 /// Writes a GraphQL response in the negotiated media type. With
 /// `application/json` every answer is 200. With
 /// `application/graphql-response+json` a request error gets a 4xx or 5xx
-/// status by its code.
+/// status by its code, except PERSISTED_QUERY_NOT_FOUND, which clients
+/// expect with 200.
 fn answer(media: ResponseMedia, response: GqlResponse) -> Response {
     let request_error = is_request_error(&response);
     let code = response.errors.first().and_then(error_code);
@@ -357,6 +371,7 @@ fn error_code(error: &ServerError) -> Option<String> {
 /// `application/graphql-response+json`.
 fn request_error_status(code: Option<&str>) -> StatusCode {
     match code {
+        Some("PERSISTED_QUERY_NOT_FOUND") => StatusCode::OK,
         Some("UNAUTHENTICATED") => StatusCode::UNAUTHORIZED,
         Some("SERVICE_UNAVAILABLE") => StatusCode::SERVICE_UNAVAILABLE,
         Some("INTERNAL") => StatusCode::INTERNAL_SERVER_ERROR,

@@ -9,6 +9,7 @@ pub mod limits;
 pub mod loaders;
 pub mod media;
 pub mod pagination;
+pub mod persisted;
 pub mod scalars;
 pub mod websocket;
 
