@@ -32,7 +32,7 @@ use crate::{
         migrations, pool,
     },
     error::AppResult,
-    graphql::{self, AppSchema, QueryLimits},
+    graphql::{self, AppSchema, QueryLimits, persisted::PersistedQueries},
     keys::cache::KeyCache,
     platform::{
         clock::{SharedClock, SystemClock},
@@ -192,6 +192,8 @@ pub struct HttpState {
     pub app: AppState,
     /// The executable schema.
     pub schema: AppSchema,
+    /// Documents registered by automatic persisted queries.
+    pub persisted: PersistedQueries,
 }
 
 /// A built application, ready to serve.
@@ -350,9 +352,11 @@ async fn assemble(
     crate::billing::lapses::spawn_job(&state);
     let passwords = state.passwords().clone();
     state.tasks().spawn(async move { passwords.prime().await });
+    let persisted = PersistedQueries::new(state.redis().cloned(), state.config().redis_key_prefix.clone());
     let router = router(HttpState {
         app: state.clone(),
         schema,
+        persisted,
     });
     Ok((state, router))
 }
@@ -432,7 +436,15 @@ fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        // The preflight-forcing headers a multipart request must carry
+        // (graphql::media::PREFLIGHT_HEADERS) among them.
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("apollo-require-preflight"),
+            HeaderName::from_static("x-tollgate-csrf"),
+        ])
         .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -4,10 +4,13 @@
 
 pub mod context;
 pub mod cost;
+pub mod field_errors;
 pub mod http;
 pub mod limits;
 pub mod loaders;
+pub mod media;
 pub mod pagination;
+pub mod persisted;
 pub mod scalars;
 pub mod websocket;
 
@@ -63,6 +66,9 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
         // First, so it sees the codes the extensions after it set.
         .extension(crate::platform::metrics::GraphqlMetrics)
         .extension(limits::Limits::new(limits, cost_model()))
+        // Outside every extension that may fail a field, so that it sees
+        // their errors too.
+        .extension(field_errors::FieldErrors)
         .extension(crate::keys::gate::KeyGate)
         .extension(loaders::FreshLoaders)
         // The parser's own guard against stack exhaustion; the configurable
