@@ -4,7 +4,8 @@
 #   scripts/install-deps.sh             PostgreSQL server binaries and redis-server:
 #                                       what `cargo run` and `cargo test` need
 #   scripts/install-deps.sh --browser   also Debian's Chromium, for the playground's browser test
-#   scripts/install-deps.sh --examples  also Node.js and npm, and the npm packages of examples/
+#   scripts/install-deps.sh --examples  also Node.js and npm, the npm packages of examples/, and
+#                                       those of tests/node (the client libraries the tests run)
 # `.ci/run` asks for all of it; the tests run it themselves when they miss something.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,8 +46,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# The example client's packages, exactly as locked, when they are not there yet.
-if $examples && [ ! -d examples/node_modules ]; then
-  echo "install-deps: installing the npm packages of examples/" >&2
-  (cd examples && npm ci --no-audit --no-fund)
-fi
+# The example client's packages and the test clients', exactly as locked,
+# when they are not there yet.
+for dir in examples tests/node; do
+  if $examples && [ ! -d "$dir/node_modules" ]; then
+    echo "install-deps: installing the npm packages of $dir/" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund)
+  fi
+done

@@ -32,7 +32,7 @@ use crate::{
         migrations, pool,
     },
     error::AppResult,
-    graphql::{self, AppSchema, QueryLimits},
+    graphql::{self, AppSchema, QueryLimits, persisted::PersistedQueries},
     keys::cache::KeyCache,
     platform::{
         announcements::Announcements,
@@ -197,6 +197,8 @@ pub struct HttpState {
     pub app: AppState,
     /// The executable schema.
     pub schema: AppSchema,
+    /// Documents registered by automatic persisted queries.
+    pub persisted: PersistedQueries,
 }
 
 /// A built application, ready to serve.
@@ -327,6 +329,8 @@ async fn assemble(
     let schema = graphql::build_schema(QueryLimits {
         max_depth: config.graphql_max_depth,
         max_complexity: config.graphql_max_complexity,
+        max_statements: config.graphql_max_statements,
+        max_response_bytes: config.graphql_max_response_bytes,
         introspection: config.introspection,
         ..QueryLimits::default()
     });
@@ -358,9 +362,11 @@ async fn assemble(
     crate::billing::lapses::spawn_job(&state);
     let passwords = state.passwords().clone();
     state.tasks().spawn(async move { passwords.prime().await });
+    let persisted = PersistedQueries::new(state.redis().cloned(), state.config().redis_key_prefix.clone());
     let router = router(HttpState {
         app: state.clone(),
         schema,
+        persisted,
     });
     Ok((state, router))
 }
@@ -450,7 +456,15 @@ fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(allow_origin)
         .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        // The preflight-forcing headers a multipart request must carry
+        // (graphql::media::PREFLIGHT_HEADERS) among them.
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            HeaderName::from_static("apollo-require-preflight"),
+            HeaderName::from_static("x-tollgate-csrf"),
+        ])
         .expose_headers([HeaderName::from_static("x-request-id")])
         .max_age(std::time::Duration::from_secs(600))
 }

@@ -17,6 +17,8 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
+use crate::graphql::limits;
+
 /// A configuration value that could not be used; names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {variable}: {message}")]
@@ -121,8 +123,12 @@ pub struct Config {
     pub lockout_window: Duration,
     /// Maximum GraphQL query depth.
     pub graphql_max_depth: usize,
-    /// Maximum GraphQL query complexity.
+    /// Maximum GraphQL query cost.
     pub graphql_max_complexity: usize,
+    /// SQL statements one query or subscription event may run.
+    pub graphql_max_statements: u64,
+    /// Bytes one query answer or subscription event may take.
+    pub graphql_max_response_bytes: usize,
     /// Proxies whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<IpNet>,
     /// Serve `/playground`.
@@ -291,8 +297,16 @@ impl Config {
             auth_rate_limit_per_minute: vars.positive("AUTH_RATE_LIMIT_PER_MINUTE")?.unwrap_or(30),
             lockout_threshold: vars.positive("LOCKOUT_THRESHOLD")?.unwrap_or(5),
             lockout_window: Duration::from_secs(vars.positive("LOCKOUT_SECS")?.unwrap_or(900)),
-            graphql_max_depth: vars.positive("GRAPHQL_MAX_DEPTH")?.unwrap_or(16),
-            graphql_max_complexity: vars.positive("GRAPHQL_MAX_COMPLEXITY")?.unwrap_or(2000),
+            graphql_max_depth: vars.positive("GRAPHQL_MAX_DEPTH")?.unwrap_or(limits::DEFAULT_MAX_DEPTH),
+            graphql_max_complexity: vars
+                .positive("GRAPHQL_MAX_COMPLEXITY")?
+                .unwrap_or(limits::DEFAULT_MAX_COMPLEXITY),
+            graphql_max_statements: vars
+                .positive("GRAPHQL_MAX_STATEMENTS")?
+                .unwrap_or(limits::DEFAULT_MAX_STATEMENTS),
+            graphql_max_response_bytes: vars
+                .positive("GRAPHQL_MAX_RESPONSE_BYTES")?
+                .unwrap_or(limits::DEFAULT_MAX_RESPONSE_BYTES),
             trusted_proxies: parse_networks("TRUSTED_PROXIES", vars.get("TRUSTED_PROXIES"))?,
             playground: vars.bool("PLAYGROUND")?.unwrap_or(!production),
             introspection: vars.bool("INTROSPECTION")?.unwrap_or(!production),
@@ -493,6 +507,7 @@ mod tests {
         assert_eq!(c.device_verification_url.as_str(), "http://127.0.0.1:8000/device");
         assert_eq!(c.cors_origins, CorsOrigins::Any);
         assert_eq!(c.graphql_max_depth, 16);
+        assert_eq!(c.graphql_max_complexity, 20_000);
         assert_eq!(c.database_pool_size, 16);
         assert_eq!(
             config(&[("DATABASE_POOL_SIZE", " 40 ")]).unwrap().database_pool_size,

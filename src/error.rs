@@ -44,6 +44,9 @@ pub enum ErrorCode {
     ExpiredToken,
     /// Device login: refused by the user.
     AccessDenied,
+    /// Automatic persisted queries: the hash is not known (yet); the
+    /// client sends the document with it.
+    PersistedQueryNotFound,
     /// The document does not parse.
     GraphqlParseFailed,
     /// The document does not fit the schema.
@@ -71,6 +74,7 @@ impl ErrorCode {
             Self::SlowDown => "SLOW_DOWN",
             Self::ExpiredToken => "EXPIRED_TOKEN",
             Self::AccessDenied => "ACCESS_DENIED",
+            Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::Internal => "INTERNAL",

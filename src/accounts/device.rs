@@ -23,7 +23,10 @@
 //!   account was suspended or deleted before the device collected its
 //!   session.
 //! - `approveDeviceLogin`, `denyDeviceLogin`, `deviceLogin`:
-//!   UNAUTHENTICATED without a signed-in user; BAD_USER_INPUT (`userCode`)
+//!   UNAUTHENTICATED without a signed-in user; RATE_LIMITED beyond
+//!   AUTH_RATE_LIMIT_PER_MINUTE uses of user codes per client address and
+//!   per user (their own bucket, shared by the three; a request may hold
+//!   only one of them, BAD_USER_INPUT otherwise); BAD_USER_INPUT (`userCode`)
 //!   when the text cannot be a user code at all (wrong length, letters
 //!   outside the alphabet); NOT_FOUND (null for `deviceLogin`) when no
 //!   request waits under that code: never issued, expired, or decided
@@ -239,9 +242,23 @@ pub async fn start(app: &AppState, client_name: Option<&str>, meta: &RequestMeta
     })
 }
 
+/// Counts one use of a user code by `user_id` from this client: a code has
+/// about 35 bits, so guesses must stay slow per address and per account.
+async fn throttle_user_code(app: &AppState, user_id: Uuid, meta: &RequestMeta) -> AppResult<()> {
+    throttle::per_client(app, AuthAction::DeviceUserCode, meta).await?;
+    throttle::per_user(app, AuthAction::DeviceUserCode, user_id).await
+}
+
 /// The request waiting under a user code (PENDING and unexpired), for the
-/// person to check the client's name and address before deciding.
-pub async fn find_pending(app: &AppState, user_code: &str) -> AppResult<Option<DeviceLoginRow>> {
+/// person (`user_id`) to check the client's name and address before
+/// deciding. Counts as a use of a user code.
+pub async fn find_pending(
+    app: &AppState,
+    user_id: Uuid,
+    user_code: &str,
+    meta: &RequestMeta,
+) -> AppResult<Option<DeviceLoginRow>> {
+    throttle_user_code(app, user_id, meta).await?;
     let user_code = parse_user_code(user_code)?;
     let mut conn = app.db().await?;
     let row = device_logins::table
@@ -267,7 +284,7 @@ pub enum Decision {
 /// `approveDeviceLogin` / `denyDeviceLogin` by the signed-in `user_id`.
 /// Only a PENDING, unexpired request can be decided, once; NOT_FOUND
 /// otherwise. An approval is audited as `device.approved` in the same
-/// transaction.
+/// transaction. Counts as a use of a user code.
 #[tracing::instrument(skip_all, fields(decision = ?decision))]
 pub async fn decide(
     app: &AppState,
@@ -276,6 +293,7 @@ pub async fn decide(
     decision: Decision,
     meta: &RequestMeta,
 ) -> AppResult<()> {
+    throttle_user_code(app, user_id, meta).await?;
     let user_code = parse_user_code(user_code)?;
     let now = app.now();
     let status = match decision {

@@ -122,8 +122,9 @@ pub struct DeviceQuery;
 impl DeviceQuery {
     /// Signed-in users: the request waiting under userCode (unexpired, not yet answered), to check the client's name and address before approving; null when none waits.
     async fn device_login(&self, ctx: &Context<'_>, user_code: String) -> AppResult<Option<PendingDeviceLogin>> {
-        ctx.principal()?.require_user()?;
+        let user_id = ctx.principal()?.require_user()?;
         let app = ctx.app()?;
-        Ok(device::find_pending(app, &user_code).await?.map(Into::into))
+        let pending = device::find_pending(app, user_id, &user_code, ctx.request_meta()?).await?;
+        Ok(pending.map(Into::into))
     }
 }

@@ -1,8 +1,11 @@
 //! Per-client limits on the actions that guess or spam: login, register,
-//! password reset, device polling (each its own bucket), and on emails to
-//! one address.
+//! password reset, device polling, device user codes (each its own
+//! bucket), per signed-in user for user codes, and on emails to one
+//! address.
 
 use std::time::Duration;
+
+use uuid::Uuid;
 
 use crate::{app::AppState, error::AppResult, graphql::context::RequestMeta};
 
@@ -17,6 +20,9 @@ pub enum AuthAction {
     PasswordReset,
     /// `pollDeviceLogin` and `startDeviceLogin`.
     DevicePolling,
+    /// `deviceLogin`, `approveDeviceLogin` and `denyDeviceLogin`: every use
+    /// of a user code, which is short enough to guess (RFC 8628 5.1).
+    DeviceUserCode,
 }
 
 impl AuthAction {
@@ -26,6 +32,7 @@ impl AuthAction {
             Self::Register => "register",
             Self::PasswordReset => "password_reset",
             Self::DevicePolling => "device",
+            Self::DeviceUserCode => "device_user_code",
         }
     }
 }
@@ -51,10 +58,24 @@ pub const EMAILS_PER_ADDRESS_PER_HOUR: u32 = 5;
 /// Counts an attempt of `action` by this client; RATE_LIMITED beyond
 /// AUTH_RATE_LIMIT_PER_MINUTE.
 pub async fn per_client(app: &AppState, action: AuthAction, meta: &RequestMeta) -> AppResult<()> {
-    let key = format!("auth:{}:{}", action.bucket(), client_bucket(meta.client_ip));
+    per_minute(
+        app,
+        &format!("auth:{}:{}", action.bucket(), client_bucket(meta.client_ip)),
+    )
+    .await
+}
+
+/// Counts an attempt of `action` by this signed-in user, from whatever
+/// address; RATE_LIMITED beyond AUTH_RATE_LIMIT_PER_MINUTE. For guesses a
+/// signed-in attacker could spread over many addresses.
+pub async fn per_user(app: &AppState, action: AuthAction, user_id: Uuid) -> AppResult<()> {
+    per_minute(app, &format!("auth:{}:user:{user_id}", action.bucket())).await
+}
+
+async fn per_minute(app: &AppState, key: &str) -> AppResult<()> {
     app.rate_limiter()
         .check(
-            &key,
+            key,
             app.config().auth_rate_limit_per_minute,
             Duration::from_secs(60),
             app.now(),

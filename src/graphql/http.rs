@@ -20,7 +20,12 @@ use crate::{
     app::{AppState, HttpState},
     auth::principal,
     error::{AppError, ErrorCode},
-    graphql::{context::RequestMeta, limits::ensure_code, websocket},
+    graphql::{
+        context::RequestMeta,
+        limits::ensure_code,
+        media::{BodyKind, ResponseMedia, forces_preflight},
+        websocket,
+    },
     platform::client_ip::client_ip,
 };
 
@@ -32,23 +37,41 @@ pub const MAX_UPLOAD_BYTES: usize = 2 * 1024 * 1024;
 pub const MAX_MULTIPART_BODY: usize = MAX_UPLOAD_BYTES + 64 * 1024;
 
 /// `POST /graphql`: JSON or GraphQL multipart (uploads); one operation per
-/// request.
+/// request. Any other body is refused with 415 before it is read: a
+/// browser sends text/plain or a form cross-site without asking first.
 pub async fn graphql_post(
     State(http): State<HttpState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let multipart = content_type.as_deref().is_some_and(|ct| ct.starts_with("multipart/"));
-    let limit = if multipart { MAX_MULTIPART_BODY } else { MAX_JSON_BODY };
+    let kind = match BodyKind::of(&headers) {
+        Ok(kind) => kind,
+        Err(message) => return refusal(StatusCode::UNSUPPORTED_MEDIA_TYPE, ErrorCode::BadUserInput, &message),
+    };
+    let Some(media) = ResponseMedia::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    if kind == BodyKind::Multipart && !forces_preflight(&headers) {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            "a multipart request must carry an Authorization, Apollo-Require-Preflight or X-Tollgate-Csrf \
+             header, so that browsers ask this server before sending it from another site",
+        );
+    }
+    let limit = match kind {
+        BodyKind::Multipart => MAX_MULTIPART_BODY,
+        BodyKind::Json => MAX_JSON_BODY,
+    };
     let bytes = match read_body(body, limit).await {
         Ok(bytes) => bytes,
         Err(response) => return response,
     };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     // Only a per-file cap: async-graphql's whole-stream cap (size x files)
     // would count the operations part against the file and refuse an upload
     // of exactly 2 MiB; read_body already bounds the whole body.
@@ -66,7 +89,7 @@ pub async fn graphql_post(
         Err(ParseRequestError::PayloadTooLarge) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
         Err(e) => return refusal(StatusCode::BAD_REQUEST, ErrorCode::GraphqlParseFailed, &e.to_string()),
     };
-    execute(&http, peer, &headers, request).await
+    execute(&http, peer, &headers, media, request, Method::Post).await
 }
 
 /// `GET /graphql`: a websocket upgrade for subscriptions, or a query in the
@@ -84,23 +107,48 @@ pub async fn graphql_get(
             Err(rejection) => rejection.into_response(),
         };
     }
-    let query_string = parts.uri.query().unwrap_or_default();
-    let request = match async_graphql::http::parse_query_string(query_string) {
-        Ok(request) => request,
-        Err(e) => return refusal(StatusCode::BAD_REQUEST, ErrorCode::GraphqlParseFailed, &e.to_string()),
+    let Some(media) = ResponseMedia::negotiate(&parts.headers) else {
+        return not_acceptable();
     };
-    if is_mutation(&request) {
-        let mut response = refusal(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::BadUserInput,
-            "mutations must be sent with POST",
-        );
-        response
-            .headers_mut()
-            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
-        return response;
+    let request = match parse_query_string(parts.uri.query().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(message) => return refusal(StatusCode::BAD_REQUEST, ErrorCode::GraphqlParseFailed, &message),
+    };
+    execute(&http, peer, &parts.headers, media, request, Method::Get).await
+}
+
+/// The request parameters of a GET: `query`, `operationName`, and
+/// `variables` and `extensions` as JSON text. (async-graphql's own parser
+/// does not read `operationName`.)
+fn parse_query_string(query_string: &str) -> Result<GqlRequest, String> {
+    let mut request = GqlRequest::new(String::new());
+    let mut seen = std::collections::HashSet::new();
+    for (name, value) in url::form_urlencoded::parse(query_string.as_bytes()) {
+        if !seen.insert(name.clone()) {
+            return Err(format!("the parameter {name:?} is given twice"));
+        }
+        match name.as_ref() {
+            "query" => request.query = value.into_owned(),
+            "operationName" => request.operation_name = Some(value.into_owned()),
+            "variables" => {
+                request.variables =
+                    serde_json::from_str(&value).map_err(|e| format!("variables is not a JSON object: {e}"))?;
+            }
+            "extensions" => {
+                request.extensions =
+                    serde_json::from_str(&value).map_err(|e| format!("extensions is not a JSON object: {e}"))?;
+            }
+            _ => {}
+        }
     }
-    execute(&http, peer, &parts.headers, request).await
+    Ok(request)
+}
+
+/// How the request came.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    Get,
+    Post,
 }
 
 fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
@@ -207,10 +255,39 @@ pub fn with_request_data(
     request.data(app.clone()).data(principal).data(meta)
 }
 
-async fn execute(http: &HttpState, peer: SocketAddr, headers: &HeaderMap, request: GqlRequest) -> Response {
+async fn execute(
+    http: &HttpState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    media: ResponseMedia,
+    mut request: GqlRequest,
+    method: Method,
+) -> Response {
+    let persisted = match http.persisted.apply(&mut request).await {
+        Ok(persisted) => persisted,
+        Err(e) => return answer(media, GqlResponse::from_errors(vec![server_error(e)])),
+    };
+    if request.query.is_empty() {
+        return refusal(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::GraphqlParseFailed,
+            "the request has no query (nor a known extensions.persistedQuery)",
+        );
+    }
+    if method == Method::Get && is_mutation(&request) {
+        let mut response = refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadUserInput,
+            "mutations must be sent with POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+        return response;
+    }
     let app = &http.app;
     if let Err(e) = refuse_forged_uploads(&request) {
-        return error_response(StatusCode::OK, e);
+        return answer(media, GqlResponse::from_errors(vec![server_error(e)]));
     }
     let authorization = headers
         .get(header::AUTHORIZATION)
@@ -218,13 +295,98 @@ async fn execute(http: &HttpState, peer: SocketAddr, headers: &HeaderMap, reques
     let meta = request_meta(app, peer, headers);
     let principal = match principal::resolve(app, authorization, meta.client_ip).await {
         Ok(principal) => principal,
-        Err(e) => return error_response(StatusCode::OK, e),
+        Err(e) => return answer(media, GqlResponse::from_errors(vec![server_error(e)])),
     };
+    let document = persisted
+        .as_ref()
+        .filter(|persisted| persisted.register)
+        .map(|_| request.query.clone());
     let response = http
         .schema
         .execute(with_request_data(app, request, principal, meta))
         .await;
-    Json(response).into_response()
+    if let (Some(persisted), Some(document)) = (&persisted, document)
+        && !is_request_error(&response)
+    {
+        http.persisted.register(persisted, &document).await;
+    }
+    answer(media, response)
+}
+
+/// Whether the response is a request error: nothing was executed (no
+/// `data`), and no error belongs to a field. Field errors always carry
+/// their path (see [`crate::graphql::field_errors`]).
+fn is_request_error(response: &GqlResponse) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.is_empty())
+}
+
+/// A GraphQL response as it goes over HTTP: a request error has no `data`
+/// entry at all, as the GraphQL spec says.
+#[derive(serde::Serialize)]
+struct WireResponse<'r> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<&'r async_graphql::Value>,
+    #[serde(skip_serializing_if = "<[ServerError]>::is_empty")]
+    errors: &'r [ServerError],
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    extensions: &'r std::collections::BTreeMap<String, async_graphql::Value>,
+}
+
+/// Writes a GraphQL response in the negotiated media type. With
+/// `application/json` every answer is 200. With
+/// `application/graphql-response+json` a request error gets a 4xx or 5xx
+/// status by its code, except PERSISTED_QUERY_NOT_FOUND, which clients
+/// expect with 200.
+fn answer(media: ResponseMedia, response: GqlResponse) -> Response {
+    let request_error = is_request_error(&response);
+    let code = response.errors.first().and_then(error_code);
+    let status = match media {
+        ResponseMedia::GraphqlResponse if request_error => request_error_status(code.as_deref()),
+        _ => StatusCode::OK,
+    };
+    let wire = WireResponse {
+        data: (!request_error).then_some(&response.data),
+        errors: &response.errors,
+        extensions: &response.extensions,
+    };
+    let mut http_response = (status, Json(wire)).into_response();
+    let headers = http_response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, media.content_type());
+    if status == StatusCode::UNAUTHORIZED {
+        headers.insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+    }
+    http_response
+}
+
+fn error_code(error: &ServerError) -> Option<String> {
+    match error.extensions.as_ref()?.get("code")? {
+        async_graphql::Value::String(code) => Some(code.clone()),
+        _ => None,
+    }
+}
+
+/// The HTTP status of a request error under
+/// `application/graphql-response+json`.
+fn request_error_status(code: Option<&str>) -> StatusCode {
+    match code {
+        Some("PERSISTED_QUERY_NOT_FOUND") => StatusCode::OK,
+        Some("UNAUTHENTICATED") => StatusCode::UNAUTHORIZED,
+        Some("SERVICE_UNAVAILABLE") => StatusCode::SERVICE_UNAVAILABLE,
+        Some("INTERNAL") => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    }
+}
+
+/// 406: the client accepts neither JSON type. The body is JSON anyway, for
+/// the person reading it.
+fn not_acceptable() -> Response {
+    refusal(
+        StatusCode::NOT_ACCEPTABLE,
+        ErrorCode::BadUserInput,
+        "Accept must allow application/graphql-response+json or application/json",
+    )
 }
 
 /// A GraphQL-shaped error body for a request refused before execution.
@@ -234,7 +396,13 @@ fn refusal(status: StatusCode, code: ErrorCode, message: &str) -> Response {
 
 /// A response carrying one error and no data.
 pub fn error_response(status: StatusCode, error: AppError) -> Response {
-    (status, Json(GqlResponse::from_errors(vec![server_error(error)]))).into_response()
+    let response = GqlResponse::from_errors(vec![server_error(error)]);
+    let wire = WireResponse {
+        data: None,
+        errors: &response.errors,
+        extensions: &response.extensions,
+    };
+    (status, Json(wire)).into_response()
 }
 
 /// The wire form of an error outside any field.

@@ -1,48 +1,83 @@
 //! Query limits and error codes for failures that happen before any
 //! resolver runs: parse errors, validation errors, and documents over the
-//! depth, complexity or alias limits.
+//! depth, cost or alias limits; and the caps on what one query (or one
+//! subscription event) may do while it runs: SQL statements and the size
+//! of its answer.
 
-use std::sync::Arc;
+use std::{
+    io,
+    sync::{Arc, OnceLock},
+};
 
 use futures_util::{StreamExt, stream::BoxStream};
 
 use async_graphql::{
-    Response, ServerError, ServerResult, ValidationResult, Variables,
+    Name, Response, ServerError, ServerResult, ValidationResult, Variables,
     extensions::{
-        Extension, ExtensionContext, ExtensionFactory, NextParseQuery, NextRequest, NextSubscribe, NextValidation,
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextRequest, NextSubscribe,
+        NextValidation,
     },
-    parser::types::{ExecutableDocument, Selection, SelectionSet},
+    parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet},
 };
 
-use crate::error::ErrorCode;
+use crate::{db::pool::OperationStatements, error::ErrorCode, graphql::cost::CostModel};
 
-/// Limits on what one document may ask for.
+/// Limits on what one document may ask for, and on what one query may do.
 #[derive(Debug, Clone, Copy)]
 pub struct QueryLimits {
     /// Maximum nesting of selections.
     pub max_depth: usize,
-    /// Maximum total field cost.
+    /// Maximum cost (see [`crate::graphql::cost`]).
     pub max_complexity: usize,
     /// Maximum aliased fields; aliases are how one request multiplies work.
     pub max_aliases: usize,
     /// Whether `__schema` / `__type` may be queried.
     pub introspection: bool,
+    /// SQL statements one query or subscription event may run. The cost
+    /// bounds the objects asked for, not the statements behind them: a
+    /// field read per parent (not batched) runs once per parent.
+    pub max_statements: u64,
+    /// Bytes of JSON one query answer or subscription event may take.
+    pub max_response_bytes: usize,
 }
+
+/// Default [`QueryLimits::max_depth`].
+pub const DEFAULT_MAX_DEPTH: usize = 16;
+/// Default [`QueryLimits::max_complexity`]: an ADMIN's page of 100
+/// organizations with their members costs about 4,400, and the standard
+/// introspection query a few hundred.
+pub const DEFAULT_MAX_COMPLEXITY: usize = 20_000;
+/// Default [`QueryLimits::max_statements`].
+pub const DEFAULT_MAX_STATEMENTS: u64 = 500;
+/// Default [`QueryLimits::max_response_bytes`]: 4 MiB, many times the
+/// standard introspection answer.
+pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 impl Default for QueryLimits {
     fn default() -> Self {
         Self {
-            max_depth: 16,
-            max_complexity: 2000,
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_complexity: DEFAULT_MAX_COMPLEXITY,
             max_aliases: 50,
             introspection: true,
+            max_statements: DEFAULT_MAX_STATEMENTS,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
         }
     }
 }
 
-/// Fields that check a password: one per request, so aliases cannot
-/// multiply guesses.
-const PASSWORD_FIELDS: &[&str] = &["login", "register", "changePassword", "deleteAccount", "resetPassword"];
+/// Fields that check a guessable secret, by kind: at most one of each kind
+/// per request, so aliases cannot multiply guesses past the rate limits.
+const ONE_PER_REQUEST: &[(&[&str], &str)] = &[
+    (
+        &["login", "register", "changePassword", "deleteAccount", "resetPassword"],
+        "a request may check at most one password",
+    ),
+    (
+        &["deviceLogin", "approveDeviceLogin", "denyDeviceLogin"],
+        "a request may use at most one device user code",
+    ),
+];
 
 /// Sets `extensions.code` when an error has none.
 pub fn ensure_code(error: &mut ServerError, code: ErrorCode) {
@@ -53,15 +88,77 @@ pub fn ensure_code(error: &mut ServerError, code: ErrorCode) {
 }
 
 /// The extension that enforces [`QueryLimits`] and labels early errors.
-pub struct Limits(pub QueryLimits);
+pub struct Limits {
+    limits: QueryLimits,
+    cost_model: Arc<CostModel>,
+}
 
-impl ExtensionFactory for Limits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(LimitsExtension(self.0))
+impl Limits {
+    /// Enforces `limits`, pricing documents with `cost_model`.
+    pub fn new(limits: QueryLimits, cost_model: CostModel) -> Self {
+        Self {
+            limits,
+            cost_model: Arc::new(cost_model),
+        }
     }
 }
 
-struct LimitsExtension(QueryLimits);
+impl ExtensionFactory for Limits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(LimitsExtension {
+            limits: self.limits,
+            cost_model: self.cost_model.clone(),
+            document: OnceLock::new(),
+        })
+    }
+}
+
+/// One request's (or one subscription's) view of the limits.
+struct LimitsExtension {
+    limits: QueryLimits,
+    cost_model: Arc<CostModel>,
+    /// What parsing learnt, for validation and execution.
+    document: OnceLock<DocumentFacts>,
+}
+
+struct DocumentFacts {
+    cost: u64,
+    operations: Vec<(Option<Name>, OperationType)>,
+}
+
+impl LimitsExtension {
+    /// Whether the operation that runs is a mutation: its answer is always
+    /// delivered, since what it changed is done. Unknown counts as one.
+    fn runs_mutation(&self, operation_name: Option<&str>) -> bool {
+        let Some(facts) = self.document.get() else {
+            return true;
+        };
+        facts
+            .operations
+            .iter()
+            .find(|(name, _)| operation_name.is_none_or(|wanted| name.as_deref() == Some(wanted)))
+            .is_none_or(|(_, ty)| *ty == OperationType::Mutation)
+    }
+
+    fn refusal_over_limits(&self, result: &ValidationResult) -> Option<String> {
+        let limits = self.limits;
+        let cost = self.document.get().map_or(0, |facts| facts.cost);
+        if result.depth > limits.max_depth {
+            Some(format!(
+                "the query is nested {} deep; the limit is {}",
+                result.depth, limits.max_depth
+            ))
+        } else if cost > u64::try_from(limits.max_complexity).unwrap_or(u64::MAX) {
+            Some(format!(
+                "the query's cost is {cost}; the limit is {}. A list counts what each item selects times its \
+                 page size (`first`), or 10 without one: ask for smaller pages or fewer nested lists",
+                limits.max_complexity
+            ))
+        } else {
+            None
+        }
+    }
+}
 
 #[async_trait::async_trait]
 impl Extension for LimitsExtension {
@@ -103,28 +200,41 @@ impl Extension for LimitsExtension {
             error
         })?;
         let root_fields = root_field_names(&document);
-        if !self.0.introspection && root_fields.iter().any(|name| matches!(*name, "__schema" | "__type")) {
+        if !self.limits.introspection && root_fields.iter().any(|name| matches!(*name, "__schema" | "__type")) {
             let mut error = ServerError::new("introspection is disabled on this server", None);
             ensure_code(&mut error, ErrorCode::GraphqlValidationFailed);
             return Err(error);
         }
-        if root_fields.iter().filter(|name| PASSWORD_FIELDS.contains(name)).count() > 1 {
-            let mut error = ServerError::new("a request may check at most one password", None);
-            ensure_code(&mut error, ErrorCode::BadUserInput);
-            return Err(error);
+        for (fields, message) in ONE_PER_REQUEST {
+            if root_fields.iter().filter(|name| fields.contains(name)).count() > 1 {
+                let mut error = ServerError::new(*message, None);
+                ensure_code(&mut error, ErrorCode::BadUserInput);
+                return Err(error);
+            }
         }
         let aliases = count_aliases(&document);
-        if aliases > self.0.max_aliases {
+        if aliases > self.limits.max_aliases {
             let mut error = ServerError::new(
                 format!(
                     "the query uses {aliases} aliases; at most {} are allowed",
-                    self.0.max_aliases
+                    self.limits.max_aliases
                 ),
                 None,
             );
             ensure_code(&mut error, ErrorCode::QueryTooComplex);
             return Err(error);
         }
+        // Priced now, while the variables are at hand; refused after
+        // validation, so a document that is wrong hears that first.
+        let facts = DocumentFacts {
+            cost: self.cost_model.cost(&document, variables),
+            operations: document
+                .operations
+                .iter()
+                .map(|(name, operation)| (name.cloned(), operation.node.ty))
+                .collect(),
+        };
+        let _ = self.document.set(facts);
         Ok(document)
     }
 
@@ -139,29 +249,76 @@ impl Extension for LimitsExtension {
             }
             errors
         })?;
-        let limits = self.0;
-        let refusal = if result.depth > limits.max_depth {
-            Some(format!(
-                "the query is nested {} deep; the limit is {}",
-                result.depth, limits.max_depth
-            ))
-        } else if result.complexity > limits.max_complexity {
-            Some(format!(
-                "the query's complexity is {}; the limit is {}",
-                result.complexity, limits.max_complexity
-            ))
-        } else {
-            None
-        };
-        match refusal {
-            Some(message) => {
-                let mut error = ServerError::new(message, None);
-                ensure_code(&mut error, ErrorCode::QueryTooComplex);
-                Err(vec![error])
-            }
+        match self.refusal_over_limits(&result) {
+            Some(message) => Err(vec![too_complex(message)]),
             None => Ok(result),
         }
     }
+
+    /// Runs a query, or builds one subscription event, within the statement
+    /// and size caps. A mutation runs uncapped: refusing its answer would
+    /// hide what it did.
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        if self.runs_mutation(operation_name) {
+            return next.run(ctx, operation_name).await;
+        }
+        let statements = OperationStatements::new(self.limits.max_statements);
+        // Dropping the execution stops it at its next await: no statement
+        // after the one over the cap starts in this task.
+        let response = tokio::select! {
+            biased;
+            () = statements.over_limit() => None,
+            response = statements.scope(next.run(ctx, operation_name)) => Some(response),
+        };
+        let response = match response {
+            Some(response) if !statements.exceeded() => response,
+            _ => {
+                return Response::from_errors(vec![too_complex(format!(
+                    "the query needs more than {} database statements; ask for fewer lists or smaller pages at once",
+                    self.limits.max_statements
+                ))]);
+            }
+        };
+        if !fits_in(&response, self.limits.max_response_bytes) {
+            return Response::from_errors(vec![too_complex(format!(
+                "the answer would be larger than {} bytes; ask for fewer fields or smaller pages at once",
+                self.limits.max_response_bytes
+            ))]);
+        }
+        response
+    }
+}
+
+/// A QUERY_TOO_COMPLEX error outside any field.
+fn too_complex(message: String) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    ensure_code(&mut error, ErrorCode::QueryTooComplex);
+    error
+}
+
+/// Whether the response's JSON takes at most `max` bytes; stops writing as
+/// soon as it does not.
+fn fits_in(response: &Response, max: usize) -> bool {
+    struct Budget(usize);
+    impl io::Write for Budget {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 = self
+                .0
+                .checked_sub(buf.len())
+                .ok_or_else(|| io::Error::other("over the size cap"))?;
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    serde_json::to_writer(&mut Budget(max), response).is_ok()
 }
 
 /// The code of an error async-graphql raised itself (ours always carry
@@ -204,7 +361,7 @@ fn label_validation_error(error: &mut ServerError) {
 
 /// The names of the fields every operation selects at its root (through
 /// inline fragments and fragment spreads), aliased or not: what the
-/// introspection switch and the one-password-per-request rule look at.
+/// introspection switch and the one-guess-per-request rules look at.
 pub fn root_field_names(document: &ExecutableDocument) -> Vec<&str> {
     fn collect<'d>(set: &'d SelectionSet, document: &'d ExecutableDocument, depth: usize, names: &mut Vec<&'d str>) {
         // Fragment cycles are refused in validation, which runs later.

@@ -21,7 +21,7 @@ use crate::{
         model::{self as plans, PlanRow},
         subscription::{self, SubscriptionRow},
     },
-    db::{DbPool, hold},
+    db::{DbPool, hold, pool::spawn_in_operation},
     error::AppError,
     keys::model::{self as api_keys, ApiKeyRow},
     orgs::{
@@ -207,9 +207,10 @@ fn cached_loader<L: Send + Sync + 'static>(loader: L) -> GuardedLoader<L, HashMa
     GuardedLoader(DataLoader::with_cache(loader, spawn_scoped, HashMapCache::default()))
 }
 
-/// Runs a batch in a task and connection scope of its own.
+/// Runs a batch in a task and connection scope of its own, counting its
+/// statements against the operation that asked for it.
 fn spawn_scoped(batch: BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(hold::scoped(batch))
+    spawn_in_operation(hold::scoped(batch))
 }
 
 /// Every loader of one request. Users, plans and memberships by user are
@@ -250,7 +251,8 @@ impl Loaders {
     }
 
     /// Fresh loaders over `pool`; `now` is the request's time (what
-    /// "pending" and "expired" are measured against).
+    /// "pending" and "expired" are measured against). Their batches count
+    /// against the statement cap of the operation that asked for them.
     pub fn new(pool: &DbPool, now: DateTime<Utc>) -> Self {
         let pool = pool.clone();
         Self {

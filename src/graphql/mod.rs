@@ -3,10 +3,14 @@
 //! wrap its executor.
 
 pub mod context;
+pub mod cost;
+pub mod field_errors;
 pub mod http;
 pub mod limits;
 pub mod loaders;
+pub mod media;
 pub mod pagination;
+pub mod persisted;
 pub mod scalars;
 pub mod websocket;
 
@@ -61,7 +65,10 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), UsageSubscription)
         // First, so it sees the codes the extensions after it set.
         .extension(crate::platform::metrics::GraphqlMetrics)
-        .extension(limits::Limits(limits))
+        .extension(limits::Limits::new(limits, cost_model()))
+        // Outside every extension that may fail a field, so that it sees
+        // their errors too.
+        .extension(field_errors::FieldErrors)
         .extension(crate::keys::gate::KeyGate)
         .extension(loaders::FreshLoaders)
         // The parser's own guard against stack exhaustion; the configurable
@@ -71,6 +78,17 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
         builder = builder.disable_introspection();
     }
     builder.finish()
+}
+
+/// Prices documents by the shapes of this schema's fields. Read from the
+/// exported SDL (the public form of the schema), so it cannot drift from
+/// the fields that exist.
+pub fn cost_model() -> cost::CostModel {
+    let sdl = Schema::build(QueryRoot::default(), MutationRoot::default(), UsageSubscription)
+        .finish()
+        .sdl();
+    // Our own SDL, the same at every start; a test reads it too.
+    cost::CostModel::from_sdl(&sdl).expect("the schema's SDL parses")
 }
 
 /// The SDL that `schema.graphql` must equal.

@@ -415,7 +415,7 @@ impl Connection {
             self.operations.remove(&id);
             return vec![json!({ "type": "complete", "id": id })];
         };
-        if response.data == async_graphql::Value::Null && !response.errors.is_empty() {
+        if is_refusal(&response) {
             self.operations.remove(&id);
             let payload = match self.protocol {
                 Protocol::TransportWs => json!(response.errors),
@@ -438,6 +438,17 @@ impl Connection {
         };
         json!({ "type": "error", "id": id, "payload": payload })
     }
+}
+
+/// Whether a response refuses the operation: no data, and every error is
+/// a request error (no path) or the root field's own (a subscription the
+/// caller may not make). A null that reached `data` from a failed field
+/// deeper down is an execution result like any other: `next`, and a
+/// subscription goes on.
+fn is_refusal(response: &GqlResponse) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|error| error.path.len() <= 1)
 }
 
 /// Completes when the credentials expire; never without a timer.

@@ -12,14 +12,14 @@
 use std::sync::Arc;
 
 use async_graphql::{
-    PathSegment, ServerResult, Value,
+    ServerResult, Value,
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
 };
 
 use crate::{
     auth::{KeyIdentity, Principal},
     error::{AppError, AppResult, ErrorCode},
-    graphql::http::server_error,
+    graphql::{field_errors::response_path, http::server_error},
     orgs::access::{Access, KeyAccess},
 };
 
@@ -76,7 +76,7 @@ impl Extension for KeyGateExtension {
             && let Err(error) = check_key_field(key, &info)
         {
             let mut error = server_error(error);
-            error.path = path_of(&info);
+            error.path = response_path(info.path_node);
             return Err(error);
         }
         crate::db::hold::scoped(next.run(ctx, info)).await
@@ -110,18 +110,6 @@ fn check_key_field(key: &KeyIdentity, info: &ResolveInfo<'_>) -> AppResult<()> {
         return access.require(&format!("Organization.{}", info.name));
     }
     Ok(())
-}
-
-/// The response path of the field, as errors carry it.
-fn path_of(info: &ResolveInfo<'_>) -> Vec<PathSegment> {
-    info.path_node
-        .to_string_vec()
-        .into_iter()
-        .map(|segment| match segment.parse::<usize>() {
-            Ok(index) => PathSegment::Index(index),
-            Err(_) => PathSegment::Field(segment),
-        })
-        .collect()
 }
 
 #[cfg(test)]

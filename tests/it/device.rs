@@ -252,3 +252,89 @@ async fn the_built_in_pages_are_html_that_cannot_be_framed() {
         json!(["password", "device"])
     );
 }
+
+/// Sends `query` as `token` through the trusted proxy, for a client at
+/// `address`.
+async fn from_address(app: &TestApp, address: &str, token: &str, query: &str, code: &str) -> GqlResponse {
+    let response = app
+        .http()
+        .post(app.url("/graphql"))
+        .bearer_auth(token)
+        .header("x-forwarded-for", address)
+        .json(&json!({ "query": query, "variables": { "code": code } }))
+        .send()
+        .await
+        .unwrap();
+    GqlResponse::from(response).await
+}
+
+fn assert_rate_limited(response: &GqlResponse) {
+    assert_eq!(response.error_code(), Some("RATE_LIMITED"), "{}", response.body);
+    let retry_after = response.body["errors"][0]["extensions"]["retryAfter"].as_u64().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+}
+
+/// User codes have about 35 bits: looking one up, approving and denying
+/// are guesses, counted per client address and per signed-in user.
+#[tokio::test]
+async fn using_user_codes_is_rate_limited_per_address_and_per_user() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        vars: vec![
+            ("AUTH_RATE_LIMIT_PER_MINUTE".to_owned(), "3".to_owned()),
+            ("TRUSTED_PROXIES".to_owned(), "127.0.0.1".to_owned()),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let ada = register(&app, "ada@example.com").await.access;
+    let bob = register(&app, "bob@example.com").await.access;
+    let guess = "BCDF-GHJK";
+
+    // One address, two people: the address's bucket holds three uses.
+    let shown = from_address(&app, "198.51.100.1", &ada, PENDING, guess).await;
+    assert_eq!(shown.data()["deviceLogin"], Value::Null);
+    let approve = from_address(&app, "198.51.100.1", &ada, APPROVE, guess).await;
+    assert_eq!(approve.error_code(), Some("NOT_FOUND"));
+    let deny = from_address(&app, "198.51.100.1", &bob, DENY, guess).await;
+    assert_eq!(deny.error_code(), Some("NOT_FOUND"));
+    assert_rate_limited(&from_address(&app, "198.51.100.1", &bob, PENDING, guess).await);
+
+    // One person, many addresses: ada's own bucket holds three uses too.
+    let third = from_address(&app, "198.51.100.2", &ada, PENDING, guess).await;
+    assert_eq!(third.data()["deviceLogin"], Value::Null);
+    assert_rate_limited(&from_address(&app, "198.51.100.3", &ada, APPROVE, guess).await);
+
+    // Devices starting and polling keep their own bucket.
+    let started = app.graphql(START, json!({ "name": "cli" })).await;
+    assert!(is_user_code(str_of(&started.data()["startDeviceLogin"], "userCode")));
+}
+
+/// Aliases cannot multiply guesses past the limit: one user code per
+/// request, whichever of the three fields carries it.
+#[tokio::test]
+async fn a_request_holds_at_most_one_user_code() {
+    let app = TestApp::spawn().await;
+    let SignedIn { access: person, .. } = register(&app, "ada@example.com").await;
+    let two_lookups =
+        "{ a: deviceLogin(userCode: \"BCDF-GHJK\") { userCode } b: deviceLogin(userCode: \"BCDF-GHJL\") { userCode } }";
+    let approve_and_deny =
+        "mutation { approveDeviceLogin(userCode: \"BCDF-GHJK\") denyDeviceLogin(userCode: \"BCDF-GHJL\") }";
+    for query in [two_lookups, approve_and_deny] {
+        let refused = app.graphql_as(&person, query, json!({})).await;
+        assert_eq!(
+            refused.error_code(),
+            Some("BAD_USER_INPUT"),
+            "{query}: {}",
+            refused.body
+        );
+        assert!(refused.body["data"].is_null());
+    }
+    let one = app
+        .graphql_as(
+            &person,
+            "{ deviceLogin(userCode: \"BCDF-GHJK\") { userCode } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(one.data()["deviceLogin"], Value::Null);
+}

@@ -2,11 +2,7 @@
 //! real server: its device login is approved from here, as a person would
 //! on the verification page, then it reports usage and watches it live.
 
-use std::{
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{path::PathBuf, process::Stdio, time::Duration};
 
 use serde_json::json;
 use tokio::{
@@ -14,13 +10,14 @@ use tokio::{
     process::Command,
 };
 
-use crate::harness::{TestApp, people};
+use crate::harness::{TestApp, node, people};
 
 const APPROVE: &str = "mutation ($code: String!) { approveDeviceLogin(userCode: $code) }";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_client_signs_in_by_device_reports_usage_and_sees_it_live() {
-    let examples = build_examples().await;
+    let turn = node::turn("examples").await;
+    let examples = build_examples(&turn).await;
     let app = TestApp::spawn().await;
     let ada = people::register(&app, "extension@example.test").await;
 
@@ -89,19 +86,10 @@ async fn the_example_client_signs_in_by_device_reports_usage_and_sees_it_live() 
     assert!(used >= Some(done), "the server counted {used:?}; the client saw {done}");
 }
 
-/// Installs the examples' packages when missing (through
-/// `scripts/install-deps.sh --examples`) and compiles the TypeScript.
-async fn build_examples() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let examples = root.join("examples");
-    if !examples.join("node_modules").is_dir() || which("node").is_none() {
-        let status = Command::new(root.join("scripts/install-deps.sh"))
-            .arg("--examples")
-            .status()
-            .await
-            .expect("running scripts/install-deps.sh --examples");
-        assert!(status.success(), "scripts/install-deps.sh --examples failed");
-    }
+/// Compiles the examples' TypeScript (their packages are installed by
+/// the turn).
+async fn build_examples(_turn: &node::NodeTurn) -> PathBuf {
+    let examples = node::root().join("examples");
     let built = Command::new("npm")
         .args(["run", "--silent", "build"])
         .current_dir(&examples)
@@ -115,12 +103,4 @@ async fn build_examples() -> PathBuf {
         String::from_utf8_lossy(&built.stderr)
     );
     examples
-}
-
-fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(program))
-            .find(|path| path.is_file())
-    })
 }

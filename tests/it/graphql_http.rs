@@ -7,7 +7,7 @@ use crate::harness::{GqlResponse, TestApp, TestAppOptions};
 
 /// The introspection query GraphiQL sends (graphql-js `getIntrospectionQuery`
 /// with every option on).
-const INTROSPECTION_QUERY: &str = r#"
+pub(crate) const INTROSPECTION_QUERY: &str = r#"
 query IntrospectionQuery {
   __schema {
     description
@@ -133,7 +133,8 @@ async fn depth_complexity_and_alias_limits_refuse_with_query_too_complex() {
     let app = TestApp::spawn_with(TestAppOptions {
         vars: vec![
             ("GRAPHQL_MAX_DEPTH".into(), "3".into()),
-            ("GRAPHQL_MAX_COMPLEXITY".into(), "6".into()),
+            // plans is a list (counted 10 times): 1 + 10 x 2 fields = 21.
+            ("GRAPHQL_MAX_COMPLEXITY".into(), "21".into()),
         ],
         ..Default::default()
     })
@@ -275,7 +276,14 @@ async fn cors_allows_only_the_configured_origins() {
         .to_str()
         .unwrap()
         .to_owned();
-    assert!(allowed_headers.contains("authorization"), "{allowed_headers}");
+    for header in [
+        "authorization",
+        "content-type",
+        "apollo-require-preflight",
+        "x-tollgate-csrf",
+    ] {
+        assert!(allowed_headers.contains(header), "{header}: {allowed_headers}");
+    }
 
     let refused = preflight("https://evil.example.com").await.unwrap();
     assert!(refused.headers().get("access-control-allow-origin").is_none());
@@ -300,4 +308,218 @@ async fn statements_are_counted_per_instance() {
     let before = app.query_count();
     app.graphql("{ plans { key } models { id } }", json!({})).await.data();
     assert_eq!(app.query_count() - before, 2, "one statement for plans, one for models");
+}
+
+/// A sign-up sent as `body` with `content_type` (None: no header).
+async fn register_with(app: &TestApp, content_type: Option<&str>, email: &str) -> reqwest::Response {
+    let body = json!({
+        "query": crate::harness::people::REGISTER,
+        "variables": { "input": { "email": email, "password": crate::harness::people::PASSWORD, "name": "Eve" } },
+    })
+    .to_string();
+    let mut request = app.http().post(app.url("/graphql")).body(body);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    request.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn only_json_and_multipart_bodies_are_executed() {
+    let app = TestApp::spawn().await;
+    // What a page on another site can send without asking first.
+    for (i, content_type) in [
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        None,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let response = register_with(&app, content_type, &format!("eve{i}@example.com")).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT", "{body}");
+        assert!(body.get("data").is_none(), "{body}");
+    }
+    // Nothing ran: the address is still free.
+    let response = register_with(&app, Some("application/json; charset=utf-8"), "eve0@example.com").await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["data"]["register"]["user"]["email"], "eve0@example.com", "{body}");
+}
+
+#[tokio::test]
+async fn a_multipart_request_needs_a_header_that_forces_a_preflight() {
+    let app = TestApp::spawn().await;
+    let operations = json!({ "query": "mutation ($file: Upload!) { uploadAvatar(file: $file) { id } }", "variables": { "file": null } });
+    let form = || {
+        reqwest::multipart::Form::new()
+            .text("operations", operations.to_string())
+            .text("map", json!({ "0": ["variables.file"] }).to_string())
+            .part(
+                "0",
+                reqwest::multipart::Part::bytes(b"not a picture".to_vec()).file_name("a.png"),
+            )
+    };
+    let bare = app
+        .http()
+        .post(app.url("/graphql"))
+        .multipart(form())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bare.status(), StatusCode::BAD_REQUEST);
+    let body: Value = bare.json().await.unwrap();
+    let message = body["errors"][0]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Apollo-Require-Preflight") && message.contains("X-Tollgate-Csrf"),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], "BAD_USER_INPUT");
+    // With any of the headers it runs (and, anonymous, is refused by the
+    // resolver, not before).
+    for header in ["apollo-require-preflight", "x-tollgate-csrf"] {
+        let response = app
+            .http()
+            .post(app.url("/graphql"))
+            .header(header, "1")
+            .multipart(form())
+            .send()
+            .await
+            .unwrap();
+        let response = GqlResponse::from(response).await;
+        assert_eq!(
+            response.error_code(),
+            Some("UNAUTHENTICATED"),
+            "{header}: {}",
+            response.body
+        );
+    }
+}
+
+/// POSTs `body` (JSON) with `accept`; the status, the Content-Type and
+/// the body.
+async fn post_accepting(app: &TestApp, accept: &str, token: Option<&str>, body: Value) -> (StatusCode, String, Value) {
+    let mut request = app
+        .http()
+        .post(app.url("/graphql"))
+        .header("accept", accept)
+        .json(&body);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    (status, content_type, response.json().await.unwrap_or(Value::Null))
+}
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+#[tokio::test]
+async fn graphql_response_json_answers_request_errors_with_4xx_and_no_data() {
+    let app = TestApp::spawn().await;
+    for (query, variables, code) in [
+        ("{ plans { key }", json!({}), "GRAPHQL_PARSE_FAILED"),
+        ("{ plans { nonsense } }", json!({}), "GRAPHQL_VALIDATION_FAILED"),
+        (
+            "query ($n: String!) { __type(name: $n) { name } }",
+            json!({ "n": 5 }),
+            "BAD_USER_INPUT",
+        ),
+    ] {
+        let body = json!({ "query": query, "variables": variables });
+        let (status, content_type, answer) = post_accepting(&app, GRAPHQL_RESPONSE, None, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {answer}");
+        assert!(content_type.starts_with(GRAPHQL_RESPONSE), "{content_type}");
+        assert!(answer.get("data").is_none(), "{query}: {answer}");
+        assert_eq!(answer["errors"][0]["extensions"]["code"], code, "{answer}");
+        // The same under application/json: 200, still without data.
+        let (status, content_type, answer) = post_accepting(&app, "application/json", None, body).await;
+        assert_eq!(status, StatusCode::OK, "{query}: {answer}");
+        assert!(content_type.starts_with("application/json"), "{content_type}");
+        assert!(answer.get("data").is_none(), "{query}: {answer}");
+    }
+
+    // Executed: 200, with data, even when a field failed.
+    let (status, content_type, answer) = post_accepting(
+        &app,
+        GRAPHQL_RESPONSE,
+        None,
+        json!({ "query": "{ me { id } plans { key } }" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert!(content_type.starts_with(GRAPHQL_RESPONSE));
+    assert_eq!(answer["data"]["me"], Value::Null);
+    let (status, _, answer) = post_accepting(
+        &app,
+        GRAPHQL_RESPONSE,
+        None,
+        json!({ "query": "{ apiKeyInfo { apiKey { id } } }" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "a field error is not a request error: {answer}");
+    assert_eq!(answer["data"], Value::Null, "{answer}");
+    assert_eq!(answer["errors"][0]["path"], json!(["apiKeyInfo"]));
+
+    // Credentials that do not work: 401 with the code.
+    let (status, _, answer) = post_accepting(
+        &app,
+        GRAPHQL_RESPONSE,
+        Some("not-a-token"),
+        json!({ "query": "{ me { id } }" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+    assert!(answer.get("data").is_none());
+    let (status, _, answer) = post_accepting(
+        &app,
+        "application/json",
+        Some("not-a-token"),
+        json!({ "query": "{ me { id } }" }),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["errors"][0]["extensions"]["code"], "UNAUTHENTICATED");
+
+    // Nothing the server speaks.
+    let (status, _, _) = post_accepting(&app, "text/html", None, json!({ "query": "{ plans { key } }" })).await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    // A request without a query is malformed whatever the type.
+    let (status, _, answer) =
+        post_accepting(&app, "application/json", None, json!({ "qeury": "{ plans { key } }" })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+}
+
+#[tokio::test]
+async fn a_get_query_may_name_its_operation() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .http()
+        .get(app.url("/graphql"))
+        .query(&[
+            (
+                "query",
+                "query A { plans { key } } query B { clientConfig { version } }",
+            ),
+            ("operationName", "B"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let response = GqlResponse::from(response).await;
+    assert!(
+        response.data()["clientConfig"]["version"].is_string(),
+        "{}",
+        response.body
+    );
+    assert!(response.data().get("plans").is_none());
 }

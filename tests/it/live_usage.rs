@@ -21,7 +21,7 @@ const SUBSCRIBE: &str = "subscription ($org: ID!) { usageUpdated(organizationId:
 const RECORD: &str = "mutation ($input: RecordUsageInput!) { recordUsage(input: $input) { event { id } } }";
 
 /// The id of the person's personal organization.
-async fn personal_organization(app: &TestApp, person: &SignedIn) -> String {
+pub(crate) async fn personal_organization(app: &TestApp, person: &SignedIn) -> String {
     let response = app
         .graphql_as(
             &person.access,

@@ -230,9 +230,11 @@ async fn an_uploaded_png_becomes_the_avatar_and_is_served_with_caching_headers()
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
     }
 
+    // Anonymous, so with the header that makes browsers ask first.
     let anonymous = app
         .http()
         .post(app.url("/graphql"))
+        .header("apollo-require-preflight", "true")
         .multipart(
             Form::new()
                 .text(

@@ -24,8 +24,8 @@ use crate::{
     organizations::add_member,
 };
 
-/// The contract's types by name.
-struct Contract {
+/// The types of an SDL by name: the contract's, or the server's own.
+pub struct Contract {
     types: BTreeMap<String, TypeKind>,
 }
 
@@ -33,7 +33,17 @@ impl Contract {
     fn load() -> Self {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/schema.graphql");
         let sdl = std::fs::read_to_string(&path).expect("the contract is readable");
-        let document = parse_schema(&sdl).expect("the contract parses");
+        Self::parse(&sdl)
+    }
+
+    /// The schema the server serves (built fields only, with the
+    /// descriptions the code gives them).
+    pub fn served() -> Self {
+        Self::parse(&tollgate::graphql::export_sdl())
+    }
+
+    fn parse(sdl: &str) -> Self {
+        let document = parse_schema(sdl).expect("the SDL parses");
         let types = document
             .definitions
             .into_iter()
@@ -45,7 +55,8 @@ impl Contract {
         Self { types }
     }
 
-    fn fields(&self, type_name: &str) -> Vec<FieldDefinition> {
+    /// The fields of an object type (none for other kinds).
+    pub fn fields(&self, type_name: &str) -> Vec<FieldDefinition> {
         match self.types.get(type_name) {
             Some(TypeKind::Object(object)) => object.fields.iter().map(|f| f.node.clone()).collect(),
             _ => Vec::new(),
@@ -127,8 +138,17 @@ impl Contract {
         }
     }
 
+    /// Names of the object types.
+    pub fn object_types(&self) -> Vec<&str> {
+        self.types
+            .iter()
+            .filter(|(_, kind)| matches!(kind, TypeKind::Object(_)))
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     /// The smallest selection that reads a value of this type.
-    fn selection(&self, ty: &Type) -> &'static str {
+    pub fn selection(&self, ty: &Type) -> &'static str {
         match self.types.get(base_name(ty)) {
             Some(TypeKind::Object(_)) => "{ __typename }",
             _ => "",
@@ -145,7 +165,7 @@ fn base_name(ty: &Type) -> &str {
 
 /// `field(arg: $arg ...) { selection }` with variables for the required
 /// arguments, and the operation's variable declarations.
-fn call(contract: &Contract, field: &FieldDefinition, organization: &str) -> (String, String, Value) {
+pub fn call(contract: &Contract, field: &FieldDefinition, organization: &str) -> (String, String, Value) {
     let mut declarations = Vec::new();
     let mut arguments = Vec::new();
     let mut variables = serde_json::Map::new();

@@ -1,5 +1,6 @@
 //! Test harness: shared services, apps on port 0, and request helpers.
 
+pub mod node;
 pub mod people;
 pub mod services;
 pub mod smtp;
