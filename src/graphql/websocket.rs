@@ -8,8 +8,8 @@
 //! contract say, and adds keep-alive pings, a per-connection subscription
 //! cap and a send timeout that drops clients too slow to read. A
 //! connection ends (4403) when its credentials stop working: revoked or
-//! ended (heard on the event bus) or expired (a timer set at
-//! connection_init).
+//! ended (announced; see [`crate::platform::announcements`]) or expired (a
+//! timer set at connection_init).
 
 use std::{net::SocketAddr, pin::Pin, time::Duration};
 

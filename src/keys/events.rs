@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::platform::announcements::Announcement;
 
-/// Topic of [`KeyRevoked`] on the event bus.
+/// Topic of [`KeyRevoked`].
 pub const KEY_REVOKED: &str = "api_key.revoked";
 
 /// What `api_key.revoked` carries.
