@@ -73,6 +73,9 @@ const CHANNEL: &str = "tollgate_announcements";
 const PRUNE_LOCK: i64 = 0x616e_6e6f_756e_6365;
 /// How long start-up waits for the first read.
 const FIRST_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one read may take (connecting included) before it counts as
+/// failed: a database that stopped answering must not hold the follower.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One announcement: a topic and its JSON body.
 #[derive(Debug, Clone, PartialEq)]
@@ -331,7 +334,13 @@ impl Follower {
         let mut first_read = Some(first_read);
         loop {
             let started = Instant::now();
-            match self.read_new().await {
+            let read = tokio::select! {
+                () = shutdown.cancelled() => return,
+                read = tokio::time::timeout(READ_TIMEOUT, self.read_new()) => {
+                    read.unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {READ_TIMEOUT:?}")))
+                }
+            };
+            match read {
                 Ok(()) => {
                     if std::mem::take(&mut self.failing) {
                         tracing::info!("announcements readable again");

@@ -43,6 +43,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const OUTGOING_CAPACITY: usize = 16_384;
 /// Messages sent in one statement or pipeline.
 const MAX_BATCH: usize = 256;
+/// How long one batch may take (connecting included) before it is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What local listeners receive.
 #[derive(Debug, Clone)]
@@ -308,7 +310,12 @@ async fn publish_queued(mut queued: mpsc::Receiver<String>, mut sink: Sink, shut
         if received == 0 {
             return;
         }
-        if let Err(e) = sink.send(&batch).await {
+        let sent = tokio::time::timeout(SEND_TIMEOUT, sink.send(&batch))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {SEND_TIMEOUT:?}")));
+        if let Err(e) = sent {
+            // A send cut short may leave the connection mid-statement.
+            sink.reset();
             tracing::warn!(error = %e, messages = batch.len(), "event bus: messages not published");
         }
         batch.clear();
@@ -316,6 +323,14 @@ async fn publish_queued(mut queued: mpsc::Receiver<String>, mut sink: Sink, shut
 }
 
 impl Sink {
+    /// Forgets the PostgreSQL connection, to open afresh (Redis's
+    /// connection manager reconnects by itself).
+    fn reset(&mut self) {
+        if let Self::Postgres { conn, .. } = self {
+            *conn = None;
+        }
+    }
+
     async fn send(&mut self, messages: &[String]) -> anyhow::Result<()> {
         match self {
             Self::Redis { publisher, channel } => {
@@ -332,16 +347,11 @@ impl Sink {
                 };
                 // One statement for the whole batch; notifications keep
                 // the array's order.
-                let sent = diesel::sql_query("SELECT pg_notify($1, message) FROM unnest($2::text[]) AS message")
+                diesel::sql_query("SELECT pg_notify($1, message) FROM unnest($2::text[]) AS message")
                     .bind::<Text, _>(PG_CHANNEL)
                     .bind::<Array<Text>, _>(messages)
                     .execute(&mut **connection)
-                    .await;
-                if let Err(e) = sent {
-                    // Opened afresh next time, whatever went wrong.
-                    *conn = None;
-                    return Err(e.into());
-                }
+                    .await?;
             }
         }
         Ok(())
