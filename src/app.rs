@@ -35,6 +35,7 @@ use crate::{
     graphql::{self, AppSchema, QueryLimits, persisted::PersistedQueries},
     keys::cache::KeyCache,
     platform::{
+        announcements::Announcements,
         clock::{SharedClock, SystemClock},
         events::{BusConfig, EventBus},
         health,
@@ -46,8 +47,6 @@ use crate::{
 
 /// Name of the database the embedded PostgreSQL serves.
 const LOCAL_DATABASE: &str = "tollgate";
-/// Connections per instance; PostgreSQL's default max_connections is 100.
-const POOL_SIZE: usize = 16;
 /// Connections per instance for background jobs.
 const JOBS_POOL_SIZE: usize = 4;
 /// How long shutdown waits for websockets and jobs to finish.
@@ -69,6 +68,7 @@ struct Inner {
     passwords: PasswordHasher,
     redis: Option<redis::aio::ConnectionManager>,
     events: EventBus,
+    announcements: Announcements,
     session_cache: SessionCache,
     key_cache: KeyCache,
     usage_hub: UsageHub,
@@ -131,6 +131,11 @@ impl AppState {
     /// Events to and from every instance.
     pub fn events(&self) -> &EventBus {
         &self.inner.events
+    }
+
+    /// Revocations and role changes, from every instance.
+    pub fn announcements(&self) -> &Announcements {
+        &self.inner.announcements
     }
 
     /// Live sessions known to this instance.
@@ -280,7 +285,7 @@ async fn assemble(
         tracing::info!(migrations = ?applied, "applied migrations");
     }
     let queries = QueryCounter::default();
-    let pool = pool::build_pool(database_url.expose_secret(), POOL_SIZE, queries.clone())?;
+    let pool = pool::build_pool(database_url.expose_secret(), config.database_pool_size, queries.clone())?;
     let jobs_pool = pool::build_pool(database_url.expose_secret(), JOBS_POOL_SIZE, QueryCounter::default())?;
 
     let jwt_secret = match &config.jwt_secret {
@@ -303,17 +308,21 @@ async fn assemble(
             prefix: config.redis_key_prefix.clone(),
         },
         None => BusConfig::Postgres {
-            pool: pool.clone(),
             url: database_url.clone(),
         },
     };
     let events = EventBus::start(bus_config, &tasks, shutdown.clone()).await?;
+    let announcements = Announcements::default();
     let session_cache = SessionCache::default();
-    tasks.spawn(session_cache.follow(&events, shutdown.clone()));
+    session_cache.follow(&announcements);
     let key_cache = KeyCache::default();
-    tasks.spawn(key_cache.follow(&events, shutdown.clone()));
+    key_cache.follow(&announcements);
     let usage_hub = UsageHub::default();
-    tasks.spawn(usage_hub.follow(&events, shutdown.clone()));
+    usage_hub.follow_announcements(&announcements);
+    tasks.spawn(usage_hub.follow_usage(&events, shutdown.clone()));
+    announcements
+        .start(database_url.clone(), &tasks, shutdown.clone())
+        .await;
     let redis = redis.map(|(_, manager)| manager);
     let rate_limiter = RateLimiter::new(redis.clone(), config.redis_key_prefix.clone());
 
@@ -337,6 +346,7 @@ async fn assemble(
             passwords: PasswordHasher::default(),
             redis,
             events,
+            announcements,
             session_cache,
             key_cache,
             usage_hub,
@@ -404,6 +414,9 @@ fn router(state: HttpState) -> Router {
             metrics::track_http,
         ))
         .with_state(state)
+        // Every request takes its connections in a scope of its own, so
+        // asking for a second one while holding one is refused, not a stall.
+        .layer(axum::middleware::from_fn(in_connection_scope))
         // A panic anywhere below answers 500 with a contract-shaped error
         // instead of dropping the connection.
         .layer(CatchPanicLayer::custom(panic_response))
@@ -418,6 +431,13 @@ fn router(state: HttpState) -> Router {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path(), request_id = %id)
         }))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+async fn in_connection_scope(
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    crate::db::hold::scoped(next.run(request)).await
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {

@@ -71,6 +71,8 @@ pub enum CorsOrigins {
 pub struct Config {
     /// External PostgreSQL; `None` starts the embedded one in `data_dir`.
     pub database_url: Option<SecretString>,
+    /// Connections each instance's request pool opens at most.
+    pub database_pool_size: usize,
     /// Embedded database and development secrets live here.
     pub data_dir: PathBuf,
     /// Redis for cross-instance events, rate limits and revocation.
@@ -263,6 +265,7 @@ impl Config {
 
         Ok(Self {
             database_url,
+            database_pool_size: database_pool_size(&vars)?,
             data_dir: vars
                 .get("DATA_DIR")
                 .map(PathBuf::from)
@@ -342,6 +345,23 @@ impl Config {
     pub fn absolute_data_dir(&self) -> std::io::Result<PathBuf> {
         absolute(&self.data_dir)
     }
+}
+
+/// Connections per instance: PostgreSQL's default `max_connections` is
+/// 100, and each instance also keeps a few of its own (jobs, listeners).
+const DEFAULT_POOL_SIZE: usize = 16;
+/// More than any single PostgreSQL serves well; past it, use a pooler.
+const MAX_POOL_SIZE: usize = 1000;
+
+fn database_pool_size<F: Fn(&str) -> Option<String>>(vars: &Vars<'_, F>) -> Result<usize, ConfigError> {
+    let size = vars.positive("DATABASE_POOL_SIZE")?.unwrap_or(DEFAULT_POOL_SIZE);
+    if size > MAX_POOL_SIZE {
+        return Err(ConfigError::new(
+            "DATABASE_POOL_SIZE",
+            format!("must be at most {MAX_POOL_SIZE}"),
+        ));
+    }
+    Ok(size)
 }
 
 fn default_stripe_base() -> Url {
@@ -488,6 +508,11 @@ mod tests {
         assert_eq!(c.cors_origins, CorsOrigins::Any);
         assert_eq!(c.graphql_max_depth, 16);
         assert_eq!(c.graphql_max_complexity, 20_000);
+        assert_eq!(c.database_pool_size, 16);
+        assert_eq!(
+            config(&[("DATABASE_POOL_SIZE", " 40 ")]).unwrap().database_pool_size,
+            40
+        );
         assert!(c.playground && c.introspection && c.registration_open);
         let behind_a_path = config(&[("PUBLIC_URL", "https://example.com/api")]).unwrap();
         assert_eq!(
@@ -508,6 +533,9 @@ mod tests {
             ("JWT_SECRET", "short"),
             ("CORS_ORIGINS", "ftp://example.com"),
             ("BILLING_GRACE_DAYS", "-1"),
+            ("DATABASE_POOL_SIZE", "0"),
+            ("DATABASE_POOL_SIZE", "lots"),
+            ("DATABASE_POOL_SIZE", "100000"),
         ] {
             let err = config(&[(var, value)]).unwrap_err();
             assert_eq!(err.variable, var, "{err}");

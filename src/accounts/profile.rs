@@ -14,7 +14,7 @@ use crate::{
     accounts::{
         model::{self, UserRow},
         registration::clean_name,
-        sessions::{self, SessionRow},
+        sessions,
     },
     admin::audit::{self, AuditEntry},
     app::AppState,
@@ -22,6 +22,7 @@ use crate::{
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     orgs::model::{self as orgs, OrgRole},
+    platform::announcements::Recorded,
 };
 
 /// The largest preferences object accepted, as compact JSON.
@@ -326,7 +327,7 @@ pub async fn store_avatar(app: &AppState, user_id: Uuid, bytes: Vec<u8>) -> AppR
 
 /// How a deletion attempt ended inside its transaction.
 enum Deletion {
-    Done(Vec<SessionRow>),
+    Done(Recorded),
     Gone,
     WrongPassword,
     OwnsSharedOrganization,
@@ -367,15 +368,15 @@ pub async fn delete_account(
             }
             crate::admin::users::refuse_last_admin(conn, &locked).await?;
             Ok(match tombstone(app, conn, user_id, user_id, ip.clone(), now).await? {
-                Tombstoned::Done(ended) => Deletion::Done(ended),
+                Tombstoned::Done(announced) => Deletion::Done(announced),
                 Tombstoned::OwnsSharedOrganization => Deletion::OwnsSharedOrganization,
             })
         })
         .await?;
+    drop(conn);
     match outcome {
-        Deletion::Done(ended) => {
-            sessions::announce(app, &ended).await;
-            crate::keys::cache::announce_creator_gone(app, user_id).await;
+        Deletion::Done(announced) => {
+            app.announcements().committed(announced);
             Ok(())
         }
         Deletion::Gone => Err(AppError::unauthenticated()),
@@ -388,9 +389,9 @@ pub async fn delete_account(
 
 /// What [`tombstone`] came to.
 pub enum Tombstoned {
-    /// The account is a tombstone now; these sessions ended (announce
-    /// them once the transaction commits).
-    Done(Vec<SessionRow>),
+    /// The account is a tombstone now; its sessions and keys ended
+    /// (announced: apply on this instance once the transaction commits).
+    Done(Recorded),
     /// The person owns an organization with other members; nothing changed.
     OwnsSharedOrganization,
 }
@@ -481,7 +482,8 @@ pub async fn tombstone(
         .target("user", user_id)
         .metadata(serde_json::json!({ "keptOrganizations": kept }));
     audit::record(conn, entry, now).await?;
-    Ok(Tombstoned::Done(ended))
+    let announced = sessions::announce_account_closed(conn, user_id, &ended).await?;
+    Ok(Tombstoned::Done(announced))
 }
 
 fn wrong_password() -> AppError {

@@ -1,8 +1,8 @@
 //! Proving an email address, and getting back into (or securing) an
 //! account: verification, password reset and password change.
 //!
-//! Each change, its audit entry and its email are one transaction; ended
-//! sessions are announced to every instance after the commit.
+//! Each change, its audit entry, its email and the announcement of the
+//! sessions it ended are one transaction.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use secrecy::SecretString;
@@ -14,15 +14,14 @@ use crate::{
         email_tokens::{self, TokenPurpose},
         emails, lockout, login,
         model::{self, UserRow},
-        password_policy,
-        sessions::{self, SessionRow},
+        password_policy, sessions,
         throttle::{self, AuthAction},
     },
     admin::audit::{self, AuditEntry},
     app::AppState,
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
-    platform::mail,
+    platform::{announcements::Recorded, mail},
 };
 
 fn bad_token() -> AppError {
@@ -102,11 +101,11 @@ pub async fn request_reset(app: &AppState, email: &str, meta: &RequestMeta) -> A
     throttle::per_client(app, AuthAction::PasswordReset, meta).await?;
     let email = normalize_email(email, "email")?;
     let app = app.clone();
-    app.tasks().clone().spawn(async move {
+    app.tasks().clone().spawn(crate::db::hold::scoped(async move {
         if let Err(e) = send_reset_link(&app, &email).await {
             tracing::error!(error = ?e, "could not queue a password reset email");
         }
-    });
+    }));
     Ok(true)
 }
 
@@ -156,7 +155,7 @@ pub async fn reset_password(
     let password_hash = app.passwords().hash(new_password).await?;
     let mut conn = app.db().await?;
     let ip = Some(meta.client_ip.to_string());
-    let ended = conn
+    let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
             let (user_id, email) = email_tokens::consume(conn, token, TokenPurpose::ResetPassword, now)
                 .await?
@@ -167,13 +166,14 @@ pub async fn reset_password(
                 .ok_or_else(bad_token)?;
             // The reset link proved the address, so it is verified too.
             let user = model::mark_verified(conn, &user, now).await?;
-            let ended = replace_password(conn, app, &user, &password_hash, None, "password.reset", ip).await?;
+            let announced = replace_password(conn, app, &user, &password_hash, None, "password.reset", ip).await?;
             lockout::clear(conn, &email).await?;
-            Ok(ended)
+            Ok(announced)
         })
         .await?;
+    drop(conn);
     mail::wake();
-    sessions::announce(app, &ended).await;
+    app.announcements().committed(announced);
     Ok(())
 }
 
@@ -196,7 +196,7 @@ pub async fn change_password(
     let password_hash = app.passwords().hash(new_password).await?;
     let ip = Some(meta.client_ip.to_string());
     let mut conn = app.db().await?;
-    let ended = conn
+    let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
             replace_password(
                 conn,
@@ -210,13 +210,14 @@ pub async fn change_password(
             .await
         })
         .await?;
+    drop(conn);
     mail::wake();
-    sessions::announce(app, &ended).await;
+    app.announcements().committed(announced);
     Ok(())
 }
 
-/// Stores the new hash, ends sessions (all but `keep`), audits and sends
-/// the notice; returns the sessions ended.
+/// Stores the new hash, ends sessions (all but `keep`), audits, sends the
+/// notice and announces the sessions ended.
 async fn replace_password(
     conn: &mut AsyncPgConnection,
     app: &AppState,
@@ -225,7 +226,7 @@ async fn replace_password(
     keep: Option<Uuid>,
     action: &'static str,
     ip: Option<String>,
-) -> AppResult<Vec<SessionRow>> {
+) -> AppResult<Recorded> {
     let now = app.now();
     model::set_password(conn, user.id, password_hash, now).await?;
     // Reset links sent before this change must not undo it.
@@ -236,5 +237,5 @@ async fn replace_password(
         .metadata(serde_json::json!({ "sessionsEnded": ended.len() }));
     audit::record(conn, entry, now).await?;
     mail::enqueue(conn, &emails::password_changed(&user.email, &user.name), now).await?;
-    Ok(ended)
+    Ok(sessions::announce_ended(conn, &ended).await?)
 }

@@ -11,10 +11,11 @@ use uuid::Uuid;
 use crate::{
     admin::audit::{self, AuditEntry},
     app::AppState,
-    auth::session_cache::{Revocation, SESSION_REVOKED},
+    auth::session_cache::Revocation,
     db::schema::{sessions, users},
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
+    platform::announcements::{self, Recorded},
 };
 
 /// How long the just-rotated refresh token is still answered (with the
@@ -103,7 +104,7 @@ fn truncate(text: &str, max_chars: usize) -> String {
 enum Refresh {
     Issued(SessionRow),
     Refused,
-    TheftDetected(SessionRow),
+    TheftDetected(SessionRow, Recorded),
 }
 
 /// `refreshSession`: rotates the session's refresh token.
@@ -152,7 +153,8 @@ pub async fn refresh(app: &AppState, token: &str, meta: &RequestMeta) -> AppResu
                     .target("session", session.id)
                     .metadata(serde_json::json!({ "reason": "refresh token reused" }));
                 audit::record(conn, entry, now).await?;
-                return Ok(Refresh::TheftDetected(session));
+                let announced = announce_ended(conn, std::slice::from_ref(&session)).await?;
+                return Ok(Refresh::TheftDetected(session, announced));
             }
             let rotated = diesel::update(sessions::table.find(session.id))
                 .set((
@@ -167,12 +169,13 @@ pub async fn refresh(app: &AppState, token: &str, meta: &RequestMeta) -> AppResu
             Ok(Refresh::Issued(rotated))
         })
         .await?;
+    drop(conn);
     match outcome {
         Refresh::Issued(session) => tokens_for(app, session),
         Refresh::Refused => Err(AppError::unauthenticated()),
-        Refresh::TheftDetected(session) => {
+        Refresh::TheftDetected(session, announced) => {
             tracing::warn!(session = %session.id, user = %session.user_id, "refresh token reuse: session revoked");
-            announce(app, &[session]).await;
+            app.announcements().committed(announced);
             Err(AppError::unauthenticated())
         }
     }
@@ -238,8 +241,8 @@ pub enum Ending {
     AllBut(Uuid),
 }
 
-/// Ends sessions of `user_id` and audits each as `action`, in one
-/// transaction, then tells every instance. Returns how many ended.
+/// Ends sessions of `user_id`, audits each as `action` and announces them,
+/// in one transaction. Returns how many ended.
 pub async fn end(
     app: &AppState,
     user_id: Uuid,
@@ -249,7 +252,7 @@ pub async fn end(
 ) -> AppResult<usize> {
     let now = app.now();
     let mut conn = app.db().await?;
-    let ended = conn
+    let (ended, announced) = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| {
             let ended = match which {
                 Ending::One(id) => revoke_where(conn, Which::One(user_id, id), action, now).await?,
@@ -259,29 +262,41 @@ pub async fn end(
                 let entry = AuditEntry::new(action, Some(user_id), ip.clone()).target("session", session.id);
                 audit::record(conn, entry, now).await?;
             }
-            Ok(ended)
+            let announced = announce_ended(conn, &ended).await?;
+            Ok((ended.len(), announced))
         })
         .await?;
-    announce(app, &ended).await;
-    Ok(ended.len())
+    drop(conn);
+    app.announcements().committed(announced);
+    Ok(ended)
 }
 
-/// Tells every instance that these sessions ended, so their access tokens
-/// stop working at once. Called after the revocation committed; a failure
-/// is logged (the cache TTL still bounds the damage).
-pub async fn announce(app: &AppState, ended: &[SessionRow]) {
+/// Announces, in the caller's transaction, that these sessions ended, so
+/// their access tokens stop working at once on every instance.
+pub async fn announce_ended(conn: &mut AsyncPgConnection, ended: &[SessionRow]) -> QueryResult<Recorded> {
     if ended.is_empty() {
-        return;
+        return Ok(Recorded::default());
     }
     let revocation = Revocation {
         sessions: ended.iter().map(|s| s.id).collect(),
         user: None,
     };
-    app.session_cache().forget(&revocation);
-    let payload = serde_json::to_string(&revocation).unwrap_or_default();
-    if let Err(e) = app.events().publish(SESSION_REVOKED, &payload).await {
-        tracing::error!(error = ?e, "could not announce ended sessions");
-    }
+    announcements::record(conn, vec![revocation.announcement()]).await
+}
+
+/// Announces, in the caller's transaction, that the account closed
+/// (suspended or deleted): every session of it ended (`ended` are those
+/// that were live) and every key it created stopped working.
+pub async fn announce_account_closed(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    ended: &[SessionRow],
+) -> QueryResult<Recorded> {
+    let revocation = Revocation {
+        sessions: ended.iter().map(|s| s.id).collect(),
+        user: Some(user_id),
+    };
+    announcements::record(conn, vec![revocation.announcement()]).await
 }
 
 /// A user's live sessions, newest first.

@@ -17,7 +17,7 @@ use crate::{
     accounts::{
         model::{self, Role, UserRow},
         profile::{self, Tombstoned},
-        sessions::{self, SessionRow},
+        sessions,
     },
     admin::{
         audit::{self, AuditEntry},
@@ -26,6 +26,7 @@ use crate::{
     app::AppState,
     db::schema::users,
     error::{AppError, AppResult},
+    platform::announcements::{self, Recorded},
 };
 
 /// Advisory lock key serializing staff actions on accounts ("staffusr").
@@ -46,12 +47,12 @@ pub struct Actor {
 pub async fn set_role(app: &AppState, actor: &Actor, user_id: Uuid, role: Role) -> AppResult<UserRow> {
     let now = app.now();
     let mut conn = app.db().await?;
-    let (updated, changed) = conn
+    let (updated, announced) = conn
         .transaction::<_, AppError, _>(async |conn| {
             begin(conn, actor, |role| role == Role::Admin).await?;
             let target = lock_target(conn, user_id).await?;
             if target.role == role {
-                return Ok((target, false));
+                return Ok((target, Recorded::default()));
             }
             if target.role == Role::Admin && other_active_admins(conn, target.id).await? == 0 {
                 return Err(AppError::conflict("the last ADMIN cannot be demoted"));
@@ -65,25 +66,26 @@ pub async fn set_role(app: &AppState, actor: &Actor, user_id: Uuid, role: Role) 
                 .target("user", target.id)
                 .metadata(serde_json::json!({ "from": target.role.as_str(), "to": role.as_str() }));
             audit::record(conn, entry, now).await?;
-            Ok((updated, true))
+            let changed = events::RoleChanged { user_id: target.id };
+            let announced = announcements::record(conn, vec![changed.announcement()]).await?;
+            Ok((updated, announced))
         })
         .await?;
-    if changed {
-        events::announce_role_changed(app, user_id).await;
-    }
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(updated)
 }
 
 /// `suspendUser` (ADMIN or SUPPORT; only an ADMIN suspends an ADMIN;
-/// nobody themself): marks the account suspended and ends every session
-/// of it, then tells every instance, so its access tokens and API keys
-/// stop working at once. Suspending again keeps the first time and
+/// nobody themself): marks the account suspended, ends every session of
+/// it and announces that, so its access tokens and API keys stop working
+/// at once on every instance. Suspending again keeps the first time and
 /// replaces the reason.
 pub async fn suspend(app: &AppState, actor: &Actor, user_id: Uuid, reason: Option<&str>) -> AppResult<UserRow> {
     let reason = clean_reason(reason)?;
     let now = app.now();
     let mut conn = app.db().await?;
-    let (user, ended) = conn
+    let (user, announced) = conn
         .transaction::<_, AppError, _>(async |conn| {
             let acting = begin(conn, actor, Role::is_staff).await?;
             refuse_self(actor, user_id, "suspend")?;
@@ -105,10 +107,12 @@ pub async fn suspend(app: &AppState, actor: &Actor, user_id: Uuid, reason: Optio
                 .target("user", target.id)
                 .metadata(serde_json::json!({ "reason": reason, "sessionsEnded": ended.len() }));
             audit::record(conn, entry, now).await?;
-            Ok((user, ended))
+            let announced = sessions::announce_account_closed(conn, target.id, &ended).await?;
+            Ok((user, announced))
         })
         .await?;
-    account_closed(app, user.id, &ended).await;
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(user)
 }
 
@@ -149,7 +153,7 @@ pub async fn unsuspend(app: &AppState, actor: &Actor, user_id: Uuid) -> AppResul
 pub async fn delete(app: &AppState, actor: &Actor, user_id: Uuid) -> AppResult<()> {
     let now = app.now();
     let mut conn = app.db().await?;
-    let ended = conn
+    let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
             begin(conn, actor, |role| role == Role::Admin).await?;
             refuse_self(actor, user_id, "delete")?;
@@ -158,14 +162,15 @@ pub async fn delete(app: &AppState, actor: &Actor, user_id: Uuid) -> AppResult<(
                 return Err(AppError::conflict("the last ADMIN cannot be deleted"));
             }
             match profile::tombstone(app, conn, target.id, actor.user_id, actor.ip.clone(), now).await? {
-                Tombstoned::Done(ended) => Ok(ended),
+                Tombstoned::Done(announced) => Ok(announced),
                 Tombstoned::OwnsSharedOrganization => Err(AppError::conflict(
                     "the user owns an organization with other members: transfer it or remove them first",
                 )),
             }
         })
         .await?;
-    account_closed(app, user_id, &ended).await;
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(())
 }
 
@@ -248,13 +253,6 @@ fn clean_reason(reason: Option<&str>) -> AppResult<Option<String>> {
         ));
     }
     Ok(Some(reason.to_owned()))
-}
-
-/// After a suspension or deletion committed: every instance forgets the
-/// account's sessions and its API keys.
-async fn account_closed(app: &AppState, user_id: Uuid, ended: &[SessionRow]) {
-    sessions::announce(app, ended).await;
-    crate::keys::cache::announce_creator_gone(app, user_id).await;
 }
 
 #[cfg(test)]

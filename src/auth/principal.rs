@@ -23,7 +23,8 @@ pub struct KeyIdentity {
     /// The member who created it; usage made with the key counts against
     /// their member budget, and the key dies with their membership.
     pub created_by: Uuid,
-    /// What it may do.
+    /// What it may do now: its scopes, less what its creator's current
+    /// role in the organization no longer allows.
     pub scopes: ScopeSet,
     /// Catalog model ids it may be authorized for; None = every enabled model.
     pub allowed_models: Option<Vec<String>>,

@@ -2,23 +2,25 @@
 //! access token costs no database round trip.
 //!
 //! Ending a session (logout, revocation, password reset, suspension)
-//! publishes `session.revoked` on the event bus; every instance drops the
-//! session from its cache at once (the rules every bus-kept cache follows
-//! are in [`crate::platform::bus_cache`]).
+//! announces `session.revoked` in the transaction that ends it; every
+//! instance drops the session from its cache at once (the rules every
+//! announced cache follows are in [`crate::platform::announced_cache`]).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::platform::{bus_cache::BusCache, events::EventBus};
+use crate::platform::{
+    announced_cache::AnnouncedCache,
+    announcements::{Announcement, Announcements},
+};
 
 /// The bus topic that announces ended sessions.
 pub const SESSION_REVOKED: &str = "session.revoked";
-/// How long a cached answer is trusted without any message: the bound on
-/// a revocation missed by a connection that failed without closing.
+/// How long a cached answer is trusted at most (a backstop: revocations
+/// arrive as announcements).
 const TTL: Duration = Duration::from_secs(10);
 
 /// What `session.revoked` carries: some sessions, or all of a user's.
@@ -33,6 +35,13 @@ pub struct Revocation {
     pub user: Option<Uuid>,
 }
 
+impl Revocation {
+    /// The `session.revoked` announcement.
+    pub fn announcement(&self) -> Announcement {
+        Announcement::new(SESSION_REVOKED, self)
+    }
+}
+
 /// A live session as the database described it.
 #[derive(Debug, Clone, Copy)]
 struct LiveSession {
@@ -43,13 +52,13 @@ struct LiveSession {
 /// Live sessions this instance has seen recently, by session id.
 #[derive(Clone)]
 pub struct SessionCache {
-    sessions: BusCache<Uuid, LiveSession>,
+    sessions: AnnouncedCache<Uuid, LiveSession>,
 }
 
 impl Default for SessionCache {
     fn default() -> Self {
         Self {
-            sessions: BusCache::new(TTL),
+            sessions: AnnouncedCache::new(TTL),
         }
     }
 }
@@ -88,11 +97,11 @@ impl SessionCache {
         });
     }
 
-    /// Keeps the cache in step with the bus until shutdown; an unreadable
+    /// Keeps the cache in step with the announcements; an unreadable
     /// revocation clears everything (it may have named any session).
-    pub fn follow(&self, bus: &EventBus, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    pub fn follow(&self, announcements: &Announcements) {
         let cache = self.clone();
-        self.sessions.follow(bus, shutdown, move |topic, payload| {
+        self.sessions.follow(announcements, move |topic, payload| {
             if topic != SESSION_REVOKED {
                 return;
             }

@@ -46,7 +46,7 @@ const PRUNE_EVERY: u32 = 3600;
 /// so shutdown waits for the round in hand.
 pub fn spawn_job(app: &AppState) {
     let state = app.clone();
-    app.tasks().spawn(run(state));
+    app.tasks().spawn(crate::db::hold::scoped(run(state)));
 }
 
 async fn run(app: AppState) {

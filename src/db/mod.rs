@@ -5,6 +5,7 @@
 //! queries: it is implemented for every type and would otherwise capture
 //! `Schema::execute` calls.
 
+pub mod hold;
 pub mod local_postgres;
 pub mod migrations;
 pub mod pool;

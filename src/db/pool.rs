@@ -1,11 +1,15 @@
 //! The connection pool, with a statement counter per application so tests
-//! can prove a query shape does not grow with the data (no N+1), and one
-//! per GraphQL operation so a query cannot run without bound.
+//! can prove a query shape does not grow with the data (no N+1), one per
+//! GraphQL operation so a query cannot run without bound, a count of the
+//! tasks waiting for a connection, and the one way to take a connection:
+//! [`DbPool::get`], which refuses a second connection to work that holds
+//! one (see [`super::hold`]).
 
 use std::{
+    ops::{Deref, DerefMut},
     sync::{
         Arc,
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -16,10 +20,120 @@ use diesel_async::{
     pooled_connection::{AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod, deadpool},
 };
 
-/// The application's pool.
-pub type DbPool = deadpool::Pool<AsyncPgConnection>;
-/// A connection checked out of the pool.
-pub type DbConn = deadpool::Object<AsyncPgConnection>;
+use super::hold::{self, Hold, SecondConnection};
+use crate::error::AppError;
+
+/// How long a request waits for a connection before SERVICE_UNAVAILABLE.
+const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A pool of PostgreSQL connections.
+#[derive(Clone)]
+pub struct DbPool {
+    inner: deadpool::Pool<AsyncPgConnection>,
+    /// Tasks inside [`DbPool::get`] that have no connection yet.
+    waiting: Arc<AtomicUsize>,
+}
+
+/// A connection taken from the pool, counted against the work that took
+/// it until dropped.
+pub struct DbConn {
+    conn: deadpool::Object<AsyncPgConnection>,
+    _hold: Hold,
+}
+
+impl Deref for DbConn {
+    type Target = AsyncPgConnection;
+
+    fn deref(&self) -> &AsyncPgConnection {
+        &self.conn
+    }
+}
+
+impl DerefMut for DbConn {
+    fn deref_mut(&mut self) -> &mut AsyncPgConnection {
+        &mut self.conn
+    }
+}
+
+/// Why no connection was handed out.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    /// The database could not be reached, or no connection freed up in time.
+    #[error("no database connection: {0}")]
+    Unavailable(#[from] deadpool::PoolError),
+    /// The caller already holds one (a bug; see [`super::hold`]).
+    #[error(transparent)]
+    SecondConnection(#[from] SecondConnection),
+}
+
+impl From<CheckoutError> for AppError {
+    fn from(err: CheckoutError) -> Self {
+        match err {
+            CheckoutError::Unavailable(e) => AppError::unavailable(e),
+            CheckoutError::SecondConnection(e) => AppError::internal(e),
+        }
+    }
+}
+
+impl From<SecondConnection> for AppError {
+    fn from(err: SecondConnection) -> Self {
+        AppError::internal(err)
+    }
+}
+
+/// What the pool holds right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// The most connections it opens.
+    pub max_size: usize,
+    /// Connections handed out.
+    pub in_use: usize,
+    /// Open connections nobody uses.
+    pub idle: usize,
+    /// Tasks waiting for a connection.
+    pub waiting: usize,
+}
+
+impl DbPool {
+    /// A connection; refused at once to work that holds one already,
+    /// SERVICE_UNAVAILABLE after [`WAIT_TIMEOUT`] without a free one.
+    pub async fn get(&self) -> Result<DbConn, CheckoutError> {
+        let hold = hold::claim()?;
+        let conn = {
+            let _waiting = Waiting::start(&self.waiting);
+            self.inner.get().await?
+        };
+        Ok(DbConn { conn, _hold: hold })
+    }
+
+    /// Connections in use and idle, and tasks waiting for one.
+    pub fn status(&self) -> PoolStatus {
+        let status = self.inner.status();
+        PoolStatus {
+            max_size: status.max_size,
+            in_use: status.size.saturating_sub(status.available),
+            idle: status.available,
+            waiting: self.waiting.load(Ordering::SeqCst),
+        }
+    }
+}
+
+/// Counts one waiting task until dropped (also when the wait is
+/// cancelled or times out).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// How many SQL statements an application's connections have run.
 #[derive(Debug, Clone, Default)]
@@ -147,11 +261,14 @@ pub fn build_pool(database_url: &str, max_size: usize, counter: QueryCounter) ->
         })
     });
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
-    let pool = deadpool::Pool::builder(manager)
+    let inner = deadpool::Pool::builder(manager)
         .max_size(max_size)
-        .wait_timeout(Some(Duration::from_secs(10)))
+        .wait_timeout(Some(WAIT_TIMEOUT))
         .create_timeout(Some(Duration::from_secs(10)))
         .runtime(::deadpool::Runtime::Tokio1)
         .build()?;
-    Ok(pool)
+    Ok(DbPool {
+        inner,
+        waiting: Arc::default(),
+    })
 }

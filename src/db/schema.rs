@@ -1,6 +1,15 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    announcements (id) {
+        id -> Int8,
+        topic -> Text,
+        payload -> Jsonb,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     api_keys (id) {
         id -> Uuid,
         organization_id -> Uuid,
@@ -324,6 +333,7 @@ diesel::joinable!(usage_events -> users (user_id));
 diesel::joinable!(usage_thresholds -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    announcements,
     api_keys,
     audit_log,
     avatars,

@@ -3,14 +3,15 @@
 //! turns the fields of one query level into one SQL statement, whatever the
 //! number of parents.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{collections::HashMap, hash::Hash, sync::Arc};
 
 use async_graphql::{
     Data, Response,
-    dataloader::{DataLoader, HashMapCache, Loader},
+    dataloader::{CacheFactory, DataLoader, HashMapCache, Loader, NoCache},
     extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
 };
 use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::{
@@ -20,7 +21,7 @@ use crate::{
         model::{self as plans, PlanRow},
         subscription::{self, SubscriptionRow},
     },
-    db::{DbPool, pool::spawn_in_operation},
+    db::{DbPool, hold, pool::spawn_in_operation},
     error::AppError,
     keys::model::{self as api_keys, ApiKeyRow},
     orgs::{
@@ -168,6 +169,50 @@ fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap
     grouped
 }
 
+/// A per-request loader that refuses to be asked by work holding a pooled
+/// connection: its batch runs in another task that asks the pool, so
+/// waiting for it while holding one is the pool deadlock of
+/// [`crate::db::hold`], spread over two tasks.
+pub struct GuardedLoader<L, C = NoCache>(DataLoader<L, C>);
+
+impl<L: Send + Sync + 'static, C: CacheFactory> GuardedLoader<L, C> {
+    /// The value for `key`, loaded in a batch with the other keys asked
+    /// for at the same time.
+    pub async fn load_one<K>(&self, key: K) -> Result<Option<L::Value>, AppError>
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        L: Loader<K, Error = AppError>,
+    {
+        hold::ensure_free("asked a per-request loader")?;
+        self.0.load_one(key).await
+    }
+
+    /// Forgets what it cached.
+    pub fn clear<K>(&self)
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        L: Loader<K>,
+    {
+        self.0.clear::<K>();
+    }
+}
+
+/// A loader without a cache whose batches run in scopes of their own.
+fn loader<L: Send + Sync + 'static>(loader: L) -> GuardedLoader<L> {
+    GuardedLoader(DataLoader::new(loader, spawn_scoped))
+}
+
+/// A loader that caches for the request, batches in scopes of their own.
+fn cached_loader<L: Send + Sync + 'static>(loader: L) -> GuardedLoader<L, HashMapCache> {
+    GuardedLoader(DataLoader::with_cache(loader, spawn_scoped, HashMapCache::default()))
+}
+
+/// Runs a batch in a task and connection scope of its own, counting its
+/// statements against the operation that asked for it.
+fn spawn_scoped(batch: BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
+    spawn_in_operation(hold::scoped(batch))
+}
+
 /// Every loader of one request. Users, plans and memberships by user are
 /// cached for the request (the same people and plans recur across a list,
 /// e.g. the users of 1,000 receipts, and every organization field asks for
@@ -178,31 +223,31 @@ fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap
 /// changed them.
 pub struct Loaders {
     /// Users by id.
-    pub users: DataLoader<UserLoader, HashMapCache>,
+    pub users: GuardedLoader<UserLoader, HashMapCache>,
     /// Organizations by id.
-    pub organizations: DataLoader<OrganizationLoader>,
+    pub organizations: GuardedLoader<OrganizationLoader>,
     /// Memberships by organization id.
-    pub memberships_by_organization: DataLoader<MembershipsByOrganizationLoader>,
+    pub memberships_by_organization: GuardedLoader<MembershipsByOrganizationLoader>,
     /// Memberships by user id.
-    pub memberships_by_user: DataLoader<MembershipsByUserLoader, HashMapCache>,
+    pub memberships_by_user: GuardedLoader<MembershipsByUserLoader, HashMapCache>,
     /// Plans by id.
-    pub plans: DataLoader<PlanLoader, HashMapCache>,
+    pub plans: GuardedLoader<PlanLoader, HashMapCache>,
     /// Subscription rows by organization id.
-    pub subscriptions: DataLoader<SubscriptionLoader>,
+    pub subscriptions: GuardedLoader<SubscriptionLoader>,
     /// Pending invitations by organization id.
-    pub pending_invitations: DataLoader<PendingInvitationsLoader>,
+    pub pending_invitations: GuardedLoader<PendingInvitationsLoader>,
     /// API keys by organization id.
-    pub api_keys_by_organization: DataLoader<ApiKeysByOrganizationLoader>,
+    pub api_keys_by_organization: GuardedLoader<ApiKeysByOrganizationLoader>,
     /// Tokens used in the current period by keys and members.
-    pub usage_tokens: DataLoader<crate::usage::counters::TokensUsedLoader>,
+    pub usage_tokens: GuardedLoader<crate::usage::counters::TokensUsedLoader>,
     /// Organizations' quotas now.
-    pub quotas: DataLoader<crate::usage::quota::QuotaLoader>,
+    pub quotas: GuardedLoader<crate::usage::quota::QuotaLoader>,
 }
 
 impl Loaders {
     /// Drops the cached memberships: the request just changed some.
     pub fn forget_memberships(&self) {
-        self.memberships_by_user.clear();
+        self.memberships_by_user.clear::<Uuid>();
     }
 
     /// Fresh loaders over `pool`; `now` is the request's time (what
@@ -211,46 +256,22 @@ impl Loaders {
     pub fn new(pool: &DbPool, now: DateTime<Utc>) -> Self {
         let pool = pool.clone();
         Self {
-            users: DataLoader::with_cache(
-                UserLoader { pool: pool.clone() },
-                spawn_in_operation,
-                HashMapCache::default(),
-            ),
-            organizations: DataLoader::new(OrganizationLoader { pool: pool.clone() }, spawn_in_operation),
-            memberships_by_organization: DataLoader::new(
-                MembershipsByOrganizationLoader { pool: pool.clone() },
-                spawn_in_operation,
-            ),
-            memberships_by_user: DataLoader::with_cache(
-                MembershipsByUserLoader { pool: pool.clone() },
-                spawn_in_operation,
-                HashMapCache::default(),
-            ),
-            plans: DataLoader::with_cache(
-                PlanLoader { pool: pool.clone() },
-                spawn_in_operation,
-                HashMapCache::default(),
-            ),
-            subscriptions: DataLoader::new(SubscriptionLoader { pool: pool.clone() }, spawn_in_operation),
-            api_keys_by_organization: DataLoader::new(
-                ApiKeysByOrganizationLoader { pool: pool.clone() },
-                spawn_in_operation,
-            ),
-            pending_invitations: DataLoader::new(
-                PendingInvitationsLoader {
-                    pool: pool.clone(),
-                    now,
-                },
-                spawn_in_operation,
-            ),
-            usage_tokens: DataLoader::new(
-                crate::usage::counters::TokensUsedLoader {
-                    pool: pool.clone(),
-                    now,
-                },
-                spawn_in_operation,
-            ),
-            quotas: DataLoader::new(crate::usage::quota::QuotaLoader { pool, now }, spawn_in_operation),
+            users: cached_loader(UserLoader { pool: pool.clone() }),
+            organizations: loader(OrganizationLoader { pool: pool.clone() }),
+            memberships_by_organization: loader(MembershipsByOrganizationLoader { pool: pool.clone() }),
+            memberships_by_user: cached_loader(MembershipsByUserLoader { pool: pool.clone() }),
+            plans: cached_loader(PlanLoader { pool: pool.clone() }),
+            subscriptions: loader(SubscriptionLoader { pool: pool.clone() }),
+            api_keys_by_organization: loader(ApiKeysByOrganizationLoader { pool: pool.clone() }),
+            pending_invitations: loader(PendingInvitationsLoader {
+                pool: pool.clone(),
+                now,
+            }),
+            usage_tokens: loader(crate::usage::counters::TokensUsedLoader {
+                pool: pool.clone(),
+                now,
+            }),
+            quotas: loader(crate::usage::quota::QuotaLoader { pool, now }),
         }
     }
 }

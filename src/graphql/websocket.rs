@@ -8,8 +8,8 @@
 //! contract say, and adds keep-alive pings, a per-connection subscription
 //! cap and a send timeout that drops clients too slow to read. A
 //! connection ends (4403) when its credentials stop working: revoked or
-//! ended (heard on the event bus) or expired (a timer set at
-//! connection_init).
+//! ended (announced; see [`crate::platform::announcements`]) or expired (a
+//! timer set at connection_init).
 
 use std::{net::SocketAddr, pin::Pin, time::Duration};
 
@@ -109,9 +109,9 @@ pub fn accept(http: HttpState, peer: SocketAddr, headers: &HeaderMap, upgrade: W
     let meta = request_meta(&http.app, peer, headers);
     let tasks = http.app.tasks().clone();
     upgrade.on_upgrade(move |socket| {
-        tasks.track_future(async move {
+        tasks.track_future(crate::db::hold::scoped(async move {
             Connection::new(http, protocol, meta).run(socket).await;
-        })
+        }))
     })
 }
 
@@ -399,7 +399,10 @@ impl Connection {
             .execute_stream(request)
             .map(Some)
             .chain(futures_util::stream::once(async { None }));
-        self.operations.insert(id, Box::pin(stream));
+        // Operations are polled together by this connection's task: each
+        // takes connections in a scope of its own.
+        self.operations
+            .insert(id, Box::pin(crate::db::hold::ScopedStream::new(stream.boxed())));
         Flow::Continue
     }
 

@@ -1,12 +1,13 @@
 //! Resolved API keys, remembered per instance by secret hash so a request
 //! made with a key costs no database round trip for the key itself.
 //!
-//! A key that stops working is announced on the event bus
+//! A key that stops working, or whose powers shrink, is announced
 //! (`api_key.revoked` when it is revoked, `membership.ended` when its
-//! creator leaves the organization, `session.revoked` naming a user whose
+//! creator leaves the organization, `membership.role_changed` when the
+//! creator's role there changes, `session.revoked` naming a user whose
 //! every session ended, as a suspension does) and every instance drops it
-//! at once; the rules every bus-kept cache follows are in
-//! [`crate::platform::bus_cache`].
+//! at once; the rules every announced cache follows are in
+//! [`crate::platform::announced_cache`].
 //!
 //! It also throttles `lastUsedAt` writes to one a minute per key.
 
@@ -18,25 +19,23 @@ use std::{
 
 use chrono::{DateTime, Utc};
 use ipnet::IpNet;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::{
-    app::AppState,
     auth::{
         KeyIdentity,
         session_cache::{Revocation, SESSION_REVOKED},
     },
     keys::{
         events::{KEY_REVOKED, KeyRevoked},
-        model::{self, LAST_USED_RESOLUTION},
+        model::LAST_USED_RESOLUTION,
     },
-    orgs::events::{MEMBERSHIP_ENDED, MembershipEnded},
-    platform::{bus_cache::BusCache, events::EventBus},
+    orgs::events::{MEMBERSHIP_ENDED, MEMBERSHIP_ROLE_CHANGED, MemberRoleChanged, MembershipEnded},
+    platform::{announced_cache::AnnouncedCache, announcements::Announcements},
 };
 
-/// How long a cached key is trusted without any message: the bound on an
-/// eviction missed by a connection that failed without closing.
+/// How long a cached key is trusted at most (a backstop: changes arrive as
+/// announcements).
 const TTL: Duration = Duration::from_secs(30);
 /// Entries kept before the cache is swept.
 const MAX_ENTRIES: usize = 100_000;
@@ -57,7 +56,8 @@ pub struct CachedKey {
 pub enum Eviction {
     /// One key.
     Key(Uuid),
-    /// Keys a person created in an organization they are no longer in.
+    /// Keys a person created in an organization where they are no longer
+    /// a member, or are one with another role.
     Membership {
         /// The organization.
         organization_id: Uuid,
@@ -84,7 +84,7 @@ impl Eviction {
 /// Keys this instance resolved recently, by secret hash.
 #[derive(Clone)]
 pub struct KeyCache {
-    keys: BusCache<Vec<u8>, CachedKey>,
+    keys: AnnouncedCache<Vec<u8>, CachedKey>,
     /// When this instance last wrote each key's `last_used_at`.
     last_used: Arc<Mutex<HashMap<Uuid, DateTime<Utc>>>>,
 }
@@ -92,7 +92,7 @@ pub struct KeyCache {
 impl Default for KeyCache {
     fn default() -> Self {
         Self {
-            keys: BusCache::new(TTL),
+            keys: AnnouncedCache::new(TTL),
             last_used: Arc::default(),
         }
     }
@@ -139,19 +139,26 @@ impl KeyCache {
         true
     }
 
-    /// Keeps the cache in step with the bus until shutdown.
-    pub fn follow(&self, bus: &EventBus, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    /// Keeps the cache in step with the announcements.
+    pub fn follow(&self, announcements: &Announcements) {
         let cache = self.clone();
         self.keys
-            .follow(bus, shutdown, move |topic, payload| cache.apply(topic, payload))
+            .follow(announcements, move |topic, payload| cache.apply(topic, payload));
     }
 
-    /// Applies one bus event; an unreadable one about keys clears
+    /// Applies one announcement; an unreadable one about keys clears
     /// everything (it may have named any key).
     fn apply(&self, topic: &str, payload: &str) {
         let eviction = match topic {
             KEY_REVOKED => serde_json::from_str::<KeyRevoked>(payload).map(|e| Some(Eviction::Key(e.key_id))),
             MEMBERSHIP_ENDED => serde_json::from_str::<MembershipEnded>(payload).map(|e| {
+                Some(Eviction::Membership {
+                    organization_id: e.organization_id,
+                    user_id: e.user_id,
+                })
+            }),
+            // The creator's role bounds what the key may do.
+            MEMBERSHIP_ROLE_CHANGED => serde_json::from_str::<MemberRoleChanged>(payload).map(|e| {
                 Some(Eviction::Membership {
                     organization_id: e.organization_id,
                     user_id: e.user_id,
@@ -166,36 +173,6 @@ impl KeyCache {
             Ok(None) => {}
             Err(_) => self.keys.clear(),
         }
-    }
-}
-
-/// Tells every instance that these keys stopped working, so requests made
-/// with them are refused at once. Called after the change committed; a
-/// failure is logged (the cache TTL still bounds the damage).
-pub async fn announce_revoked(app: &AppState, key_ids: &[Uuid]) {
-    for key_id in key_ids {
-        app.key_cache().forget(Eviction::Key(*key_id));
-        let payload = serde_json::to_string(&KeyRevoked { key_id: *key_id }).unwrap_or_default();
-        if let Err(e) = app.events().publish(KEY_REVOKED, &payload).await {
-            tracing::error!(error = ?e, key = %key_id, "could not announce a revoked API key");
-        }
-    }
-}
-
-/// Tells every instance that the keys `user_id` created stopped working
-/// because the account did (suspended or deleted). Called after that
-/// change committed.
-pub async fn announce_creator_gone(app: &AppState, user_id: Uuid) {
-    app.key_cache().forget(Eviction::Creator(user_id));
-    let keys = match app.db().await {
-        Ok(mut conn) => model::unrevoked_ids_of_creator(&mut conn, user_id)
-            .await
-            .map_err(Into::into),
-        Err(e) => Err(e),
-    };
-    match keys {
-        Ok(keys) => announce_revoked(app, &keys).await,
-        Err(e) => tracing::error!(error = ?e, user = %user_id, "could not find the API keys of a closed account"),
     }
 }
 
@@ -234,6 +211,21 @@ mod tests {
         assert!(cache.get(b"hash").is_none());
         cache.remember(cache.generation(), b"hash".to_vec(), entry);
         assert!(cache.get(b"hash").is_some());
+    }
+
+    #[test]
+    fn a_role_change_drops_the_keys_its_member_made_there() {
+        let cache = trusted();
+        let (org, member) = (Uuid::new_v4(), Uuid::new_v4());
+        cache.remember(0, b"a".to_vec(), key(org, member));
+        cache.remember(0, b"b".to_vec(), key(Uuid::new_v4(), member));
+        let changed = MemberRoleChanged {
+            organization_id: org,
+            user_id: member,
+        };
+        cache.apply(MEMBERSHIP_ROLE_CHANGED, &serde_json::to_string(&changed).unwrap());
+        assert!(cache.get(b"a").is_none());
+        assert!(cache.get(b"b").is_some());
     }
 
     #[test]

@@ -1,12 +1,14 @@
-//! The `api_key.revoked` event: a key stopped working (revoked, or its
-//! creator left the organization or was suspended). Every instance hears it
-//! on the event bus: key caches drop the key and websocket connections
-//! authenticated with it close at once.
+//! The `api_key.revoked` announcement: a key stopped working (revoked, or
+//! its creator left the organization). Every instance hears it
+//! ([`crate::platform::announcements`]): key caches drop the key and
+//! websocket connections authenticated with it close at once.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// Topic of [`KeyRevoked`] on the event bus.
+use crate::platform::announcements::Announcement;
+
+/// Topic of [`KeyRevoked`].
 pub const KEY_REVOKED: &str = "api_key.revoked";
 
 /// What `api_key.revoked` carries.
@@ -15,4 +17,12 @@ pub const KEY_REVOKED: &str = "api_key.revoked";
 pub struct KeyRevoked {
     /// The key that stopped working.
     pub key_id: Uuid,
+}
+
+/// One `api_key.revoked` announcement per key.
+pub fn revoked(key_ids: &[Uuid]) -> Vec<Announcement> {
+    key_ids
+        .iter()
+        .map(|key_id| Announcement::new(KEY_REVOKED, &KeyRevoked { key_id: *key_id }))
+        .collect()
 }

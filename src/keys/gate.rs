@@ -3,6 +3,11 @@
 //! Root fields a key may not use are refused before their resolver runs,
 //! and so are fields of its organization its scopes do not reach, so no
 //! resolver has to remember that keys exist.
+//!
+//! The same hook gives each field its own connection scope
+//! ([`crate::db::hold`]): sibling fields resolve concurrently in one task,
+//! and each may hold a connection of its own. One hook does both because
+//! each hook costs a boxed future per field.
 
 use std::sync::Arc;
 
@@ -74,7 +79,7 @@ impl Extension for KeyGateExtension {
             error.path = response_path(info.path_node);
             return Err(error);
         }
-        next.run(ctx, info).await
+        crate::db::hold::scoped(next.run(ctx, info)).await
     }
 }
 

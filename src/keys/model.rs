@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::{
     db::schema::{api_keys, memberships, users},
     keys::scope::{ApiKeyScope, ScopeSet},
+    orgs::model::OrgRole,
 };
 
 /// How often `last_used_at` is written per key at most.
@@ -119,11 +120,16 @@ fn usable_keys() -> _ {
 }
 
 /// The key with this secret hash if it may still be used, expiry aside
-/// (the caller checks that against its clock on every use, cached or not).
-pub async fn find_usable_by_hash(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryResult<Option<ApiKeyRow>> {
+/// (the caller checks that against its clock on every use, cached or not),
+/// with its creator's current role in the key's organization (a key does
+/// no more than that role allows).
+pub async fn find_usable_by_hash(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+) -> QueryResult<Option<(ApiKeyRow, OrgRole)>> {
     usable_keys()
         .filter(api_keys::secret_hash.eq(hash))
-        .select(ApiKeyRow::as_select())
+        .select((ApiKeyRow::as_select(), memberships::role))
         .first(conn)
         .await
         .optional()

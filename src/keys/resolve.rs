@@ -3,7 +3,8 @@
 //! Unknown, revoked and expired keys, and keys whose creator is no longer
 //! an unsuspended member of the key's organization, are UNAUTHENTICATED; a
 //! client address the key does not allow is FORBIDDEN (the contract's
-//! "Which code where").
+//! "Which code where"). A key acts with its scopes less what its creator's
+//! current role no longer allows.
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -20,6 +21,7 @@ use crate::{
         model::{self, ApiKeyRow},
         secret,
     },
+    orgs::model::OrgRole,
     platform::client_ip::canonical,
 };
 
@@ -49,17 +51,19 @@ async fn load(app: &AppState, hash: Vec<u8>) -> AppResult<CachedKey> {
     let cache = app.key_cache();
     let generation = cache.generation();
     let mut conn = app.db().await?;
-    let row = model::find_usable_by_hash(&mut conn, &hash)
+    let (row, creator_role) = model::find_usable_by_hash(&mut conn, &hash)
         .await?
         .ok_or_else(AppError::unauthenticated)?;
-    let key = cached_key(&row)?;
+    drop(conn);
+    let key = cached_key(&row, creator_role)?;
     cache.remember(generation, hash, key.clone());
     Ok(key)
 }
 
-/// What the cache keeps of a row. Stored addresses were validated when the
-/// key was created, so one that no longer parses is a fault of ours.
-fn cached_key(row: &ApiKeyRow) -> AppResult<CachedKey> {
+/// What the cache keeps of a row, its creator holding `creator_role`.
+/// Stored addresses were validated when the key was created, so one that
+/// no longer parses is a fault of ours.
+fn cached_key(row: &ApiKeyRow, creator_role: OrgRole) -> AppResult<CachedKey> {
     let allowed_ips = match row.allowed_ip_list() {
         Some(list) => Some(
             list.iter()
@@ -76,7 +80,7 @@ fn cached_key(row: &ApiKeyRow) -> AppResult<CachedKey> {
             key_id: row.id,
             organization_id: row.organization_id,
             created_by: row.created_by,
-            scopes: row.scope_set(),
+            scopes: row.scope_set().within_role_of_creator(creator_role),
             allowed_models: row.allowed_model_list(),
             token_limit: row.token_limit,
         }),
@@ -122,7 +126,7 @@ fn record_use(app: &AppState, key_id: Uuid, now: DateTime<Utc>) {
         return;
     }
     let pool = app.jobs_pool().clone();
-    app.tasks().spawn(async move {
+    app.tasks().spawn(crate::db::hold::scoped(async move {
         let written = match pool.get().await {
             Ok(mut conn) => model::touch_last_used(&mut conn, key_id, now)
                 .await
@@ -132,7 +136,7 @@ fn record_use(app: &AppState, key_id: Uuid, now: DateTime<Utc>) {
         if let Err(e) = written {
             tracing::warn!(error = %e, key = %key_id, "could not record an API key's last use");
         }
-    });
+    }));
 }
 
 #[cfg(test)]

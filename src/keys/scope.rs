@@ -1,6 +1,6 @@
 //! What an API key may do.
 
-use crate::text_enum;
+use crate::{orgs::model::OrgRole, text_enum};
 
 text_enum! {
     /// What an API key may do.
@@ -31,10 +31,38 @@ impl ScopeSet {
     pub fn contains(self, scope: ApiKeyScope) -> bool {
         self.0 & Self::bit(scope) != 0
     }
+
+    /// What is left of the set while the key's creator holds `role`: a
+    /// key never does more than its creator may now (a VIEWER reads, but
+    /// reports and authorizes no usage).
+    pub fn within_role_of_creator(self, role: OrgRole) -> Self {
+        if role.at_least(OrgRole::Member) {
+            return self;
+        }
+        Self(self.0 & !Self::bit(ApiKeyScope::UsageWrite))
+    }
 }
 
 impl FromIterator<ApiKeyScope> for ScopeSet {
     fn from_iter<I: IntoIterator<Item = ApiKeyScope>>(iter: I) -> Self {
         Self(iter.into_iter().fold(0, |bits, scope| bits | Self::bit(scope)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_viewers_keys_lose_usage_write_only() {
+        let all: ScopeSet = [ApiKeyScope::UsageWrite, ApiKeyScope::UsageRead, ApiKeyScope::OrgRead]
+            .into_iter()
+            .collect();
+        let viewer = all.within_role_of_creator(OrgRole::Viewer);
+        assert!(!viewer.contains(ApiKeyScope::UsageWrite));
+        assert!(viewer.contains(ApiKeyScope::UsageRead) && viewer.contains(ApiKeyScope::OrgRead));
+        for role in [OrgRole::Member, OrgRole::Admin, OrgRole::Owner] {
+            assert_eq!(all.within_role_of_creator(role), all);
+        }
     }
 }

@@ -12,7 +12,7 @@ use crate::{
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     keys::{
-        cache,
+        events,
         model::{self, ApiKeyRow},
         resolve::parse_network,
         scope::ApiKeyScope,
@@ -22,6 +22,7 @@ use crate::{
         model::OrgRole,
         service::{audit_ip, find_membership, lock_as_member},
     },
+    platform::announcements::{self, Recorded},
 };
 
 /// Longest key name, in characters.
@@ -241,14 +242,14 @@ pub fn may_revoke(key: &ApiKeyRow, actor: Uuid, role: Option<OrgRole>) -> bool {
 }
 
 /// `revokeApiKey`, once the resolver has checked the caller may: marks the
-/// key revoked, audits it, and tells every instance. A key revoked already
-/// comes back unchanged.
+/// key revoked, audits and announces it (every instance refuses it at
+/// once). A key revoked already comes back unchanged.
 #[tracing::instrument(skip_all)]
 pub async fn revoke(app: &AppState, actor: Uuid, key_id: Uuid, meta: &RequestMeta) -> AppResult<ApiKeyRow> {
     let now = app.now();
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
-    let (row, revoked_now) = conn
+    let (row, announced) = conn
         .transaction::<_, AppError, _>(async |conn| {
             let key = model::lock(conn, key_id)
                 .await?
@@ -260,7 +261,7 @@ pub async fn revoke(app: &AppState, actor: Uuid, key_id: Uuid, meta: &RequestMet
                 return Err(AppError::not_found("API key"));
             }
             if key.revoked_at.is_some() {
-                return Ok((key, false));
+                return Ok((key, Recorded::default()));
             }
             let row = model::mark_revoked(conn, key.id, now).await?;
             let entry = AuditEntry::new("api_key.revoked", Some(actor), ip.clone())
@@ -268,12 +269,12 @@ pub async fn revoke(app: &AppState, actor: Uuid, key_id: Uuid, meta: &RequestMet
                 .in_organization(row.organization_id)
                 .metadata(json!({ "name": row.name, "prefix": row.prefix, "createdBy": row.created_by }));
             audit::record(conn, entry, now).await?;
-            Ok((row, true))
+            let announced = announcements::record(conn, events::revoked(&[row.id])).await?;
+            Ok((row, announced))
         })
         .await?;
-    if revoked_now {
-        cache::announce_revoked(app, &[row.id]).await;
-    }
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(row)
 }
 

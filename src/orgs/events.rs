@@ -1,15 +1,20 @@
-//! The `membership.ended` event: someone stopped being a member of an
-//! organization (removed, left, or the organization was deleted). Every
-//! instance hears it on the event bus, so whatever that person holds open
-//! there (usage subscriptions over websockets) can be closed at once.
+//! What an organization announces to every instance
+//! ([`crate::platform::announcements`]): `membership.ended` when someone
+//! stops being a member (removed, left, or the organization was deleted),
+//! so whatever that person holds open there (usage subscriptions over
+//! websockets, keys they created) stops at once; and
+//! `membership.role_changed` when a member's role changes, so a key never
+//! keeps powers its creator's new role lacks.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::platform::announcements::Announcement;
 
-/// Topic of [`MembershipEnded`] on the event bus.
+/// Topic of [`MembershipEnded`].
 pub const MEMBERSHIP_ENDED: &str = "membership.ended";
+/// Topic of [`MemberRoleChanged`].
+pub const MEMBERSHIP_ROLE_CHANGED: &str = "membership.role_changed";
 
 /// What `membership.ended` carries: one person, one organization.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -21,20 +26,27 @@ pub struct MembershipEnded {
     pub user_id: Uuid,
 }
 
-/// Tells every instance that these memberships ended. Called after the
-/// change committed; a failure is logged (the membership is gone from the
-/// database either way, and every new request checks it).
-pub async fn announce(app: &AppState, ended: &[MembershipEnded]) {
-    for event in ended {
-        let payload = match serde_json::to_string(event) {
-            Ok(payload) => payload,
-            Err(e) => {
-                tracing::error!(error = %e, "could not encode an ended membership");
-                continue;
-            }
-        };
-        if let Err(e) = app.events().publish(MEMBERSHIP_ENDED, &payload).await {
-            tracing::error!(error = ?e, "could not announce an ended membership");
-        }
+impl MembershipEnded {
+    /// The `membership.ended` announcement.
+    pub fn announcement(&self) -> Announcement {
+        Announcement::new(MEMBERSHIP_ENDED, self)
+    }
+}
+
+/// What `membership.role_changed` carries (the new role is read from the
+/// database, which every instance asks once its caches drop the old one).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberRoleChanged {
+    /// The organization.
+    pub organization_id: Uuid,
+    /// The member whose role changed.
+    pub user_id: Uuid,
+}
+
+impl MemberRoleChanged {
+    /// The `membership.role_changed` announcement.
+    pub fn announcement(&self) -> Announcement {
+        Announcement::new(MEMBERSHIP_ROLE_CHANGED, self)
     }
 }

@@ -20,10 +20,11 @@ use crate::{
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     orgs::{
-        events::{self, MembershipEnded},
+        events::{MemberRoleChanged, MembershipEnded},
         model::{MembershipRow, OrgRole, OrganizationRow},
         service::{audit_ip, find_membership, lock_as_member, refuse_personal},
     },
+    platform::announcements::{self, Recorded},
 };
 
 /// What `updateMember` asked to change; `None` keeps a value.
@@ -67,7 +68,8 @@ async fn target(
 
 /// `updateMember`: a member's role and monthly token budget (ADMIN and
 /// above). Only the OWNER may change the OWNER's membership, and then only
-/// its budget: the OWNER's role changes through a transfer.
+/// its budget: the OWNER's role changes through a transfer. A role change
+/// is announced (the member's keys may do no more than the new role).
 #[tracing::instrument(skip_all)]
 pub async fn update(
     app: &AppState,
@@ -81,63 +83,76 @@ pub async fn update(
     let now = app.now();
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
-    conn.transaction::<_, AppError, _>(async |conn| {
-        let (_, me) = lock_as_member(conn, organization_id, actor, "Mutation.updateMember").await?;
-        let current = target(conn, organization_id, user_id).await?;
-        if current.role == OrgRole::Owner {
-            if me.role != OrgRole::Owner {
-                return Err(AppError::forbidden());
+    let (updated, announced) = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let (_, me) = lock_as_member(conn, organization_id, actor, "Mutation.updateMember").await?;
+            let current = target(conn, organization_id, user_id).await?;
+            if current.role == OrgRole::Owner {
+                if me.role != OrgRole::Owner {
+                    return Err(AppError::forbidden());
+                }
+                if update.role.is_some_and(|role| role != OrgRole::Owner) {
+                    return Err(AppError::bad_input(
+                        "role",
+                        "the owner's role changes only through transferOwnership",
+                    ));
+                }
             }
-            if update.role.is_some_and(|role| role != OrgRole::Owner) {
-                return Err(AppError::bad_input(
-                    "role",
-                    "the owner's role changes only through transferOwnership",
-                ));
+            let role = update.role.unwrap_or(current.role);
+            let token_limit = update.token_limit.unwrap_or(current.token_limit);
+            if role == current.role && token_limit == current.token_limit {
+                return Ok((current, Recorded::default()));
             }
-        }
-        let role = update.role.unwrap_or(current.role);
-        let token_limit = update.token_limit.unwrap_or(current.token_limit);
-        if role == current.role && token_limit == current.token_limit {
-            return Ok(current);
-        }
-        let updated = diesel::update(memberships::table.find((organization_id, user_id)))
-            .set((
-                memberships::role.eq(role),
-                memberships::token_limit.eq(token_limit),
-                memberships::updated_at.eq(now),
-            ))
-            .returning(MembershipRow::as_returning())
-            .get_result(conn)
-            .await?;
-        // A role change is the contract's member.role_changed (with the
-        // budget alongside); a budget change alone gets a verb of its own,
-        // added to the contract's list, so no membership change goes
-        // unrecorded.
-        let action = if role != current.role {
-            "member.role_changed"
-        } else {
-            "member.budget_changed"
-        };
-        let entry = AuditEntry::new(action, Some(actor), ip.clone())
-            .target("user", user_id)
-            .in_organization(organization_id)
-            .metadata(json!({
-                "from": current.role.as_str(),
-                "to": role.as_str(),
-                "tokenLimitFrom": current.token_limit,
-                "tokenLimit": token_limit,
-            }));
-        audit::record(conn, entry, now).await?;
-        Ok(updated)
-    })
-    .await
+            let updated = diesel::update(memberships::table.find((organization_id, user_id)))
+                .set((
+                    memberships::role.eq(role),
+                    memberships::token_limit.eq(token_limit),
+                    memberships::updated_at.eq(now),
+                ))
+                .returning(MembershipRow::as_returning())
+                .get_result(conn)
+                .await?;
+            // A role change is the contract's member.role_changed (with the
+            // budget alongside); a budget change alone gets a verb of its own,
+            // added to the contract's list, so no membership change goes
+            // unrecorded.
+            let action = if role != current.role {
+                "member.role_changed"
+            } else {
+                "member.budget_changed"
+            };
+            let entry = AuditEntry::new(action, Some(actor), ip.clone())
+                .target("user", user_id)
+                .in_organization(organization_id)
+                .metadata(json!({
+                    "from": current.role.as_str(),
+                    "to": role.as_str(),
+                    "tokenLimitFrom": current.token_limit,
+                    "tokenLimit": token_limit,
+                }));
+            audit::record(conn, entry, now).await?;
+            let announced = if role == current.role {
+                Recorded::default()
+            } else {
+                let changed = MemberRoleChanged {
+                    organization_id,
+                    user_id,
+                };
+                announcements::record(conn, vec![changed.announcement()]).await?
+            };
+            Ok((updated, announced))
+        })
+        .await?;
+    drop(conn);
+    app.announcements().committed(announced);
+    Ok(updated)
 }
 
 /// Deletes a membership; NOT_FOUND when there is none.
 /// Ends a membership and revokes the keys the member created in the
 /// organization (a key is bound to its creator's membership: were it only
 /// refused while the membership is missing, rejoining later would bring it
-/// back). Returns the revoked keys, to announce after commit.
+/// back). Returns the revoked keys.
 async fn delete_membership(
     conn: &mut diesel_async::AsyncPgConnection,
     organization_id: Uuid,
@@ -153,8 +168,8 @@ async fn delete_membership(
     Ok(crate::keys::model::revoke_all_of_member(conn, organization_id, user_id, now).await?)
 }
 
-/// `removeMember` (ADMIN and above): anyone but the OWNER. Their open
-/// subscriptions are told to close after the commit.
+/// `removeMember` (ADMIN and above): anyone but the OWNER. Their keys
+/// there and open subscriptions stop at once.
 #[tracing::instrument(skip_all)]
 pub async fn remove(
     app: &AppState,
@@ -166,7 +181,7 @@ pub async fn remove(
     let now = app.now();
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
-    let revoked_keys = conn
+    let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
             lock_as_member(conn, organization_id, actor, "Mutation.removeMember").await?;
             let current = target(conn, organization_id, user_id).await?;
@@ -186,7 +201,8 @@ pub async fn remove(
             end_membership(conn, ending, ip.clone(), now).await
         })
         .await?;
-    announce_ended(app, organization_id, user_id, &revoked_keys).await;
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(())
 }
 
@@ -197,7 +213,7 @@ pub async fn leave(app: &AppState, actor: Uuid, organization_id: Uuid, meta: &Re
     let now = app.now();
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
-    let revoked_keys = conn
+    let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
             let (organization, me) = lock_as_member(conn, organization_id, actor, "Mutation.leaveOrganization").await?;
             refuse_personal(&organization, "left")?;
@@ -216,7 +232,8 @@ pub async fn leave(app: &AppState, actor: Uuid, organization_id: Uuid, meta: &Re
             end_membership(conn, ending, ip.clone(), now).await
         })
         .await?;
-    announce_ended(app, organization_id, actor, &revoked_keys).await;
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(())
 }
 
@@ -231,41 +248,35 @@ struct Ending {
     role: OrgRole,
 }
 
-/// Ends the membership, revokes the member's keys there and audits it, in
-/// the caller's transaction; returns the revoked keys.
+/// Ends the membership, revokes the member's keys there, audits it and
+/// announces both (the keys and open subscriptions stop on every
+/// instance), in the caller's transaction.
 async fn end_membership(
     conn: &mut diesel_async::AsyncPgConnection,
     ending: Ending,
     ip: Option<String>,
     now: chrono::DateTime<chrono::Utc>,
-) -> AppResult<Vec<Uuid>> {
+) -> AppResult<Recorded> {
     let revoked = delete_membership(conn, ending.organization_id, ending.user_id, now).await?;
     let entry = AuditEntry::new(ending.action, Some(ending.actor), ip)
         .target("user", ending.user_id)
         .in_organization(ending.organization_id)
         .metadata(json!({ "role": ending.role.as_str(), "revokedApiKeys": revoked.len() }));
     audit::record(conn, entry, now).await?;
-    Ok(revoked)
-}
-
-/// After commit: the member's keys and open subscriptions stop on every
-/// instance.
-async fn announce_ended(app: &AppState, organization_id: Uuid, user_id: Uuid, revoked_keys: &[Uuid]) {
-    crate::keys::cache::announce_revoked(app, revoked_keys).await;
-    events::announce(
-        app,
-        &[MembershipEnded {
-            organization_id,
-            user_id,
-        }],
-    )
-    .await;
+    let ended = MembershipEnded {
+        organization_id: ending.organization_id,
+        user_id: ending.user_id,
+    };
+    let mut list = crate::keys::events::revoked(&revoked);
+    list.push(ended.announcement());
+    Ok(announcements::record(conn, list).await?)
 }
 
 /// `transferOwnership` (OWNER only, never a personal organization): the
 /// new owner must already be a member; the old owner becomes ADMIN. The old
 /// owner is demoted first, so the one-OWNER index holds at every step.
-/// Transferring to oneself changes nothing.
+/// Transferring to oneself changes nothing. Both role changes are
+/// announced.
 #[tracing::instrument(skip_all)]
 pub async fn transfer(
     app: &AppState,
@@ -277,46 +288,58 @@ pub async fn transfer(
     let now = app.now();
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
-    conn.transaction::<_, AppError, _>(async |conn| {
-        let (organization, _) = lock_as_member(conn, organization_id, actor, "Mutation.transferOwnership").await?;
-        refuse_personal(&organization, "transferred")?;
-        if new_owner == actor {
-            return Ok(organization);
-        }
-        let not_a_member = || AppError::bad_input("userId", "the new owner must be a member of the organization");
-        // Shares the successor's row against their deleting the account
-        // meanwhile: a deletion checks what its user owns only once it holds
-        // that row, so it either sees this transfer or this one sees it.
-        users::table
-            .find(new_owner)
-            .filter(users::deleted_at.is_null())
-            .select(users::id)
-            .for_share()
-            .first::<Uuid>(conn)
-            .await
-            .optional()?
-            .ok_or_else(not_a_member)?;
-        let successor = find_membership(conn, organization_id, new_owner)
-            .await?
-            .ok_or_else(not_a_member)?;
-        for (user_id, role) in [(actor, OrgRole::Admin), (new_owner, OrgRole::Owner)] {
-            diesel::update(memberships::table.find((organization_id, user_id)))
-                .set((memberships::role.eq(role), memberships::updated_at.eq(now)))
-                .execute(conn)
-                .await?;
-        }
-        let entry = AuditEntry::new("org.owner_transferred", Some(actor), ip.clone())
-            .target("user", new_owner)
-            .in_organization(organization_id)
-            .metadata(json!({
-                "from": actor,
-                "to": new_owner,
-                "previousRole": successor.role.as_str(),
-            }));
-        audit::record(conn, entry, now).await?;
-        Ok(organization)
-    })
-    .await
+    let (organization, announced) = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            let (organization, _) = lock_as_member(conn, organization_id, actor, "Mutation.transferOwnership").await?;
+            refuse_personal(&organization, "transferred")?;
+            if new_owner == actor {
+                return Ok((organization, Recorded::default()));
+            }
+            let not_a_member = || AppError::bad_input("userId", "the new owner must be a member of the organization");
+            // Shares the successor's row against their deleting the account
+            // meanwhile: a deletion checks what its user owns only once it holds
+            // that row, so it either sees this transfer or this one sees it.
+            users::table
+                .find(new_owner)
+                .filter(users::deleted_at.is_null())
+                .select(users::id)
+                .for_share()
+                .first::<Uuid>(conn)
+                .await
+                .optional()?
+                .ok_or_else(not_a_member)?;
+            let successor = find_membership(conn, organization_id, new_owner)
+                .await?
+                .ok_or_else(not_a_member)?;
+            for (user_id, role) in [(actor, OrgRole::Admin), (new_owner, OrgRole::Owner)] {
+                diesel::update(memberships::table.find((organization_id, user_id)))
+                    .set((memberships::role.eq(role), memberships::updated_at.eq(now)))
+                    .execute(conn)
+                    .await?;
+            }
+            let entry = AuditEntry::new("org.owner_transferred", Some(actor), ip.clone())
+                .target("user", new_owner)
+                .in_organization(organization_id)
+                .metadata(json!({
+                    "from": actor,
+                    "to": new_owner,
+                    "previousRole": successor.role.as_str(),
+                }));
+            audit::record(conn, entry, now).await?;
+            let changed = [actor, new_owner].map(|user_id| {
+                MemberRoleChanged {
+                    organization_id,
+                    user_id,
+                }
+                .announcement()
+            });
+            let announced = announcements::record(conn, changed.to_vec()).await?;
+            Ok((organization, announced))
+        })
+        .await?;
+    drop(conn);
+    app.announcements().committed(announced);
+    Ok(organization)
 }
 
 #[cfg(test)]

@@ -25,10 +25,11 @@ use crate::{
     graphql::context::RequestMeta,
     orgs::{
         access::{Rule, rule_of},
-        events::{self, MembershipEnded},
+        events::MembershipEnded,
         model::{self as orgs, MembershipRow, NewOrganization, OrganizationRow},
         slug,
     },
+    platform::announcements,
 };
 
 /// The largest settings object accepted, as compact JSON.
@@ -322,14 +323,14 @@ pub async fn update(
 }
 
 /// `deleteOrganization` (OWNER only; never a personal organization): the
-/// organization and everything of it, in one transaction. Its members are
-/// told after the commit.
+/// organization and everything of it, and the end of every membership
+/// announced, in one transaction.
 #[tracing::instrument(skip_all)]
 pub async fn delete(app: &AppState, actor: Uuid, organization_id: Uuid, meta: &RequestMeta) -> AppResult<()> {
     let now = app.now();
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
-    let ended = conn
+    let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
             let (organization, _) = lock_as_member(conn, organization_id, actor, "Mutation.deleteOrganization").await?;
             refuse_personal(&organization, "deleted")?;
@@ -351,16 +352,18 @@ pub async fn delete(app: &AppState, actor: Uuid, organization_id: Uuid, meta: &R
                 .in_organization(organization_id)
                 .metadata(json!({ "personal": false, "name": organization.name, "slug": organization.slug }));
             audit::record(conn, entry, now).await?;
-            Ok(members
-                .into_iter()
-                .map(|user_id| MembershipEnded {
+            let ended = members.into_iter().map(|user_id| {
+                MembershipEnded {
                     organization_id,
                     user_id,
-                })
-                .collect::<Vec<_>>())
+                }
+                .announcement()
+            });
+            Ok(announcements::record(conn, ended.collect()).await?)
         })
         .await?;
-    events::announce(app, &ended).await;
+    drop(conn);
+    app.announcements().committed(announced);
     Ok(())
 }
 

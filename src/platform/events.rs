@@ -2,7 +2,12 @@
 //! PostgreSQL LISTEN/NOTIFY otherwise.
 //!
 //! Every instance keeps one subscriber connection and fans messages out to
-//! local listeners through a broadcast channel. Whenever that connection is
+//! local listeners through a broadcast channel, and one publishing
+//! connection of its own (never one of the request pool's: a request that
+//! publishes while it holds a pooled connection must not wait for a
+//! second one). [`EventBus::publish`] only queues the message; a task
+//! sends what has queued in batches, so publishing never waits on the
+//! network. Whenever that connection is
 //! (re)established, listeners get [`BusMessage::Resync`]: anything that
 //! happened while it was down was missed, so caches must start afresh.
 //! One shared channel (rather than one per topic) keeps a single
@@ -17,18 +22,15 @@ use std::{
     time::Duration,
 };
 
-use diesel::sql_types::Text;
+use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{
-    db::DbPool,
-    error::{AppError, AppResult},
-};
+use crate::error::{AppError, AppResult};
 
 /// The PostgreSQL NOTIFY channel (notifications are scoped to one database).
 const PG_CHANNEL: &str = "tollgate_events";
@@ -36,6 +38,13 @@ const PG_CHANNEL: &str = "tollgate_events";
 const LOCAL_CAPACITY: usize = 4096;
 /// Longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// Messages queued for publishing before `publish` refuses more: a bus
+/// that cannot keep up loses live updates, never blocks requests.
+const OUTGOING_CAPACITY: usize = 16_384;
+/// Messages sent in one statement or pipeline.
+const MAX_BATCH: usize = 256;
+/// How long one batch may take (connecting included) before it is dropped.
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What local listeners receive.
 #[derive(Debug, Clone)]
@@ -65,15 +74,22 @@ struct Envelope<'a> {
     payload: Cow<'a, str>,
 }
 
+/// Where the subscriber listens.
 enum Backend {
+    Redis { client: redis::Client, channel: String },
+    Postgres { url: SecretString },
+}
+
+/// Where the publisher sends.
+enum Sink {
     Redis {
-        client: redis::Client,
         publisher: redis::aio::ConnectionManager,
         channel: String,
     },
     Postgres {
-        pool: DbPool,
         url: SecretString,
+        /// Opened on first use, and again after a failure.
+        conn: Option<Box<AsyncPgConnection>>,
     },
 }
 
@@ -88,6 +104,8 @@ struct Inner {
     local: broadcast::Sender<BusMessage>,
     /// Whether the subscriber connection is up right now.
     connected: AtomicBool,
+    /// Messages waiting for the publisher task.
+    outgoing: mpsc::Sender<String>,
 }
 
 /// Where the bus runs.
@@ -103,9 +121,7 @@ pub enum BusConfig {
     },
     /// PostgreSQL LISTEN/NOTIFY.
     Postgres {
-        /// Pool for publishing.
-        pool: DbPool,
-        /// URL for the dedicated listening connection.
+        /// URL for the bus's own listening and publishing connections.
         url: SecretString,
     },
 }
@@ -114,24 +130,35 @@ impl EventBus {
     /// Starts the subscriber and waits (up to 10 s) until it listens, so
     /// nothing published after start-up is missed.
     pub async fn start(config: BusConfig, tasks: &TaskTracker, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let backend = match config {
+        let (backend, sink) = match config {
             BusConfig::Redis {
                 client,
                 publisher,
                 prefix,
-            } => Backend::Redis {
-                client,
-                publisher,
-                channel: format!("{prefix}events"),
-            },
-            BusConfig::Postgres { pool, url } => Backend::Postgres { pool, url },
+            } => {
+                let channel = format!("{prefix}events");
+                (
+                    Backend::Redis {
+                        client,
+                        channel: channel.clone(),
+                    },
+                    Sink::Redis { publisher, channel },
+                )
+            }
+            BusConfig::Postgres { url } => (
+                Backend::Postgres { url: url.clone() },
+                Sink::Postgres { url, conn: None },
+            ),
         };
         let (local, _) = broadcast::channel(LOCAL_CAPACITY);
+        let (outgoing, queued) = mpsc::channel(OUTGOING_CAPACITY);
+        tasks.spawn(publish_queued(queued, sink, shutdown.clone()));
         let bus = Self {
             inner: Arc::new(Inner {
                 backend,
                 local,
                 connected: AtomicBool::new(false),
+                outgoing,
             }),
         };
         let (ready_tx, ready_rx) = oneshot::channel();
@@ -152,33 +179,22 @@ impl EventBus {
         (receiver, AtomicBool::load(&self.inner.connected, Ordering::SeqCst))
     }
 
-    /// Sends an event to every instance. Call it after the change it
-    /// announces has committed.
-    pub async fn publish(&self, topic: &str, payload: &str) -> AppResult<()> {
+    /// Queues an event for every instance and returns at once: it never
+    /// waits for a connection or the network. Call it after the change it
+    /// reports has committed. Delivery is best effort (a bus that is down
+    /// or far behind loses messages), so nothing that must not be lost
+    /// travels only here: announcements go through the database
+    /// ([`crate::platform::announcements`]).
+    pub fn publish(&self, topic: &str, payload: &str) -> AppResult<()> {
         let envelope = Envelope {
             topic: topic.into(),
             payload: payload.into(),
         };
         let message = serde_json::to_string(&envelope).map_err(AppError::internal)?;
-        match &self.inner.backend {
-            Backend::Redis { publisher, channel, .. } => {
-                let mut conn = publisher.clone();
-                let _: i64 = redis::cmd("PUBLISH")
-                    .arg(channel)
-                    .arg(message)
-                    .query_async(&mut conn)
-                    .await?;
-            }
-            Backend::Postgres { pool, .. } => {
-                let mut conn = pool.get().await?;
-                diesel::sql_query("SELECT pg_notify($1, $2)")
-                    .bind::<Text, _>(PG_CHANNEL)
-                    .bind::<Text, _>(message)
-                    .execute(&mut conn)
-                    .await?;
-            }
-        }
-        Ok(())
+        self.inner
+            .outgoing
+            .try_send(message)
+            .map_err(|e| AppError::unavailable(anyhow::anyhow!("event bus: {e}")))
     }
 
     async fn listen(self, shutdown: CancellationToken, ready: oneshot::Sender<()>) {
@@ -186,10 +202,8 @@ impl EventBus {
         let mut backoff = Duration::from_millis(100);
         loop {
             let outcome = match &self.inner.backend {
-                Backend::Redis { client, channel, .. } => {
-                    self.listen_redis(client, channel, &shutdown, &mut ready).await
-                }
-                Backend::Postgres { url, .. } => self.listen_postgres(url, &shutdown, &mut ready).await,
+                Backend::Redis { client, channel } => self.listen_redis(client, channel, &shutdown, &mut ready).await,
+                Backend::Postgres { url } => self.listen_postgres(url, &shutdown, &mut ready).await,
             };
             self.inner.connected.store(false, Ordering::SeqCst);
             if !shutdown.is_cancelled() {
@@ -280,5 +294,66 @@ impl EventBus {
                 },
             }
         }
+    }
+}
+
+/// Sends queued messages until shutdown, a batch at a time: whatever queued
+/// while the previous batch was sent goes in one statement (PostgreSQL) or
+/// one pipeline (Redis). A batch that fails is dropped and logged.
+async fn publish_queued(mut queued: mpsc::Receiver<String>, mut sink: Sink, shutdown: CancellationToken) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        let received = tokio::select! {
+            () = shutdown.cancelled() => return,
+            received = queued.recv_many(&mut batch, MAX_BATCH) => received,
+        };
+        if received == 0 {
+            return;
+        }
+        let sent = tokio::time::timeout(SEND_TIMEOUT, sink.send(&batch))
+            .await
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("no answer within {SEND_TIMEOUT:?}")));
+        if let Err(e) = sent {
+            // A send cut short may leave the connection mid-statement.
+            sink.reset();
+            tracing::warn!(error = %e, messages = batch.len(), "event bus: messages not published");
+        }
+        batch.clear();
+    }
+}
+
+impl Sink {
+    /// Forgets the PostgreSQL connection, to open afresh (Redis's
+    /// connection manager reconnects by itself).
+    fn reset(&mut self) {
+        if let Self::Postgres { conn, .. } = self {
+            *conn = None;
+        }
+    }
+
+    async fn send(&mut self, messages: &[String]) -> anyhow::Result<()> {
+        match self {
+            Self::Redis { publisher, channel } => {
+                let mut pipe = redis::pipe();
+                for message in messages {
+                    pipe.cmd("PUBLISH").arg(&*channel).arg(message).ignore();
+                }
+                let () = pipe.query_async(publisher).await?;
+            }
+            Self::Postgres { url, conn } => {
+                let connection = match conn {
+                    Some(connection) => connection,
+                    None => conn.insert(Box::new(AsyncPgConnection::establish(url.expose_secret()).await?)),
+                };
+                // One statement for the whole batch; notifications keep
+                // the array's order.
+                diesel::sql_query("SELECT pg_notify($1, message) FROM unnest($2::text[]) AS message")
+                    .bind::<Text, _>(PG_CHANNEL)
+                    .bind::<Array<Text>, _>(messages)
+                    .execute(&mut **connection)
+                    .await?;
+            }
+        }
+        Ok(())
     }
 }

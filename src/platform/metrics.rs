@@ -256,16 +256,15 @@ fn render_pools(app: &AppState, out: &mut Exposition) {
     );
     for (pool, handle) in pools {
         let status = handle.status();
-        let in_use = status.size.saturating_sub(status.available);
         out.sample(
             "tollgate_db_pool_connections",
             &[("pool", pool), ("state", "in_use")],
-            in_use,
+            status.in_use,
         );
         out.sample(
             "tollgate_db_pool_connections",
             &[("pool", pool), ("state", "idle")],
-            status.available,
+            status.idle,
         );
     }
     out.family(
@@ -283,7 +282,7 @@ fn render_pools(app: &AppState, out: &mut Exposition) {
     out.family(
         "tollgate_db_pool_waiting",
         "gauge",
-        "Tasks waiting for a connection, by pool.",
+        "Tasks waiting for a connection right now, by pool (while a pool is full, requests queue here).",
     );
     for (pool, handle) in pools {
         out.sample("tollgate_db_pool_waiting", &[("pool", pool)], handle.status().waiting);

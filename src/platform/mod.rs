@@ -1,8 +1,10 @@
 //! Cross-cutting services: the clock, client addresses, health checks,
-//! metrics, the playground, the event bus, rate limiter, mail outbox and
-//! the client configuration query.
+//! metrics, the playground, the event bus, announcements (and the caches
+//! they keep honest), rate limiter, mail outbox and the client
+//! configuration query.
 
-pub mod bus_cache;
+pub mod announced_cache;
+pub mod announcements;
 pub mod client_ip;
 pub mod clock;
 pub mod events;

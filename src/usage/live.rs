@@ -11,9 +11,10 @@
 //! subscription whatever the number of tenants, and the routing by
 //! organization happens here, in memory.
 //!
-//! The same hub turns access changes heard on the bus (sessions ended, keys
-//! revoked, memberships ended, platform roles changed) into [`AccessChange`]s that websocket
-//! connections and subscriptions act on.
+//! The same hub turns announced access changes (sessions ended, keys
+//! revoked, memberships ended, platform roles changed; see
+//! [`crate::platform::announcements`]) into [`AccessChange`]s that
+//! websocket connections and subscriptions act on.
 
 use std::{
     collections::HashMap,
@@ -42,7 +43,10 @@ use crate::{
         events::{KEY_REVOKED, KeyRevoked},
     },
     orgs::events::{MEMBERSHIP_ENDED, MembershipEnded},
-    platform::events::{BusMessage, EventBus},
+    platform::{
+        announcements::{Announcements, Heard},
+        events::{BusMessage, EventBus},
+    },
 };
 
 /// The bus topic of recorded usage.
@@ -64,8 +68,9 @@ pub enum AccessChange {
     MembershipEnded(MembershipEnded),
     /// Someone's platform role changed (staff may watch any organization).
     RoleChanged(RoleChanged),
-    /// Messages may have been missed (the bus reconnected, or a listener
-    /// fell behind): everyone must recheck against the database.
+    /// Changes may have been missed (announcements could not be read for
+    /// a while, or a listener fell behind): everyone must recheck against
+    /// the database.
     Unknown,
 }
 
@@ -183,28 +188,36 @@ impl UsageHub {
         let _ = self.inner.access.send(change);
     }
 
-    fn handle(&self, message: BusMessage) {
-        let BusMessage::Event { topic, payload } = message else {
-            // Resync: messages may have been lost while disconnected.
-            // Disconnected: from now until the resync nothing is certain,
-            // but the recheck happens once the bus is back.
-            if matches!(message, BusMessage::Resync) {
-                self.announce(AccessChange::Unknown);
-            }
+    /// An announced access change, for the connections to judge.
+    fn heard(&self, heard: &Heard<'_>) {
+        let Heard::Announced { topic, payload } = *heard else {
+            self.announce(AccessChange::Unknown);
             return;
         };
-        match &*topic {
-            USAGE_RECORDED => self.route_usage(payload),
-            SESSION_REVOKED => self.announce(parse(&payload, AccessChange::SessionsEnded)),
-            KEY_REVOKED => self.announce(parse(&payload, AccessChange::KeyRevoked)),
-            MEMBERSHIP_ENDED => self.announce(parse(&payload, AccessChange::MembershipEnded)),
-            ROLE_CHANGED => self.announce(parse(&payload, AccessChange::RoleChanged)),
-            _ => {}
-        }
+        let change = match topic {
+            SESSION_REVOKED => parse(payload, AccessChange::SessionsEnded),
+            KEY_REVOKED => parse(payload, AccessChange::KeyRevoked),
+            MEMBERSHIP_ENDED => parse(payload, AccessChange::MembershipEnded),
+            ROLE_CHANGED => parse(payload, AccessChange::RoleChanged),
+            _ => return,
+        };
+        self.announce(change);
     }
 
-    /// Follows the bus until shutdown.
-    pub fn follow(&self, bus: &EventBus, shutdown: CancellationToken) -> impl Future<Output = ()> + Send + 'static {
+    /// Follows announced access changes from now on.
+    pub fn follow_announcements(&self, announcements: &Announcements) {
+        let hub = self.clone();
+        announcements.listen(move |heard| hub.heard(heard));
+    }
+
+    /// Routes usage from the bus until shutdown. Usage missed while the bus
+    /// is down is not sent late: subscribers read it back from the
+    /// organization's events.
+    pub fn follow_usage(
+        &self,
+        bus: &EventBus,
+        shutdown: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
         let hub = self.clone();
         let (mut messages, _) = bus.subscribe();
         async move {
@@ -214,8 +227,8 @@ impl UsageHub {
                     message = messages.recv() => message,
                 };
                 match message {
-                    Ok(message) => hub.handle(message),
-                    Err(RecvError::Lagged(_)) => hub.announce(AccessChange::Unknown),
+                    Ok(BusMessage::Event { topic, payload }) if &*topic == USAGE_RECORDED => hub.route_usage(payload),
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 }
             }

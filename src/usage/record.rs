@@ -356,6 +356,8 @@ pub async fn record(
             write(conn, &context, &planned).await
         })
         .await?;
+    // Back to the pool before anything else: nothing below needs it.
+    drop(conn);
     if written.emailed {
         mail::wake();
     }
@@ -365,18 +367,16 @@ pub async fn record(
         .map(|m| u64::try_from(m.event.total_tokens).unwrap_or(0))
         .sum();
     crate::platform::metrics::usage_recorded(app, written.messages.len() as u64, tokens);
-    publish(app, &written.messages).await;
+    publish(app, &written.messages);
     Ok((written.receipts, written.quota))
 }
 
-/// Sends each recorded event to every instance. The events are committed
-/// whatever happens here, so a failure is logged, not returned.
-async fn publish(app: &AppState, messages: &[UsageUpdateMessage]) {
+/// Sends each recorded event to every instance (queued: it waits for
+/// nothing). The events are committed whatever happens here, so a failure
+/// is logged, not returned.
+fn publish(app: &AppState, messages: &[UsageUpdateMessage]) {
     for message in messages {
-        let sent = match live_json(message) {
-            Ok(json) => app.events().publish(USAGE_RECORDED, &json).await,
-            Err(error) => Err(error),
-        };
+        let sent = live_json(message).and_then(|json| app.events().publish(USAGE_RECORDED, &json));
         if let Err(error) = sent {
             tracing::warn!(error = ?error, event = %message.event.id, "usage event not published");
         }

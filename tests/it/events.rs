@@ -13,7 +13,7 @@ async fn an_event_published_on_one_instance_reaches_the_other() {
         let b = a.spawn_sibling().await;
         let (mut received, connected) = b.state.events().subscribe();
         assert!(connected);
-        a.state.events().publish("test.ping", "{\"n\":1}").await.unwrap();
+        a.state.events().publish("test.ping", "{\"n\":1}").unwrap();
         let message = tokio::time::timeout(Duration::from_secs(2), async {
             loop {
                 match received.recv().await {

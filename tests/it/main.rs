@@ -5,6 +5,7 @@ mod harness;
 
 mod accounts;
 mod admin;
+mod announcements;
 mod api_keys;
 mod audit;
 mod billing;
@@ -20,6 +21,7 @@ mod field_errors;
 mod graphql_http;
 mod invitations;
 mod live_usage;
+mod load;
 mod lockout;
 mod mail;
 mod metrics;

@@ -269,3 +269,37 @@ async fn readiness_names_redis_when_it_stops_answering() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// The pool's size comes from DATABASE_POOL_SIZE, and a request that finds
+/// every connection taken is counted as waiting until it gets one.
+#[tokio::test]
+async fn requests_waiting_for_a_full_pool_are_counted() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        vars: vec![("DATABASE_POOL_SIZE".to_owned(), "2".to_owned())],
+        ..Default::default()
+    })
+    .await;
+    let page = scrape(&app).await;
+    assert_eq!(
+        sample(&page, "tollgate_db_pool_max_connections{pool=\"requests\"}"),
+        Some(2.0)
+    );
+    assert_eq!(sample(&page, "tollgate_db_pool_waiting{pool=\"requests\"}"), Some(0.0));
+
+    let held = [app.db().await, app.db().await];
+    let models = app.graphql("{ models { id } }", json!({}));
+    let watched = async {
+        let page = eventually(&app, "tollgate_db_pool_waiting{pool=\"requests\"}", 1.0).await;
+        assert_eq!(
+            sample(
+                &page,
+                "tollgate_db_pool_connections{pool=\"requests\",state=\"in_use\"}"
+            ),
+            Some(2.0)
+        );
+        drop(held);
+    };
+    let (answer, ()) = tokio::join!(models, watched);
+    assert!(answer.body.get("errors").is_none(), "{}", answer.body);
+    eventually(&app, "tollgate_db_pool_waiting{pool=\"requests\"}", 0.0).await;
+}

@@ -13,7 +13,6 @@ use tollgate::{
         events::{MEMBERSHIP_ENDED, MembershipEnded},
         model::{self as orgs, MembershipRow, OrgRole},
     },
-    platform::events::BusMessage,
 };
 use uuid::Uuid;
 
@@ -367,7 +366,7 @@ async fn only_the_owner_deletes_a_team_and_nothing_of_it_stays_readable() {
         .await;
     assert_eq!(own_personal.error_code(), Some("FORBIDDEN"));
 
-    let (mut events, _) = team.app.state.events().subscribe();
+    let mut events = team.app.announcements();
     let deleted = team.as_(&team.owner, DELETE, json!({ "id": id })).await;
     assert_eq!(deleted.data()["deleteOrganization"], true);
 
@@ -413,26 +412,27 @@ async fn only_the_owner_deletes_a_team_and_nothing_of_it_stays_readable() {
     assert_eq!(ended, expected);
 }
 
-/// The next `count` `membership.ended` events on the bus.
+/// The next `count` `membership.ended` announcements, and that no more
+/// come right after them.
 async fn ended_memberships(
-    events: &mut tokio::sync::broadcast::Receiver<BusMessage>,
+    events: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
     count: usize,
 ) -> Vec<MembershipEnded> {
-    tokio::time::timeout(Duration::from_secs(5), async {
-        let mut ended = Vec::new();
-        while ended.len() < count {
-            match events.recv().await {
-                Ok(BusMessage::Event { topic, payload }) if &*topic == MEMBERSHIP_ENDED => {
-                    ended.push(serde_json::from_str(&payload).expect("a membership.ended payload"));
-                }
-                Ok(_) => {}
-                Err(e) => panic!("{e}"),
-            }
+    let next_ended = async |events: &mut tokio::sync::mpsc::UnboundedReceiver<(String, String)>| loop {
+        let (topic, payload) = events.recv().await.expect("announcements");
+        if topic == MEMBERSHIP_ENDED {
+            return serde_json::from_str::<MembershipEnded>(&payload).expect("a membership.ended payload");
         }
-        ended
-    })
-    .await
-    .expect("membership.ended events in time")
+    };
+    let mut ended = Vec::new();
+    while ended.len() < count {
+        let next = tokio::time::timeout(Duration::from_secs(5), next_ended(events)).await;
+        ended.push(next.expect("membership.ended announcements in time"));
+    }
+    // Announced once, not again when the instance reads its own rows.
+    let again = tokio::time::timeout(Duration::from_millis(600), next_ended(events)).await;
+    assert!(again.is_err(), "announced twice: {again:?}");
+    ended
 }
 
 #[tokio::test]
@@ -585,7 +585,7 @@ async fn admins_remove_anyone_but_the_owner_and_the_removed_lose_access() {
     let stranger = team.as_(&team.admin, REMOVE, remove(&team.outsider)).await;
     assert_eq!(stranger.error_code(), Some("NOT_FOUND"));
 
-    let (mut events, _) = team.app.state.events().subscribe();
+    let mut events = team.app.announcements();
     let removed = team.as_(&team.admin, REMOVE, remove(&team.member)).await;
     assert_eq!(removed.data()["removeMember"], true);
     let read = team.as_(&team.member, ORGANIZATION, json!({ "id": org })).await;
@@ -610,7 +610,7 @@ async fn admins_remove_anyone_but_the_owner_and_the_removed_lose_access() {
 async fn members_leave_but_not_the_owner_nor_anyone_their_personal_organization() {
     let team = Team::new().await;
     let org = team.org.to_string();
-    let (mut events, _) = team.app.state.events().subscribe();
+    let mut events = team.app.announcements();
     let left = team.as_(&team.member, LEAVE, json!({ "org": org })).await;
     assert_eq!(left.data()["leaveOrganization"], true);
     assert_eq!(ended_memberships(&mut events, 1).await[0].user_id, team.member.user_id);

@@ -39,7 +39,7 @@ const MAX_ERROR_CHARS: usize = 1000;
 pub fn spawn_worker(app: &AppState) {
     let mailer = Mailer::from_config(app.config());
     let state = app.clone();
-    app.tasks().spawn(run(state, mailer));
+    app.tasks().spawn(crate::db::hold::scoped(run(state, mailer)));
 }
 
 async fn run(app: AppState, mailer: Mailer) {

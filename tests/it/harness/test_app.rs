@@ -89,6 +89,25 @@ impl TestApp {
         .await
     }
 
+    /// A sibling configured differently: each `(variable, value)` sets a
+    /// variable, or unsets it for `None` (another Redis prefix, no Redis).
+    pub async fn spawn_sibling_with(&self, changes: &[(&str, Option<&str>)]) -> Self {
+        let mut vars = self.vars.clone();
+        for (variable, value) in changes {
+            match value {
+                Some(value) => vars.insert((*variable).to_owned(), (*value).to_owned()),
+                None => vars.remove(*variable),
+            };
+        }
+        Self::start(
+            self.database.clone(),
+            vars,
+            Arc::new(AdjustableClock::new()),
+            Some(self._data_dir.clone()),
+        )
+        .await
+    }
+
     async fn start(
         database: String,
         mut vars: HashMap<String, String>,
@@ -176,6 +195,18 @@ impl TestApp {
         tollgate::accounts::sessions::tokens_for(&self.state, session)
             .expect("issuing tokens")
             .access_token
+    }
+
+    /// Every announcement this instance applies from now on, as (topic,
+    /// payload).
+    pub fn announcements(&self) -> tokio::sync::mpsc::UnboundedReceiver<(String, String)> {
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        self.state.announcements().listen(move |heard| {
+            if let tollgate::platform::announcements::Heard::Announced { topic, payload } = heard {
+                let _ = sender.send(((*topic).to_owned(), (*payload).to_owned()));
+            }
+        });
+        receiver
     }
 
     /// A pooled connection to the app's database.
