@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod http;
+pub mod input_guard;
 pub mod limits;
 pub mod loaders;
 pub mod pagination;
@@ -62,6 +63,7 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
         // First, so it sees the codes the extensions after it set.
         .extension(crate::platform::metrics::GraphqlMetrics)
         .extension(limits::Limits(limits))
+        .extension(input_guard::InputGuard)
         .extension(crate::keys::gate::KeyGate)
         .extension(loaders::FreshLoaders)
         // The parser's own guard against stack exhaustion; the configurable

@@ -16,6 +16,7 @@ mod device;
 mod events;
 mod example_client;
 mod graphql_http;
+mod input;
 mod invitations;
 mod live_usage;
 mod lockout;

@@ -1,0 +1,99 @@
+//! Hostile input: U+0000 (which PostgreSQL text cannot hold) and strings
+//! too long to store, refused with BAD_USER_INPUT naming the field.
+
+use serde_json::{Value, json};
+use tollgate::accounts::model::Role;
+
+use crate::harness::{
+    TestApp, create_user,
+    ws::{connect_as, receive, send},
+};
+
+/// `(code, field)` of the first error.
+fn refusal(body: &Value) -> (String, String) {
+    let extensions = &body["errors"][0]["extensions"];
+    (
+        extensions["code"].as_str().unwrap_or_default().to_owned(),
+        extensions["field"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+fn bad_input(field: &str) -> (String, String) {
+    ("BAD_USER_INPUT".to_owned(), field.to_owned())
+}
+
+#[tokio::test]
+async fn nul_in_arguments_and_variables_is_bad_user_input_over_http() {
+    let app = TestApp::spawn().await;
+    let user = create_user(&app, "nul@example.com", Role::Admin).await;
+    let token = app.token_for(user).await;
+
+    let literal = app
+        .graphql_as(&token, r#"{ organization(slug: "\u0000") { id } }"#, json!({}))
+        .await;
+    assert_eq!(refusal(&literal.body), bad_input("slug"), "{}", literal.body);
+
+    let variable = app
+        .graphql_as(
+            &token,
+            "query ($s: String) { organization(slug: $s) { id } }",
+            json!({ "s": "acme\u{0}" }),
+        )
+        .await;
+    assert_eq!(refusal(&variable.body), bad_input("slug"), "{}", variable.body);
+
+    let in_json = app
+        .graphql_as(
+            &token,
+            "mutation ($p: JSON) { updateProfile(input: { preferences: $p }) { id } }",
+            json!({ "p": { "theme\u{0}": "dark" } }),
+        )
+        .await;
+    assert_eq!(refusal(&in_json.body), bad_input("preferences"), "{}", in_json.body);
+
+    let search = app
+        .graphql_as(
+            &token,
+            "query ($a: String) { auditLog(action: $a) { totalCount } }",
+            json!({ "a": "user.\u{0}" }),
+        )
+        .await;
+    assert_eq!(refusal(&search.body), bad_input("action"), "{}", search.body);
+}
+
+#[tokio::test]
+async fn nul_in_arguments_and_variables_is_bad_user_input_over_websockets() {
+    let app = TestApp::spawn().await;
+    let user = create_user(&app, "nul-ws@example.com", Role::User).await;
+    let token = app.token_for(user).await;
+    let mut socket = connect_as(&app, "graphql-transport-ws", &token).await;
+
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "q", "payload": { "query": r#"{ organization(slug: "\u0000") { id } }"# } }),
+    )
+    .await;
+    let error = receive(&mut socket).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(
+        refusal(&json!({ "errors": error["payload"] })),
+        bad_input("slug"),
+        "{error}"
+    );
+
+    send(
+        &mut socket,
+        json!({ "type": "subscribe", "id": "s", "payload": {
+            "query": "subscription ($o: ID!) { usageUpdated(organizationId: $o) { event { id } } }",
+            "variables": { "o": "\u{0}" },
+        } }),
+    )
+    .await;
+    let error = receive(&mut socket).await;
+    assert_eq!(error["type"], "error", "{error}");
+    assert_eq!(
+        refusal(&json!({ "errors": error["payload"] })),
+        bad_input("organizationId"),
+        "{error}"
+    );
+}
