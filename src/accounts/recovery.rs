@@ -22,6 +22,7 @@ use crate::{
     app::AppState,
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
+    keys,
     platform::mail,
 };
 
@@ -156,7 +157,7 @@ pub async fn reset_password(
     let password_hash = app.passwords().hash(new_password).await?;
     let mut conn = app.db().await?;
     let ip = Some(meta.client_ip.to_string());
-    let ended = conn
+    let (ended, revoked_keys) = conn
         .transaction::<_, AppError, _>(async |conn| {
             let (user_id, email) = email_tokens::consume(conn, token, TokenPurpose::ResetPassword, now)
                 .await?
@@ -165,17 +166,28 @@ pub async fn reset_password(
                 .await?
                 .filter(|u| u.email == email)
                 .ok_or_else(bad_token)?;
+            // Until now, whoever signed up with this address may not have
+            // owned it: the owner taking the account over ends what that
+            // person could still use, keys as well as sessions.
+            let revoked_keys = match user.email_verified_at {
+                Some(_) => Vec::new(),
+                None => keys::service::revoke_created_by(conn, user.id, SQUATTED_KEYS, ip.clone(), now).await?,
+            };
             // The reset link proved the address, so it is verified too.
             let user = model::mark_verified(conn, &user, now).await?;
             let ended = replace_password(conn, app, &user, &password_hash, None, "password.reset", ip).await?;
             lockout::clear(conn, &email).await?;
-            Ok(ended)
+            Ok((ended, revoked_keys))
         })
         .await?;
     mail::wake();
     sessions::announce(app, &ended).await;
+    keys::cache::announce_revoked(app, &revoked_keys).await;
     Ok(())
 }
+
+/// Why a password reset revokes keys (audit metadata).
+const SQUATTED_KEYS: &str = "password reset of an unverified account";
 
 /// `changePassword`: needs the current password; ends every other session.
 pub async fn change_password(

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::{
-    accounts::registration::clean_name,
+    accounts::{registration::clean_name, service::require_verified},
     admin::audit::{self, AuditEntry},
     app::AppState,
     db::schema::{memberships, organizations},
@@ -201,6 +201,7 @@ pub async fn create(
     let ip = audit_ip(meta);
     let mut conn = app.db().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
+        require_verified(conn, creator).await?;
         let organization = match &chosen {
             Some(slug) => insert_with_slug(conn, &name, slug, now).await?.ok_or_else(slug_taken)?,
             None => insert_with_derived_slug(conn, &name, now).await?,

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::{
     harness::{
         TestApp,
-        people::{SignedIn, register},
+        people::{SignedIn, register, register_verified},
     },
     organizations::add_member,
 };
@@ -196,8 +196,8 @@ struct Tenants {
 
 async fn tenants() -> Tenants {
     let app = TestApp::spawn().await;
-    let owner = register(&app, "victim@example.com").await;
-    let outsider = register(&app, "outsider@example.com").await;
+    let owner = register_verified(&app, "victim@example.com").await;
+    let outsider = register_verified(&app, "outsider@example.com").await;
     let created = app
         .graphql_as(
             &owner.access,
