@@ -1,5 +1,6 @@
-//! Refuses U+0000 anywhere in a request's arguments, before any resolver
-//! (and so any SQL) runs.
+//! Refuses, before any resolver (and so any SQL) runs, argument values
+//! that would otherwise fail inside one: U+0000 anywhere, and values of a
+//! kind async-graphql's validation lets through to execution.
 //!
 //! PostgreSQL's `text` and `jsonb` cannot hold U+0000: a statement that
 //! binds one fails as a whole ("invalid byte sequence for encoding UTF8:
@@ -8,11 +9,18 @@
 //! document once, with the schema's types: every argument of every field
 //! and directive, literal or variable (or a variable's default), down
 //! through lists, input objects and the inside of JSON values, keys
-//! included. The refusal is BAD_USER_INPUT naming the argument or
-//! input-object field, as the contract names fields elsewhere; a JSON
-//! scalar's own keys are data, so the field holding the JSON is named.
-//! It runs for every transport, since HTTP and websockets share the
-//! executor.
+//! included.
+//!
+//! The same walk catches what validation misses: it accepts any value for
+//! an input object given in a variable (a number where `RegisterInput`
+//! goes) and any string for an `Upload`, and both then fail while the
+//! resolver reads its arguments, with an error that names no field.
+//!
+//! A refusal is BAD_USER_INPUT naming the argument or input-object field,
+//! as the contract names fields elsewhere (a JSON scalar's own keys are
+//! data, so the field holding the JSON is named), with the index in a list
+//! argument. It runs for every transport, since HTTP and websockets share
+//! the executor.
 
 use std::{collections::HashSet, sync::Arc};
 
@@ -53,16 +61,37 @@ impl Extension for InputGuardExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
-        match find_nul(&ctx.schema_env.registry, &document, variables) {
-            Some(found) => Err(found.into_error()),
+        match find_refusal(&ctx.schema_env.registry, &document, variables) {
+            Some(refusal) => Err(refusal.into_error()),
             None => Ok(document),
         }
     }
 }
 
-/// Where a U+0000 was found.
+/// Why an argument value is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// It holds U+0000.
+    Nul,
+    /// An input object was given something else.
+    NotAnObject,
+    /// An upload was given something other than a multipart file.
+    NotAFile,
+    /// A JSON value nests deeper than [`MAX_JSON_DEPTH`].
+    TooDeep,
+}
+
+/// How deep a JSON argument may nest. Stored JSON is read back with
+/// serde_json, which refuses more than 128 levels: a deeper value would be
+/// written and then never readable again (a profile or an organization
+/// whose every read fails). Nobody's settings need more than a few levels.
+pub const MAX_JSON_DEPTH: usize = 32;
+
+/// An argument value refused, and where.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NulFound {
+pub struct Refusal {
+    /// What is wrong with it.
+    pub reason: Reason,
     /// The argument or input-object field that holds it.
     pub field: String,
     /// Its position in a list argument (recordUsageBatch's inputs).
@@ -71,12 +100,19 @@ pub struct NulFound {
     pub pos: Pos,
 }
 
-impl NulFound {
+impl Refusal {
+    fn message(&self) -> String {
+        let field = &self.field;
+        match self.reason {
+            Reason::Nul => format!("{field} must not contain the character U+0000"),
+            Reason::NotAnObject => format!("{field} must be an object"),
+            Reason::NotAFile => format!("{field} must be a file sent as a GraphQL multipart upload"),
+            Reason::TooDeep => format!("{field} must not nest deeper than {MAX_JSON_DEPTH} levels"),
+        }
+    }
+
     fn into_error(self) -> ServerError {
-        let mut error = AppError::bad_input(
-            self.field.clone(),
-            format!("{} must not contain the character U+0000", self.field),
-        );
+        let mut error = AppError::bad_input(self.field.clone(), self.message());
         if let Some(index) = self.index {
             error = error.at_index(index);
         }
@@ -88,9 +124,12 @@ impl NulFound {
     }
 }
 
-/// The first U+0000 in an argument of any operation of `document`, with
+/// What is wrong inside one argument: the reason and the field named.
+type Found = (Reason, String);
+
+/// The first refused argument value of any operation of `document`, with
 /// `variables` (and the operations' variable defaults) filled in.
-pub fn find_nul(registry: &Registry, document: &ExecutableDocument, variables: &Variables) -> Option<NulFound> {
+pub fn find_refusal(registry: &Registry, document: &ExecutableDocument, variables: &Variables) -> Option<Refusal> {
     document.operations.iter().find_map(|(_, operation)| {
         let root = match operation.node.ty {
             async_graphql::parser::types::OperationType::Query => Some(registry.query_type.as_str()),
@@ -121,7 +160,7 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn selection_set(&mut self, set: &'a SelectionSet, parent: Option<&'a str>) -> Option<NulFound> {
+    fn selection_set(&mut self, set: &'a SelectionSet, parent: Option<&'a str>) -> Option<Refusal> {
         for item in &set.items {
             let found = match &item.node {
                 Selection::Field(field) => {
@@ -170,7 +209,7 @@ impl<'a> Walk<'a> {
         None
     }
 
-    fn directives(&self, directives: &[Positioned<Directive>]) -> Option<NulFound> {
+    fn directives(&self, directives: &[Positioned<Directive>]) -> Option<Refusal> {
         directives.iter().find_map(|directive| {
             let meta = self.registry.directives.get(directive.node.name.node.as_str());
             directive.node.arguments.iter().find_map(|(name, value)| {
@@ -185,9 +224,10 @@ impl<'a> Walk<'a> {
     /// One argument, `ty` its declared type (None when the document names
     /// an argument the schema lacks: validation refuses it later, but its
     /// strings are still checked, naming the argument).
-    fn argument(&self, name: &Positioned<Name>, value: &Positioned<Value>, ty: Option<&str>) -> Option<NulFound> {
+    fn argument(&self, name: &Positioned<Name>, value: &Positioned<Value>, ty: Option<&str>) -> Option<Refusal> {
         let field = name.node.as_str();
-        let found = |field: String, index| NulFound {
+        let refusal = |(reason, field): Found, index| Refusal {
+            reason,
             field,
             index,
             pos: name.pos,
@@ -198,12 +238,12 @@ impl<'a> Walk<'a> {
             // does for its inputs.
             (ConstValue::List(items), Some(ty)) if MetaTypeName::create(ty).unwrap_non_null().is_list() => {
                 let item_ty = strip_list(ty);
-                items
-                    .iter()
-                    .enumerate()
-                    .find_map(|(index, item)| self.value(item, Some(item_ty), field).map(|f| found(f, Some(index))))
+                items.iter().enumerate().find_map(|(index, item)| {
+                    self.value(item, Some(item_ty), field)
+                        .map(|found| refusal(found, Some(index)))
+                })
             }
-            _ => self.value(&value, ty, field).map(|f| found(f, None)),
+            _ => self.value(&value, ty, field).map(|found| refusal(found, None)),
         }
     }
 
@@ -228,30 +268,43 @@ impl<'a> Walk<'a> {
             .map(|default| default.node.clone())
     }
 
-    /// The name of the field holding a U+0000 inside `value` of type `ty`
-    /// (which `field` names), if any.
-    fn value(&self, value: &ConstValue, ty: Option<&str>, field: &str) -> Option<String> {
+    /// What is wrong inside `value` of type `ty` (which `field` names), if
+    /// anything, and the field that holds it.
+    fn value(&self, value: &ConstValue, ty: Option<&str>, field: &str) -> Option<Found> {
         let named = ty.map(MetaTypeName::concrete_typename);
-        let input_fields = named.and_then(|name| match self.registry.types.get(name) {
-            Some(MetaType::InputObject { input_fields, .. }) => Some(input_fields),
-            _ => None,
-        });
-        match (value, input_fields) {
+        let meta = named.and_then(|name| self.registry.types.get(name));
+        match (value, meta) {
+            (ConstValue::Null, _) => None,
             (ConstValue::List(items), _) => {
                 let item_ty = ty.map(strip_list);
                 items.iter().find_map(|item| self.value(item, item_ty, field))
             }
-            (ConstValue::Object(fields), Some(input_fields)) => fields.iter().find_map(|(key, item)| {
-                let meta: Option<&MetaInputValue> = input_fields.get(key.as_str());
-                if key.contains(NUL) {
-                    return Some(field.to_owned());
-                }
-                self.value(item, meta.map(|m| m.ty.as_str()), key.as_str())
-            }),
-            // Scalars (JSON included), enums, and objects of unknown type.
-            (value, _) => holds_nul(value).then(|| field.to_owned()),
+            (ConstValue::Object(fields), Some(MetaType::InputObject { input_fields, .. })) => {
+                fields.iter().find_map(|(key, item)| {
+                    if key.contains(NUL) {
+                        return Some((Reason::Nul, field.to_owned()));
+                    }
+                    let meta: Option<&MetaInputValue> = input_fields.get(key.as_str());
+                    self.value(item, meta.map(|m| m.ty.as_str()), key.as_str())
+                })
+            }
+            (_, Some(MetaType::InputObject { .. })) => Some((Reason::NotAnObject, field.to_owned())),
+            (value, Some(MetaType::Scalar { name, .. })) if name == "Upload" && !is_upload(value) => {
+                Some((Reason::NotAFile, field.to_owned()))
+            }
+            (value, Some(MetaType::Scalar { name, .. })) if name == "JSON" && depth(value) > MAX_JSON_DEPTH => {
+                Some((Reason::TooDeep, field.to_owned()))
+            }
+            // Scalars (JSON included), enums, and values of unknown type.
+            (value, _) => holds_nul(value).then(|| (Reason::Nul, field.to_owned())),
         }
     }
+}
+
+/// What async-graphql puts in a variable for a file of a multipart
+/// request (see [`crate::graphql::http::refuse_forged_uploads`]).
+fn is_upload(value: &ConstValue) -> bool {
+    matches!(value, ConstValue::String(s) if s.starts_with(crate::graphql::http::UPLOAD_MARKER))
 }
 
 /// The element type of a list type (`[T!]!` -> `T!`); the type itself when
@@ -261,6 +314,15 @@ fn strip_list(ty: &str) -> &str {
     ty.strip_prefix('[')
         .and_then(|inner| inner.strip_suffix(']'))
         .unwrap_or(ty)
+}
+
+/// How many lists and objects nest inside each other in `value`.
+fn depth(value: &ConstValue) -> usize {
+    match value {
+        ConstValue::List(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        ConstValue::Object(fields) => 1 + fields.values().map(depth).max().unwrap_or(0),
+        _ => 0,
+    }
 }
 
 /// Whether any string (or object key) inside `value` holds U+0000.
@@ -279,6 +341,7 @@ mod tests {
     use async_graphql::Request;
     use serde_json::{Value as Json, json};
 
+    use super::MAX_JSON_DEPTH;
     use crate::graphql::{QueryLimits, build_schema};
 
     /// What the schema answers, with no application data attached: the
@@ -360,6 +423,69 @@ mod tests {
         )
         .await;
         assert_eq!(refusal(&nested), named("model"));
+    }
+
+    /// `(message, field)` of the first error.
+    fn first_error(response: &Json) -> (String, String) {
+        let error = &response["errors"][0];
+        assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{response}");
+        (
+            error["message"].as_str().unwrap_or_default().to_owned(),
+            error["extensions"]["field"].as_str().unwrap_or_default().to_owned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn input_objects_and_files_given_something_else_name_their_field() {
+        let number = run(
+            "mutation ($i: RegisterInput!) { register(input: $i) { accessToken } }",
+            json!({ "i": 7 }),
+        )
+        .await;
+        assert_eq!(
+            first_error(&number),
+            ("input must be an object".to_owned(), "input".to_owned())
+        );
+        let in_batch = run(
+            "mutation ($i: [RecordUsageInput!]!) { recordUsageBatch(inputs: $i) { duplicate } }",
+            json!({ "i": [{ "model": "m", "promptTokens": 1, "completionTokens": 1 }, "x"] }),
+        )
+        .await;
+        assert_eq!(in_batch["errors"][0]["extensions"]["index"], 1, "{in_batch}");
+        let file = run(
+            "mutation ($f: Upload!) { uploadAvatar(file: $f) { id } }",
+            json!({ "f": "file" }),
+        )
+        .await;
+        assert_eq!(
+            first_error(&file),
+            (
+                "file must be a file sent as a GraphQL multipart upload".to_owned(),
+                "file".to_owned()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn json_nesting_is_bounded_so_what_is_stored_can_be_read_back() {
+        let nested = |levels: usize| {
+            let mut value = json!(1);
+            for _ in 0..levels {
+                value = json!({ "k": value });
+            }
+            value
+        };
+        let query = "mutation ($p: JSON) { updateProfile(input: { preferences: $p }) { id } }";
+        let deep = run(query, json!({ "p": nested(MAX_JSON_DEPTH + 1) })).await;
+        assert_eq!(
+            first_error(&deep),
+            (
+                format!("preferences must not nest deeper than {MAX_JSON_DEPTH} levels"),
+                "preferences".to_owned()
+            )
+        );
+        let fine = run(query, json!({ "p": nested(MAX_JSON_DEPTH) })).await;
+        assert!(!fine.to_string().contains("nest deeper"), "{fine}");
     }
 
     #[tokio::test]

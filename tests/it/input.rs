@@ -97,3 +97,80 @@ async fn nul_in_arguments_and_variables_is_bad_user_input_over_websockets() {
         "{error}"
     );
 }
+
+/// `{k:{k:...1...}}`, `levels` deep, as a GraphQL literal: literals may
+/// nest deeper than a JSON request body can.
+fn nested_literal(levels: usize) -> String {
+    format!("{}1{}", "{k:".repeat(levels), "}".repeat(levels))
+}
+
+#[tokio::test]
+async fn json_too_deep_to_read_back_is_refused_and_the_profile_stays_readable() {
+    let app = TestApp::spawn().await;
+    let user = create_user(&app, "deep@example.com", Role::User).await;
+    let token = app.token_for(user).await;
+
+    let deep = app
+        .graphql_as(
+            &token,
+            &format!(
+                "mutation {{ updateProfile(input: {{ preferences: {} }}) {{ id }} }}",
+                nested_literal(130)
+            ),
+            json!({}),
+        )
+        .await;
+    assert_eq!(refusal(&deep.body), bad_input("preferences"), "{}", deep.body);
+    let me = app.graphql_as(&token, "{ me { preferences } }", json!({})).await;
+    assert_eq!(me.data()["me"]["preferences"], json!({}));
+
+    let shallow = app
+        .graphql_as(
+            &token,
+            &format!(
+                "mutation {{ updateProfile(input: {{ preferences: {} }}) {{ id }} }}",
+                nested_literal(5)
+            ),
+            json!({}),
+        )
+        .await;
+    shallow.data();
+    let me = app.graphql_as(&token, "{ me { preferences } }", json!({})).await;
+    assert_eq!(me.data()["me"]["preferences"]["k"]["k"]["k"]["k"]["k"], 1);
+}
+
+#[tokio::test]
+async fn a_subscription_over_http_is_a_validation_failure_not_internal() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .graphql(
+            "subscription { usageUpdated(organizationId: \"00000000-0000-0000-0000-000000000000\") { thresholdCrossed } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        response.error_code(),
+        Some("GRAPHQL_VALIDATION_FAILED"),
+        "{}",
+        response.body
+    );
+}
+
+#[tokio::test]
+async fn an_input_object_given_a_scalar_names_the_argument() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .graphql(
+            "mutation ($input: RegisterInput!) { register(input: $input) { accessToken } }",
+            json!({ "input": -2147483648_i64 }),
+        )
+        .await;
+    assert_eq!(refusal(&response.body), bad_input("input"), "{}", response.body);
+    let timestamp = app
+        .graphql(
+            "mutation ($at: DateTime) { createApiKey(input: { organizationId: \"x\", name: \"k\", expiresAt: $at }) { secret } }",
+            json!({ "at": "tomorrow" }),
+        )
+        .await;
+    assert_eq!(refusal(&timestamp.body), bad_input("expiresAt"), "{}", timestamp.body);
+}
