@@ -79,7 +79,15 @@ pub enum Reason {
     NotAFile,
     /// A JSON value nests deeper than [`MAX_JSON_DEPTH`].
     TooDeep,
+    /// A string is longer than [`MAX_STRING_BYTES`].
+    TooLong,
 }
+
+/// The longest string any argument takes, whatever its field: a backstop
+/// under each field's own limit (names 100 characters, URLs 2048, ...), so
+/// that no field, including one added later without a limit, passes more
+/// to its resolver or its table. JSON values have their own size limits.
+pub const MAX_STRING_BYTES: usize = 8 * 1024;
 
 /// How deep a JSON argument may nest. Stored JSON is read back with
 /// serde_json, which refuses more than 128 levels: a deeper value would be
@@ -108,6 +116,7 @@ impl Refusal {
             Reason::NotAnObject => format!("{field} must be an object"),
             Reason::NotAFile => format!("{field} must be a file sent as a GraphQL multipart upload"),
             Reason::TooDeep => format!("{field} must not nest deeper than {MAX_JSON_DEPTH} levels"),
+            Reason::TooLong => format!("{field} must be at most {MAX_STRING_BYTES} bytes"),
         }
     }
 
@@ -292,13 +301,21 @@ impl<'a> Walk<'a> {
             (value, Some(MetaType::Scalar { name, .. })) if name == "Upload" && !is_upload(value) => {
                 Some((Reason::NotAFile, field.to_owned()))
             }
-            (value, Some(MetaType::Scalar { name, .. })) if name == "JSON" && depth(value) > MAX_JSON_DEPTH => {
+            (value, meta) if is_json(meta) && depth(value) > MAX_JSON_DEPTH => {
                 Some((Reason::TooDeep, field.to_owned()))
+            }
+            (ConstValue::String(s), meta) if s.len() > MAX_STRING_BYTES && !is_json(meta) => {
+                Some((Reason::TooLong, field.to_owned()))
             }
             // Scalars (JSON included), enums, and values of unknown type.
             (value, _) => holds_nul(value).then(|| (Reason::Nul, field.to_owned())),
         }
     }
+}
+
+/// Whether the type is the JSON scalar, whose objects are data.
+fn is_json(meta: Option<&MetaType>) -> bool {
+    matches!(meta, Some(MetaType::Scalar { name, .. }) if name == "JSON")
 }
 
 /// What async-graphql puts in a variable for a file of a multipart
@@ -486,6 +503,21 @@ mod tests {
         );
         let fine = run(query, json!({ "p": nested(MAX_JSON_DEPTH) })).await;
         assert!(!fine.to_string().contains("nest deeper"), "{fine}");
+    }
+
+    #[tokio::test]
+    async fn no_string_argument_is_longer_than_the_backstop() {
+        let query = "query ($s: String) { users(search: $s) { totalCount } }";
+        let long = run(query, json!({ "s": "x".repeat(super::MAX_STRING_BYTES + 1) })).await;
+        assert_eq!(
+            first_error(&long),
+            (
+                format!("search must be at most {} bytes", super::MAX_STRING_BYTES),
+                "search".to_owned()
+            )
+        );
+        let fine = run(query, json!({ "s": "x".repeat(super::MAX_STRING_BYTES) })).await;
+        assert!(!fine.to_string().contains("bytes"), "{fine}");
     }
 
     #[tokio::test]

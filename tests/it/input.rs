@@ -174,3 +174,81 @@ async fn an_input_object_given_a_scalar_names_the_argument() {
         .await;
     assert_eq!(refusal(&timestamp.body), bad_input("expiresAt"), "{}", timestamp.body);
 }
+
+/// What an ADMIN sends to upsertPlan, with `change` applied.
+fn plan(change: impl FnOnce(&mut Value)) -> Value {
+    let mut input = json!({ "key": "team", "name": "Team", "priceCents": 900, "features": ["Fast"] });
+    change(&mut input);
+    json!({ "input": input })
+}
+
+#[tokio::test]
+async fn strings_reach_storage_and_searches_only_within_their_bounds() {
+    let app = TestApp::spawn().await;
+    let admin = create_user(&app, "bounds@example.com", Role::Admin).await;
+    let token = app.token_for(admin).await;
+    let upsert_plan = "mutation ($input: PlanInput!) { upsertPlan(input: $input) { key } }";
+    let upsert_model = "mutation ($input: ModelInput!) { upsertModel(input: $input) { id } }";
+    let model = |aliases: usize| {
+        json!({ "input": { "id": "m", "provider": "p", "displayName": "M", "inputUsdPerMillionTokens": 1.0,
+            "outputUsdPerMillionTokens": 1.0, "aliases": (0..aliases).map(|n| format!("m-{n}")).collect::<Vec<_>>() } })
+    };
+    let cases = [
+        (
+            upsert_plan,
+            plan(|p| p["description"] = json!("d".repeat(501))),
+            "description",
+        ),
+        (upsert_plan, plan(|p| p["features"] = json!(vec!["f"; 21])), "features"),
+        (
+            upsert_plan,
+            plan(|p| p["features"] = json!(["f".repeat(101)])),
+            "features",
+        ),
+        (upsert_model, model(101), "aliases"),
+        (
+            "query ($a: String) { auditLog(action: $a) { totalCount } }",
+            json!({ "a": "a".repeat(65) }),
+            "action",
+        ),
+        (
+            "mutation ($p: String!) { login(input: { email: \"a@b.c\", password: $p }) { accessToken } }",
+            json!({ "p": "p".repeat(9000) }),
+            "password",
+        ),
+    ];
+    for (query, variables, field) in cases {
+        let response = app.graphql_as(&token, query, variables).await;
+        assert_eq!(refusal(&response.body), bad_input(field), "{}", response.body);
+    }
+    // At the limits, all is well.
+    app.graphql_as(
+        &token,
+        upsert_plan,
+        plan(|p| {
+            p["description"] = json!("d".repeat(500));
+            p["features"] = json!(vec!["f".repeat(100); 20]);
+        }),
+    )
+    .await
+    .data();
+    app.graphql_as(&token, upsert_model, model(100)).await.data();
+
+    let owner = crate::harness::people::register(&app, "owner@example.com").await;
+    let organization = app
+        .graphql_as(
+            &owner.access,
+            "{ me { memberships { organization { id } } } }",
+            json!({}),
+        )
+        .await;
+    let organization = organization.data()["me"]["memberships"][0]["organization"]["id"].clone();
+    let events = app
+        .graphql_as(
+            &token,
+            "query ($id: ID!, $m: String) { organization(id: $id) { usageEvents(model: $m) { totalCount } } }",
+            json!({ "id": organization, "m": "m".repeat(201) }),
+        )
+        .await;
+    assert_eq!(refusal(&events.body), bad_input("model"), "{}", events.body);
+}
