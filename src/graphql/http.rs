@@ -168,7 +168,7 @@ pub fn request_meta(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Re
 /// async-graphql marks uploaded files in variables as
 /// `#__graphql_file__:<index>` and panics on a marker it did not write
 /// (its Upload scalar unwraps the index). Clients never need to send one.
-pub const UPLOAD_MARKER: &str = "#__graphql_file__:";
+const UPLOAD_MARKER: &str = "#__graphql_file__:";
 
 /// Refuses requests that carry an upload marker async-graphql did not put
 /// there (in the document or in variables).

@@ -1,6 +1,5 @@
 //! Refuses, before any resolver (and so any SQL) runs, argument values
-//! that would otherwise fail inside one: U+0000 anywhere, and values of a
-//! kind async-graphql's validation lets through to execution.
+//! that would otherwise fail inside one, or reach a table unbounded.
 //!
 //! PostgreSQL's `text` and `jsonb` cannot hold U+0000: a statement that
 //! binds one fails as a whole ("invalid byte sequence for encoding UTF8:
@@ -11,10 +10,13 @@
 //! through lists, input objects and the inside of JSON values, keys
 //! included.
 //!
-//! The same walk catches what validation misses: it accepts any value for
-//! an input object given in a variable (a number where `RegisterInput`
-//! goes) and any string for an `Upload`, and both then fail while the
-//! resolver reads its arguments, with an error that names no field.
+//! The same walk refuses what validation lets through: any value for an
+//! input object given in a variable (a number where `RegisterInput` goes),
+//! which then failed while the resolver read its arguments, with an error
+//! naming no field; JSON nested too deep to be read back once stored; and
+//! any string over [`MAX_STRING_BYTES`], a backstop under each field's own
+//! limit. (An `Upload` given a plain string is left to the resolver, after
+//! the API-key gate: it fails there as BAD_USER_INPUT.)
 //!
 //! A refusal is BAD_USER_INPUT naming the argument or input-object field,
 //! as the contract names fields elsewhere (a JSON scalar's own keys are
@@ -32,10 +34,7 @@ use async_graphql::{
 };
 use async_graphql_value::{ConstValue, Value};
 
-use crate::{
-    error::{AppError, ErrorCode},
-    graphql::limits::ensure_code,
-};
+use crate::{error::AppError, graphql::http::server_error};
 
 /// The character PostgreSQL text cannot store.
 const NUL: char = '\0';
@@ -75,8 +74,6 @@ pub enum Reason {
     Nul,
     /// An input object was given something else.
     NotAnObject,
-    /// An upload was given something other than a multipart file.
-    NotAFile,
     /// A JSON value nests deeper than [`MAX_JSON_DEPTH`].
     TooDeep,
     /// A string is longer than [`MAX_STRING_BYTES`].
@@ -114,7 +111,6 @@ impl Refusal {
         match self.reason {
             Reason::Nul => format!("{field} must not contain the character U+0000"),
             Reason::NotAnObject => format!("{field} must be an object"),
-            Reason::NotAFile => format!("{field} must be a file sent as a GraphQL multipart upload"),
             Reason::TooDeep => format!("{field} must not nest deeper than {MAX_JSON_DEPTH} levels"),
             Reason::TooLong => format!("{field} must be at most {MAX_STRING_BYTES} bytes"),
         }
@@ -125,11 +121,9 @@ impl Refusal {
         if let Some(index) = self.index {
             error = error.at_index(index);
         }
-        let error = error.into_graphql();
-        let mut server_error = ServerError::new(error.message, Some(self.pos));
-        server_error.extensions = error.extensions;
-        ensure_code(&mut server_error, ErrorCode::BadUserInput);
-        server_error
+        let mut error = server_error(error);
+        error.locations = vec![self.pos];
+        error
     }
 }
 
@@ -298,9 +292,6 @@ impl<'a> Walk<'a> {
                 })
             }
             (_, Some(MetaType::InputObject { .. })) => Some((Reason::NotAnObject, field.to_owned())),
-            (value, Some(MetaType::Scalar { name, .. })) if name == "Upload" && !is_upload(value) => {
-                Some((Reason::NotAFile, field.to_owned()))
-            }
             (value, meta) if is_json(meta) && depth(value) > MAX_JSON_DEPTH => {
                 Some((Reason::TooDeep, field.to_owned()))
             }
@@ -316,12 +307,6 @@ impl<'a> Walk<'a> {
 /// Whether the type is the JSON scalar, whose objects are data.
 fn is_json(meta: Option<&MetaType>) -> bool {
     matches!(meta, Some(MetaType::Scalar { name, .. }) if name == "JSON")
-}
-
-/// What async-graphql puts in a variable for a file of a multipart
-/// request (see [`crate::graphql::http::refuse_forged_uploads`]).
-fn is_upload(value: &ConstValue) -> bool {
-    matches!(value, ConstValue::String(s) if s.starts_with(crate::graphql::http::UPLOAD_MARKER))
 }
 
 /// The element type of a list type (`[T!]!` -> `T!`); the type itself when
@@ -453,7 +438,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn input_objects_and_files_given_something_else_name_their_field() {
+    async fn input_objects_given_something_else_name_their_field() {
         let number = run(
             "mutation ($i: RegisterInput!) { register(input: $i) { accessToken } }",
             json!({ "i": 7 }),
@@ -469,18 +454,6 @@ mod tests {
         )
         .await;
         assert_eq!(in_batch["errors"][0]["extensions"]["index"], 1, "{in_batch}");
-        let file = run(
-            "mutation ($f: Upload!) { uploadAvatar(file: $f) { id } }",
-            json!({ "f": "file" }),
-        )
-        .await;
-        assert_eq!(
-            first_error(&file),
-            (
-                "file must be a file sent as a GraphQL multipart upload".to_owned(),
-                "file".to_owned()
-            )
-        );
     }
 
     #[tokio::test]
