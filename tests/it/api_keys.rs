@@ -37,20 +37,7 @@ struct Key {
 }
 
 async fn personal_org(app: &TestApp, person: &SignedIn) -> String {
-    let me = app
-        .graphql_as(
-            &person.access,
-            "{ me { memberships { organization { id personal } } } }",
-            json!({}),
-        )
-        .await;
-    me.data()["me"]["memberships"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["organization"]["personal"] == true)
-        .map(|m| m["organization"]["id"].as_str().unwrap().to_owned())
-        .expect("a personal organization")
+    crate::harness::people::personal_organization(app, &person.access).await
 }
 
 /// A team organization owned by `owner`, with `others` added as members.

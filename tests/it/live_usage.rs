@@ -22,19 +22,7 @@ const RECORD: &str = "mutation ($input: RecordUsageInput!) { recordUsage(input: 
 
 /// The id of the person's personal organization.
 async fn personal_organization(app: &TestApp, person: &SignedIn) -> String {
-    let response = app
-        .graphql_as(
-            &person.access,
-            "{ me { memberships { organization { id personal } } } }",
-            json!({}),
-        )
-        .await;
-    let memberships = response.data()["me"]["memberships"].as_array().unwrap().clone();
-    memberships
-        .iter()
-        .find(|m| m["organization"]["personal"] == true)
-        .map(|m| m["organization"]["id"].as_str().unwrap().to_owned())
-        .expect("a personal organization")
+    crate::harness::people::personal_organization(app, &person.access).await
 }
 
 /// Records one event as `token` and returns its id.

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::harness::{
     GqlResponse, TestApp, TestAppOptions,
-    people::{PASSWORD, SignedIn, register},
+    people::{PASSWORD, SignedIn, personal_organization, register},
     smtp::{FakeSmtp, ReceivedMessage},
 };
 
@@ -269,22 +269,23 @@ const CREATE_KEY: &str = "mutation ($org: ID!) { createApiKey(input: { organizat
 const CREATE_ORG: &str = "mutation { createOrganization(input: { name: \"Side project\" }) { id } }";
 const REFRESH: &str = "mutation ($t: String!) { refreshSession(refreshToken: $t) { accessToken } }";
 
-/// The caller's personal organization.
-async fn personal_organization(app: &TestApp, token: &str) -> String {
-    let me = app
-        .graphql_as(
-            token,
-            "{ me { memberships { organization { id personal } } } }",
-            json!({}),
+/// Whoever reads ada@example.com's mail sets NEW_PASSWORD through the
+/// emailed reset link.
+async fn reset_by_email(app: &TestApp, smtp: &FakeSmtp) {
+    app.graphql(
+        "mutation { requestPasswordReset(email: \"ada@example.com\") }",
+        json!({}),
+    )
+    .await
+    .data();
+    let token = link_token(&smtp.next_message().await, "reset-password");
+    let reset = app
+        .graphql(
+            "mutation ($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) }",
+            json!({ "t": token, "p": NEW_PASSWORD }),
         )
         .await;
-    me.data()["me"]["memberships"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["organization"]["personal"] == true)
-        .map(|m| m["organization"]["id"].as_str().unwrap().to_owned())
-        .expect("a personal organization")
+    assert_eq!(reset.data()["resetPassword"], true);
 }
 
 /// `(code, message)` of the first error.
@@ -370,20 +371,7 @@ async fn a_squatter_on_someone_elses_address_loses_every_key_when_the_owner_rese
     assert!(usage_read(&sibling, &secret, &organization).await.is_ok());
 
     // Ada takes her address back.
-    app.graphql(
-        "mutation { requestPasswordReset(email: \"ada@example.com\") }",
-        json!({}),
-    )
-    .await
-    .data();
-    let token = link_token(&smtp.next_message().await, "reset-password");
-    let reset = app
-        .graphql(
-            "mutation ($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) }",
-            json!({ "t": token, "p": NEW_PASSWORD }),
-        )
-        .await;
-    assert_eq!(reset.data()["resetPassword"], true);
+    reset_by_email(&app, &smtp).await;
 
     assert_eq!(
         usage_read(&app, &secret, &organization).await,
@@ -440,19 +428,7 @@ async fn a_verified_accounts_reset_keeps_its_keys() {
         .await;
     let secret = created.data()["createApiKey"]["secret"].as_str().unwrap().to_owned();
 
-    app.graphql(
-        "mutation { requestPasswordReset(email: \"ada@example.com\") }",
-        json!({}),
-    )
-    .await
-    .data();
-    let token = link_token(&smtp.next_message().await, "reset-password");
-    app.graphql(
-        "mutation ($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) }",
-        json!({ "t": token, "p": NEW_PASSWORD }),
-    )
-    .await
-    .data();
+    reset_by_email(&app, &smtp).await;
     assert!(
         usage_read(&app, &secret, &organization).await.is_ok(),
         "the owner's own key stays"

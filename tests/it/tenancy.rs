@@ -8,10 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::parser::{
-    parse_schema,
-    types::{BaseType, FieldDefinition, InputValueDefinition, Type, TypeKind, TypeSystemDefinition},
-};
+use async_graphql::parser::types::{BaseType, FieldDefinition, InputValueDefinition, Type, TypeKind};
 use serde_json::{Value, json};
 use tollgate::orgs::{access::rule_of, model::OrgRole};
 use uuid::Uuid;
@@ -20,6 +17,7 @@ use crate::{
     harness::{
         TestApp,
         people::{SignedIn, register, register_verified},
+        sdl::{SdlTypes, base_name},
     },
     organizations::add_member,
 };
@@ -33,16 +31,9 @@ impl Contract {
     fn load() -> Self {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/spec/schema.graphql");
         let sdl = std::fs::read_to_string(&path).expect("the contract is readable");
-        let document = parse_schema(&sdl).expect("the contract parses");
-        let types = document
-            .definitions
-            .into_iter()
-            .filter_map(|definition| match definition {
-                TypeSystemDefinition::Type(ty) => Some((ty.node.name.node.to_string(), ty.node.kind)),
-                _ => None,
-            })
-            .collect();
-        Self { types }
+        Self {
+            types: SdlTypes::parse(&sdl).types,
+        }
     }
 
     fn fields(&self, type_name: &str) -> Vec<FieldDefinition> {
@@ -133,13 +124,6 @@ impl Contract {
             Some(TypeKind::Object(_)) => "{ __typename }",
             _ => "",
         }
-    }
-}
-
-fn base_name(ty: &Type) -> &str {
-    match &ty.base {
-        BaseType::Named(name) => name.as_str(),
-        BaseType::List(inner) => base_name(inner),
     }
 }
 

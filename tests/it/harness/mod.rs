@@ -1,6 +1,7 @@
 //! Test harness: shared services, apps on port 0, and request helpers.
 
 pub mod people;
+pub mod sdl;
 pub mod services;
 pub mod smtp;
 pub mod stripe;

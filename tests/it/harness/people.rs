@@ -85,3 +85,22 @@ pub async fn register_verified(app: &TestApp, email: &str) -> SignedIn {
     verify_email(app, person.user_id, email).await;
     person
 }
+
+/// The id of the personal organization of whoever holds `token`.
+pub async fn personal_organization(app: &TestApp, token: &str) -> String {
+    let me = app
+        .graphql_as(
+            token,
+            "{ me { memberships { organization { id personal } } } }",
+            json!({}),
+        )
+        .await;
+    me.data()["me"]["memberships"]
+        .as_array()
+        .expect("memberships")
+        .iter()
+        .find(|m| m["organization"]["personal"] == true)
+        .and_then(|m| m["organization"]["id"].as_str())
+        .expect("a personal organization")
+        .to_owned()
+}
