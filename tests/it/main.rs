@@ -15,6 +15,7 @@ mod contract;
 mod device;
 mod events;
 mod example_client;
+mod fuzz;
 mod graphql_http;
 mod input;
 mod invitations;
