@@ -897,12 +897,11 @@ fn user_agent(rng: &mut Rng) -> String {
 }
 
 async fn send_http(world: &World, caller: &Caller, case: &Case, rng: &mut Rng) -> (u16, String) {
-    SENT.fetch_add(1, Ordering::Relaxed);
     let app = &world.app;
     let token = caller.token(app).await;
     // GET only for what fits a URL.
     let over_get = case.root == "Query" && case.query.len() + case.variables.len() < 4096 && rng.chance(10);
-    let mut request = if over_get {
+    let request = if over_get {
         let url = format!(
             "{}?query={}&variables={}",
             app.url("/graphql"),
@@ -917,7 +916,13 @@ async fn send_http(world: &World, caller: &Caller, case: &Case, rng: &mut Rng) -
             .header("content-type", "application/json")
             .body(body)
     };
-    request = request.header("user-agent", user_agent(rng));
+    answer(request.header("user-agent", user_agent(rng)), token).await
+}
+
+/// Sends `request` (with `token` as a bearer token) and reads the answer;
+/// no answer at all reads as status 599.
+async fn answer(mut request: reqwest::RequestBuilder, token: Option<String>) -> (u16, String) {
+    SENT.fetch_add(1, Ordering::Relaxed);
     if let Some(token) = token {
         request = request.bearer_auth(token);
     }
@@ -950,23 +955,13 @@ const RAW_BODIES: &[&str] = &[
 ];
 
 async fn send_raw(world: &World, caller: &Caller, body: &'static [u8]) -> (u16, String) {
-    SENT.fetch_add(1, Ordering::Relaxed);
     let app = &world.app;
-    let mut request = app
+    let request = app
         .http()
         .post(app.url("/graphql"))
         .header("content-type", "application/json")
         .body(body);
-    if let Some(token) = caller.token(app).await {
-        request = request.bearer_auth(token);
-    }
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        }
-        Err(e) => (599, format!("no answer: {e}")),
-    }
+    answer(request, caller.token(app).await).await
 }
 
 /// Authorization headers, as bytes: odd schemes, forged keys and tokens,
@@ -994,22 +989,16 @@ fn authorization_headers() -> Vec<Vec<u8>> {
 /// `{ me { id } }` with each of [`authorization_headers`].
 async fn fuzz_authorization(world: &World, findings: &Mutex<Findings>) {
     for header in authorization_headers() {
-        SENT.fetch_add(1, Ordering::Relaxed);
         let Ok(value) = reqwest::header::HeaderValue::from_bytes(&header) else {
             continue;
         };
-        let response = world
+        let request = world
             .app
             .http()
             .post(world.app.url("/graphql"))
             .header("authorization", value)
-            .json(&json!({ "query": "{ me { id } }" }))
-            .send()
-            .await;
-        let (status, body) = match response {
-            Ok(response) => (response.status().as_u16(), response.text().await.unwrap_or_default()),
-            Err(e) => (599, format!("no answer: {e}")),
-        };
+            .json(&json!({ "query": "{ me { id } }" }));
+        let (status, body) = answer(request, None).await;
         for problem in problems(status, &body) {
             findings.lock().unwrap().add(
                 format!("authorization header: {}", clip(&problem, 200)),
@@ -1048,7 +1037,6 @@ async fn fuzz_authorization(world: &World, findings: &Mutex<Findings>) {
 
 /// A PNG signature followed by noise: what uploadAvatar is sent as a file.
 async fn send_upload(world: &World, caller: &Caller, rng: &mut Rng) -> (u16, String) {
-    SENT.fetch_add(1, Ordering::Relaxed);
     let app = &world.app;
     let mut bytes = b"\x89PNG\r\n\x1a\n".to_vec();
     let noise = rng.below(3000);
@@ -1067,17 +1055,8 @@ async fn send_upload(world: &World, caller: &Caller, rng: &mut Rng) -> (u16, Str
                 .mime_str("image/png")
                 .unwrap_or_else(|_| reqwest::multipart::Part::bytes(Vec::new())),
         );
-    let mut request = app.http().post(app.url("/graphql")).multipart(form);
-    if let Some(token) = caller.token(app).await {
-        request = request.bearer_auth(token);
-    }
-    match request.send().await {
-        Ok(response) => {
-            let status = response.status().as_u16();
-            (status, response.text().await.unwrap_or_default())
-        }
-        Err(e) => (599, format!("no answer: {e}")),
-    }
+    let request = app.http().post(app.url("/graphql")).multipart(form);
+    answer(request, caller.token(app).await).await
 }
 
 /// Runs `cases` cases of every Query and Mutation field as `caller` over
