@@ -2,8 +2,10 @@
 //
 //   1. device login: show the person a code, let them approve it in a
 //      browser, poll until a session arrives;
-//   2. create an API key for the organization, once (an extension keeps its
-//      secret in the editor's secret storage);
+//   2. make sure the person has verified their email address (the server
+//      gives API keys only to verified accounts), then create an API key
+//      for the organization, once (an extension keeps its secret in the
+//      editor's secret storage);
 //   3. for every LLM call: ask authorizeUsage first, make the call, report
 //      it with recordUsage (a requestId makes retries safe);
 //   4. watch the organization's usage live over graphql-ws, as a dashboard
@@ -131,6 +133,39 @@ async function deviceLogin(): Promise<AuthPayload> {
 }
 
 // ---------------------------------------------------------------- API key
+
+/**
+ * API keys are only for accounts that proved their email address
+ * (FORBIDDEN "verify your email first" otherwise): anyone can sign up with
+ * someone else's address. Asks the person to follow the link of the
+ * verification email, and waits until they have.
+ */
+async function ensureVerified(accessToken: string): Promise<void> {
+  const check = async () => {
+    const { me } = await graphql<{ me: { email: string; emailVerified: boolean } }>(
+      `{ me { email emailVerified } }`,
+      {},
+      accessToken,
+    );
+    return me;
+  };
+  let me = await check();
+  if (me.emailVerified) return;
+  try {
+    await graphql<{ resendVerificationEmail: boolean }>(`mutation { resendVerificationEmail }`, {}, accessToken);
+  } catch (error) {
+    // Sent less than a minute ago already: the first email still works.
+    if (!(error instanceof TollgateError && error.code === 'RATE_LIMITED')) throw error;
+  }
+  console.log(`Please verify your email first: open the link we sent to ${me.email}. Waiting...`);
+  const deadline = Date.now() + 15 * 60 * 1000;
+  while (!me.emailVerified) {
+    if (Date.now() > deadline) throw new TollgateError('FORBIDDEN', 'verify your email first');
+    await sleep(2000);
+    me = await check();
+  }
+  console.log('email verified');
+}
 
 interface Organization {
   id: string;
@@ -264,6 +299,7 @@ async function main(): Promise<void> {
   const session = await deviceLogin();
   console.log('signed in');
   const organization = await chooseOrganization(session.accessToken);
+  await ensureVerified(session.accessToken);
   const apiKey = await createApiKey(session.accessToken, organization.id);
   console.log(`created an API key for ${organization.name}`);
 

@@ -7,6 +7,9 @@ type TabDefinition = NonNullable<GraphiQLProps['defaultTabs']>[number];
 /** Placeholder the visitor replaces with an id from the Me result. */
 export const ORGANIZATION_PLACEHOLDER = 'paste an organization id from the Me result';
 
+/** Placeholder the visitor replaces with the verification link's token. */
+export const TOKEN_PLACEHOLDER = 'paste the token= part of the verification link';
+
 const json = (value: unknown) => JSON.stringify(value, null, 2);
 
 const SIGN_UP = `# Creates an account and its personal organization.
@@ -40,7 +43,19 @@ query Me {
 }
 `;
 
-const CREATE_API_KEY = `# An API key for an extension or a script. The secret
+const VERIFY_EMAIL = `# API keys are for accounts that proved their email.
+# Paste the token of the link in the verification email
+# (without SMTP_URL, the server writes that email to its log).
+mutation VerifyEmail($token: String!) {
+  verifyEmail(token: $token) {
+    email
+    emailVerified
+  }
+}
+`;
+
+const CREATE_API_KEY = `# An API key for an extension or a script (your email
+# must be verified first: see VerifyEmail). The secret
 # is shown once: send it as Authorization: Bearer ...
 mutation CreateApiKey($input: CreateApiKeyInput!) {
   createApiKey(input: $input) {
@@ -85,6 +100,7 @@ export const EXAMPLE_TABS: TabDefinition[] = [
       input: { email: 'ada@example.com', password: 'correct horse battery staple', name: 'Ada' },
     }),
   },
+  { query: VERIFY_EMAIL, variables: json({ token: TOKEN_PLACEHOLDER }) },
   { query: ME },
   {
     query: CREATE_API_KEY,

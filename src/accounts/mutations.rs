@@ -129,7 +129,7 @@ impl AccountsMutation {
         recovery::request_reset(ctx.app()?, &email, ctx.request_meta()?).await
     }
 
-    /// Also ends every session of that user.
+    /// Also ends every session of that user, and when the email was not verified yet (someone else may have signed up with it), revokes every API key the account created.
     async fn reset_password(&self, ctx: &Context<'_>, token: String, new_password: String) -> AppResult<bool> {
         let meta = ctx.request_meta()?;
         recovery::reset_password(ctx.app()?, &token, SecretString::from(new_password), meta).await?;

@@ -92,9 +92,9 @@ pub fn check_preferences(value: Value) -> AppResult<Value> {
 }
 
 /// Validates client-chosen JSON kept as `jsonb` (preferences, settings): an
-/// object of at most `max_bytes` as compact JSON, without U+0000 (which
-/// jsonb cannot hold; refused here rather than failing in the database
-/// with an internal error). Errors name `field`.
+/// object of at most `max_bytes` as compact JSON. Errors name `field`.
+/// U+0000, which jsonb cannot hold, never gets this far: every argument
+/// is searched for it first ([`crate::graphql::input_guard`]).
 pub fn check_json_object(value: Value, field: &'static str, max_bytes: usize) -> AppResult<Value> {
     if !value.is_object() {
         return Err(AppError::bad_input(field, format!("{field} must be a JSON object")));
@@ -106,19 +106,7 @@ pub fn check_json_object(value: Value, field: &'static str, max_bytes: usize) ->
             format!("{field} must be at most {} KiB as JSON", max_bytes / 1024),
         ));
     }
-    if contains_nul(&value) {
-        return Err(AppError::bad_input(field, format!("{field} must not contain U+0000")));
-    }
     Ok(value)
-}
-
-fn contains_nul(value: &Value) -> bool {
-    match value {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(contains_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || contains_nul(v)),
-        Value::Null | Value::Bool(_) | Value::Number(_) => false,
-    }
 }
 
 /// `updateProfile`: validates everything first, then changes the row.
@@ -582,7 +570,6 @@ mod tests {
             serde_json::json!("dark"),
             serde_json::json!(null),
             serde_json::json!({ "blob": "x".repeat(MAX_PREFERENCES_BYTES) }),
-            serde_json::json!({ "nested": ["a\u{0}b"] }),
         ] {
             assert_eq!(field_of(check_preferences(bad)).as_deref(), Some("preferences"));
         }

@@ -21,7 +21,11 @@ use crate::{
     app::AppState,
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
-    platform::{announcements::Recorded, mail},
+    keys,
+    platform::{
+        announcements::{self, Recorded},
+        mail,
+    },
 };
 
 fn bad_token() -> AppError {
@@ -164,11 +168,19 @@ pub async fn reset_password(
                 .await?
                 .filter(|u| u.email == email)
                 .ok_or_else(bad_token)?;
+            // Until now, whoever signed up with this address may not have
+            // owned it: the owner taking the account over ends what that
+            // person could still use, keys as well as sessions.
+            let revoked_keys = match user.email_verified_at {
+                Some(_) => Vec::new(),
+                None => keys::service::revoke_created_by(conn, user.id, SQUATTED_KEYS, ip.clone(), now).await?,
+            };
             // The reset link proved the address, so it is verified too.
             let user = model::mark_verified(conn, &user, now).await?;
             let announced = replace_password(conn, app, &user, &password_hash, None, "password.reset", ip).await?;
             lockout::clear(conn, &email).await?;
-            Ok(announced)
+            let keys_ended = announcements::record(conn, keys::events::revoked(&revoked_keys)).await?;
+            Ok(announced.and(keys_ended))
         })
         .await?;
     drop(conn);
@@ -176,6 +188,9 @@ pub async fn reset_password(
     app.announcements().committed(announced);
     Ok(())
 }
+
+/// Why a password reset revokes keys (audit metadata).
+const SQUATTED_KEYS: &str = "password reset of an unverified account";
 
 /// `changePassword`: needs the current password; ends every other session.
 pub async fn change_password(

@@ -84,7 +84,7 @@ pub async fn create(
         .values((
             sessions::id.eq(Uuid::now_v7()),
             sessions::user_id.eq(user_id),
-            sessions::user_agent.eq(meta.user_agent.as_deref().map(|ua| truncate(ua, 512))),
+            sessions::user_agent.eq(meta.user_agent.as_deref()),
             sessions::ip.eq(meta.client_ip.to_string()),
             sessions::client_name.eq(client_name),
             sessions::created_at.eq(now),
@@ -94,10 +94,6 @@ pub async fn create(
         .returning(SessionRow::as_returning())
         .get_result(conn)
         .await
-}
-
-fn truncate(text: &str, max_chars: usize) -> String {
-    text.chars().take(max_chars).collect()
 }
 
 /// What a refresh attempt came to.

@@ -67,6 +67,24 @@ fn filter_id(id: Option<&ID>, field: &'static str) -> AppResult<Option<Uuid>> {
         .transpose()
 }
 
+/// Longest `action` filter: every action is a short dotted verb.
+const MAX_ACTION_CHARS: usize = 64;
+
+/// The `action` filter, trimmed (empty means none); BAD_USER_INPUT when
+/// longer than any action is.
+fn audit_action(action: Option<String>) -> AppResult<Option<String>> {
+    let Some(action) = action.map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()) else {
+        return Ok(None);
+    };
+    if action.chars().count() > MAX_ACTION_CHARS {
+        return Err(AppError::bad_input(
+            "action",
+            format!("action must be at most {MAX_ACTION_CHARS} characters"),
+        ));
+    }
+    Ok(Some(action))
+}
+
 /// Accounts, a page at a time.
 pub struct UserConnection {
     page: Page<UserRow>,
@@ -470,7 +488,7 @@ impl AdminQuery {
         let filter = AuditFilter {
             organization_id: filter_id(organization_id.as_ref(), "organizationId")?,
             actor_id: filter_id(actor_id.as_ref(), "actorId")?,
-            action: action.map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()),
+            action: audit_action(action)?,
         };
         if let Some(organization_id) = filter.organization_id {
             // The rule table has the last word on organization-scoped reads.

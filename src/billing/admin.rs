@@ -92,6 +92,13 @@ pub async fn upsert_plan(app: &AppState, draft: PlanDraft) -> AppResult<PlanRow>
     }
 }
 
+/// Longest plan description, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 500;
+/// Most selling points a plan lists.
+const MAX_FEATURES: usize = 20;
+/// Longest selling point, in characters.
+const MAX_FEATURE_CHARS: usize = 100;
+
 fn validate(draft: PlanDraft) -> AppResult<PlanFields> {
     let key = draft.key.trim().to_owned();
     if !valid_key(&key) {
@@ -123,6 +130,22 @@ fn validate(draft: PlanDraft) -> AppResult<PlanFields> {
     if features.iter().any(String::is_empty) {
         return Err(AppError::bad_input("features", "features must not be empty"));
     }
+    if features.len() > MAX_FEATURES || features.iter().any(|f| f.chars().count() > MAX_FEATURE_CHARS) {
+        return Err(AppError::bad_input(
+            "features",
+            format!("at most {MAX_FEATURES} features of at most {MAX_FEATURE_CHARS} characters"),
+        ));
+    }
+    let description = draft.description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty());
+    if description
+        .as_deref()
+        .is_some_and(|d| d.chars().count() > MAX_DESCRIPTION_CHARS)
+    {
+        return Err(AppError::bad_input(
+            "description",
+            format!("the description must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
     let stripe_price_id = draft
         .stripe_price_id
         .map(|price| price.trim().to_owned())
@@ -136,7 +159,7 @@ fn validate(draft: PlanDraft) -> AppResult<PlanFields> {
     Ok(PlanFields {
         key,
         name,
-        description: draft.description.map(|d| d.trim().to_owned()).filter(|d| !d.is_empty()),
+        description,
         price_cents: draft.price_cents,
         currency,
         billing_interval: draft.interval,

@@ -8,12 +8,22 @@ use crate::{
     error::{AppError, AppResult},
 };
 
+/// The longest return URL passed on to Stripe; browsers and proxies choke
+/// on more.
+const MAX_URL_LEN: usize = 2048;
+
 /// Accepts `raw` when it is an http(s) URL on APP_URL's or PUBLIC_URL's
 /// origin, or on an origin listed in CORS_ORIGINS (a wildcard never counts,
 /// in development too). Returns it unchanged: Stripe fills placeholders
 /// such as `{CHECKOUT_SESSION_ID}` that re-serializing could escape.
 pub fn allowed_return_url<'a>(config: &Config, field: &'static str, raw: &'a str) -> AppResult<&'a str> {
     let refused = || AppError::bad_input(field, "must be an http(s) URL on one of the app's own origins");
+    if raw.len() > MAX_URL_LEN {
+        return Err(AppError::bad_input(
+            field,
+            format!("must be at most {MAX_URL_LEN} characters"),
+        ));
+    }
     let url = Url::parse(raw.trim()).map_err(|_| refused())?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
         return Err(refused());
@@ -81,6 +91,14 @@ mod tests {
         }
         let error = allowed_return_url(&c, "cancelUrl", "https://evil.com").unwrap_err();
         assert_eq!(error.code().as_str(), "BAD_USER_INPUT");
+    }
+
+    #[test]
+    fn a_return_url_longer_than_browsers_take_is_refused() {
+        let c = config(&[("APP_URL", "https://app.example.com")]);
+        let base = "https://app.example.com/";
+        assert!(allowed(&c, &format!("{base}{}", "a".repeat(MAX_URL_LEN - base.len()))));
+        assert!(!allowed(&c, &format!("{base}{}", "a".repeat(MAX_URL_LEN))));
     }
 
     #[test]

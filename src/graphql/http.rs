@@ -207,13 +207,10 @@ pub fn request_meta(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> Re
         .map(|v| v.to_str().unwrap_or("invalid"))
         .collect();
     let forwarded_for = (!forwarded_for.is_empty()).then(|| forwarded_for.join(","));
-    RequestMeta {
-        client_ip: client_ip(peer.ip(), forwarded_for.as_deref(), &app.config().trusted_proxies),
-        user_agent: headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned),
-    }
+    RequestMeta::new(
+        client_ip(peer.ip(), forwarded_for.as_deref(), &app.config().trusted_proxies),
+        headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()),
+    )
 }
 
 /// async-graphql marks uploaded files in variables as

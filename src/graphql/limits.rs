@@ -326,12 +326,16 @@ fn fits_in(response: &Response, max: usize) -> bool {
 /// fault, choosing an operation that is not there is a validation failure,
 /// anything else is ours.
 fn uncoded_error_code(message: &str) -> ErrorCode {
-    if ["Failed to parse", "Variable ", "Invalid value"]
+    if ["Failed to parse", "Variable ", "Invalid value", "Expected input type"]
         .iter()
         .any(|p| message.starts_with(p))
     {
         ErrorCode::BadUserInput
-    } else if message.starts_with("Operation name required") || message.starts_with("Unknown operation") {
+    } else if message.starts_with("Operation name required")
+        || message.starts_with("Unknown operation")
+        // A subscription sent over HTTP: it needs the websocket.
+        || message.starts_with("Subscriptions are not supported")
+    {
         ErrorCode::GraphqlValidationFailed
     } else {
         ErrorCode::Internal

@@ -6,6 +6,7 @@ pub mod context;
 pub mod cost;
 pub mod field_errors;
 pub mod http;
+pub mod input_guard;
 pub mod limits;
 pub mod loaders;
 pub mod media;
@@ -66,6 +67,7 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
         // First, so it sees the codes the extensions after it set.
         .extension(crate::platform::metrics::GraphqlMetrics)
         .extension(limits::Limits::new(limits, cost_model()))
+        .extension(input_guard::InputGuard)
         // Outside every extension that may fail a field, so that it sees
         // their errors too.
         .extension(field_errors::FieldErrors)

@@ -20,6 +20,12 @@ impl ScalarType for Timestamp {
             .map_err(|_| InputValueError::custom(format!("{text:?} is not an RFC 3339 timestamp")))
     }
 
+    /// Lets validation refuse a bad timestamp naming its field, before
+    /// any resolver runs.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
+    }
+
     fn to_value(&self) -> Value {
         Value::String(self.0.to_rfc3339_opts(SecondsFormat::Millis, true))
     }
@@ -52,6 +58,12 @@ impl ScalarType for BigInt {
                 .map_err(|_| InputValueError::custom(format!("{s:?} is not a 64-bit integer"))),
             _ => Err(InputValueError::expected_type(value)),
         }
+    }
+
+    /// Lets validation refuse a bad number naming its field, before any
+    /// resolver runs.
+    fn is_valid(value: &Value) -> bool {
+        Self::parse(value.clone()).is_ok()
     }
 
     fn to_value(&self) -> Value {

@@ -237,7 +237,7 @@ pub struct KeysMutation;
 
 #[Object]
 impl KeysMutation {
-    /// Creates a key for an organization (MEMBER and above, within the plan's maxApiKeys). The secret is in the answer only.
+    /// Creates a key for an organization (MEMBER and above, within the plan's maxApiKeys). FORBIDDEN until the caller has verified their email. The secret is in the answer only.
     async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> AppResult<CreatedApiKey> {
         let actor = ctx.principal()?.require_user()?;
         let organization_id =

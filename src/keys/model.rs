@@ -166,6 +166,24 @@ pub async fn revoke_all_of_member(
     .await
 }
 
+/// Revokes every live key `user_id` created, in any organization, and
+/// returns them.
+pub async fn revoke_all_of_creator(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<ApiKeyRow>> {
+    diesel::update(
+        api_keys::table
+            .filter(api_keys::created_by.eq(user_id))
+            .filter(api_keys::revoked_at.is_null()),
+    )
+    .set(api_keys::revoked_at.eq(now))
+    .returning(ApiKeyRow::as_returning())
+    .get_results(conn)
+    .await
+}
+
 /// Keys of the organization that count against `maxApiKeys` at `now`.
 pub async fn count_active(conn: &mut AsyncPgConnection, organization_id: Uuid, now: DateTime<Utc>) -> QueryResult<i64> {
     api_keys::table

@@ -6,6 +6,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
+    accounts::service::require_verified,
     admin::audit::{self, AuditEntry},
     app::AppState,
     billing::subscription::plan_in_effect,
@@ -176,6 +177,7 @@ pub async fn create(
             // Locking the organization serializes creations, so two at once
             // cannot both take the last free key of the plan.
             lock_as_member(conn, organization_id, actor, "Mutation.createApiKey").await?;
+            require_verified(conn, actor).await?;
             check_key_limit(conn, organization_id, now).await?;
             let row = model::insert(
                 conn,
@@ -276,6 +278,27 @@ pub async fn revoke(app: &AppState, actor: Uuid, key_id: Uuid, meta: &RequestMet
     drop(conn);
     app.announcements().committed(announced);
     Ok(row)
+}
+
+/// Revokes every live key `creator` made, in any organization, auditing
+/// each as `api_key.revoked` with `reason`, in the caller's transaction.
+/// Returns their ids, for [`cache::announce_revoked`] after the commit.
+pub async fn revoke_created_by(
+    conn: &mut AsyncPgConnection,
+    creator: Uuid,
+    reason: &'static str,
+    ip: Option<String>,
+    now: DateTime<Utc>,
+) -> AppResult<Vec<Uuid>> {
+    let revoked = model::revoke_all_of_creator(conn, creator, now).await?;
+    for row in &revoked {
+        let entry = AuditEntry::new("api_key.revoked", Some(creator), ip.clone())
+            .target("api_key", row.id)
+            .in_organization(row.organization_id)
+            .metadata(json!({ "name": row.name, "prefix": row.prefix, "createdBy": row.created_by, "reason": reason }));
+        audit::record(conn, entry, now).await?;
+    }
+    Ok(revoked.into_iter().map(|row| row.id).collect())
 }
 
 #[cfg(test)]

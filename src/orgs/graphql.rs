@@ -15,6 +15,7 @@ use crate::{
         access::{self, Access, KeyAccess},
         invitations::InvitationRow,
         model::{self as orgs, MembershipRow, OrgRole, OrganizationRow},
+        slug::well_formed,
     },
 };
 
@@ -338,6 +339,10 @@ impl OrgsQuery {
                 Err(_) => return Ok(None),
             },
             (None, Some(slug)) => {
+                // Not a slug at all: invisible, like any other, without a query.
+                if !well_formed(slug.trim()) {
+                    return Ok(None);
+                }
                 let mut conn = ctx.app()?.db().await?;
                 match orgs::find_by_slug(&mut conn, slug.trim()).await? {
                     Some(row) => row.id,

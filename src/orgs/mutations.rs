@@ -56,7 +56,7 @@ pub struct OrgsMutation;
 
 #[Object]
 impl OrgsMutation {
-    /// Creates a team organization owned by the caller, on the free plan. Without a slug, one is made from the name.
+    /// Creates a team organization owned by the caller, on the free plan. Without a slug, one is made from the name. FORBIDDEN until the caller has verified their email.
     async fn create_organization(&self, ctx: &Context<'_>, input: CreateOrganizationInput) -> AppResult<Organization> {
         let user_id = ctx.principal()?.require_user()?;
         let row = service::create(

@@ -82,7 +82,7 @@ const RESERVED: &[&str] = &[
 ];
 
 /// Whether `slug` has the slug shape (length and characters).
-fn well_formed(slug: &str) -> bool {
+pub fn well_formed(slug: &str) -> bool {
     let bytes = slug.as_bytes();
     (MIN_LEN..=MAX_LEN).contains(&bytes.len())
         && bytes

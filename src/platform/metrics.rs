@@ -37,6 +37,10 @@ use text::Exposition;
 /// Distinct operation names kept apart; beyond this, names are counted
 /// under `other` so that clients cannot grow the series without bound.
 const MAX_OPERATION_NAMES: usize = 200;
+/// Longest operation name kept apart: a GraphQL name may run to the body
+/// limit, and 200 of those would hold hundreds of megabytes. Longer ones
+/// are counted under `other` too.
+const MAX_OPERATION_NAME_LEN: usize = 100;
 
 /// One application's counters, cheap to clone.
 #[derive(Clone, Default)]
@@ -99,7 +103,8 @@ impl Metrics {
             kind,
             name: name.to_owned(),
         };
-        if !operations.contains_key(&key) && operations.len() >= MAX_OPERATION_NAMES {
+        let too_many = !operations.contains_key(&key) && operations.len() >= MAX_OPERATION_NAMES;
+        if too_many || key.name.len() > MAX_OPERATION_NAME_LEN {
             key.name = "other".to_owned();
         }
         operations.entry(key).or_default().observe(outcome, elapsed);
@@ -366,6 +371,18 @@ mod tests {
         assert_eq!(operations.len(), MAX_OPERATION_NAMES + 1);
         assert_eq!(operations[&key("other")].outcomes["ok"], 5);
         assert_eq!(operations[&key("Op0")].outcomes["NOT_FOUND"], 1);
+    }
+
+    #[test]
+    fn long_operation_names_are_counted_as_other() {
+        let metrics = Metrics::default();
+        let long = "O".repeat(MAX_OPERATION_NAME_LEN + 1);
+        metrics.record_operation("query", &long, "ok", None);
+        metrics.record_operation("query", &"O".repeat(MAX_OPERATION_NAME_LEN), "ok", None);
+        let operations = lock(&metrics.inner.operations);
+        assert_eq!(operations[&key("other")].outcomes["ok"], 1);
+        assert!(!operations.contains_key(&key(&long)));
+        assert_eq!(operations.len(), 2);
     }
 
     #[test]

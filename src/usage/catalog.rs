@@ -22,6 +22,8 @@ use crate::{
 const MAX_USD_PER_MTOK: f64 = 1_000_000.0;
 /// Longest provider or display name, in characters.
 const MAX_LABEL_CHARS: usize = 100;
+/// Most other names one model may have.
+const MAX_ALIASES: usize = 100;
 
 /// A catalog entry to create or replace (by id).
 #[derive(Debug, Clone, InputObject)]
@@ -136,6 +138,12 @@ async fn save(
 fn check(input: ModelInput) -> AppResult<CheckedModel> {
     let id = input.id.trim().to_lowercase();
     check_name("id", &id)?;
+    if input.aliases.len() > MAX_ALIASES {
+        return Err(AppError::bad_input(
+            "aliases",
+            format!("a model has at most {MAX_ALIASES} aliases"),
+        ));
+    }
     let mut aliases: Vec<String> = Vec::with_capacity(input.aliases.len());
     for alias in &input.aliases {
         let alias = alias.trim().to_lowercase();

@@ -437,8 +437,13 @@ pub async fn organization_usage_events(
         id.map(|id| Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not an id")))
             .transpose()
     };
+    let model = args.model.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty());
+    // Held to the rule of recorded names: a longer one matches nothing.
+    if let Some(model) = &model {
+        record::check_name("model", model)?;
+    }
     let filter = EventFilter {
-        model: args.model.map(|m| m.trim().to_owned()).filter(|m| !m.is_empty()),
+        model,
         api_key_id: id_arg("apiKeyId", args.api_key_id)?,
         user_id: id_arg("userId", args.user_id)?,
         from: args.from.map(|t| t.0),

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::harness::{
     TestApp, create_user,
-    people::{SignedIn, register},
+    people::{SignedIn, register, verify_caller},
 };
 
 const CREATE: &str = "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) {
@@ -37,24 +37,12 @@ struct Key {
 }
 
 async fn personal_org(app: &TestApp, person: &SignedIn) -> String {
-    let me = app
-        .graphql_as(
-            &person.access,
-            "{ me { memberships { organization { id personal } } } }",
-            json!({}),
-        )
-        .await;
-    me.data()["me"]["memberships"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["organization"]["personal"] == true)
-        .map(|m| m["organization"]["id"].as_str().unwrap().to_owned())
-        .expect("a personal organization")
+    crate::harness::people::personal_organization(app, &person.access).await
 }
 
 /// A team organization owned by `owner`, with `others` added as members.
 async fn team(app: &TestApp, owner: &SignedIn, others: &[(&SignedIn, OrgRole)]) -> String {
+    verify_caller(app, &owner.access).await;
     let created = app
         .graphql_as(
             &owner.access,
@@ -80,6 +68,7 @@ async fn team(app: &TestApp, owner: &SignedIn, others: &[(&SignedIn, OrgRole)]) 
 }
 
 async fn try_create(app: &TestApp, token: &str, input: Value) -> crate::harness::GqlResponse {
+    verify_caller(app, token).await;
     app.graphql_as(token, CREATE, json!({ "input": input })).await
 }
 

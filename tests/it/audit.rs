@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::{
     harness::{
         TestApp, create_user,
-        people::{PASSWORD, register},
+        people::{PASSWORD, register, register_verified},
     },
     organizations::{add_member, create_org, field},
 };
@@ -68,7 +68,8 @@ async fn staff_read_every_entry_newest_first_and_filter_it() {
     let app = TestApp::spawn().await;
     let support_id = create_user(&app, "support@staff.test", Role::Support).await;
     let support = app.token_for(support_id).await;
-    let ada = register(&app, "ada@example.com").await;
+    // Verified first, as someone about to create an organization is.
+    let ada = register_verified(&app, "ada@example.com").await;
     let bob = register(&app, "bob@example.com").await;
     app.clock.advance(chrono::Duration::minutes(1));
     app.graphql(

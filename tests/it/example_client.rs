@@ -1,6 +1,7 @@
 //! The TypeScript example client in `examples/`, run with Node against a
 //! real server: its device login is approved from here, as a person would
-//! on the verification page, then it reports usage and watches it live.
+//! on the verification page, the person's email is verified when it asks
+//! for that, then it reports usage and watches it live.
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
@@ -45,6 +46,10 @@ async fn the_example_client_signs_in_by_device_reports_usage_and_sees_it_live() 
     let mut output = Vec::new();
     let run = tokio::time::timeout(Duration::from_secs(180), async {
         while let Some(line) = lines.next_line().await.expect("reading the client's output") {
+            // The person follows the link of their verification email.
+            if line.starts_with("Please verify your email first") {
+                people::verify_email(&app, ada.user_id, "extension@example.test").await;
+            }
             if let Some(code) = line.split("user code: ").nth(1) {
                 let approved = app
                     .graphql_as(&ada.access, APPROVE, json!({ "code": code.trim() }))
@@ -62,6 +67,7 @@ async fn the_example_client_signs_in_by_device_reports_usage_and_sees_it_live() 
     assert!(status.success(), "the client failed ({status}):\n{output}\n{errors}");
 
     assert!(output.contains("signed in"), "{output}");
+    assert!(output.contains("email verified"), "{output}");
     let live = output
         .lines()
         .find(|line| line.starts_with("live: gpt-4o-mini") && line.ends_with("(this client)"));

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::{
     harness::{
         TestApp,
-        people::{SignedIn, register},
+        people::{SignedIn, register, register_verified},
         ws,
     },
     organizations::add_member,
@@ -100,7 +100,7 @@ pub struct World {
 
 pub async fn world() -> World {
     let app = TestApp::spawn().await;
-    let owner = register(&app, "owner@example.com").await;
+    let owner = register_verified(&app, "owner@example.com").await;
     let member = register(&app, "member@example.com").await;
     let created = app
         .graphql_as(

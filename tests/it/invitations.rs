@@ -162,6 +162,39 @@ async fn the_emailed_link_makes_the_invitee_a_member_with_the_invited_role() {
 }
 
 #[tokio::test]
+async fn accepting_keeps_the_session_and_unlocks_keys_and_organizations() {
+    let smtp = FakeSmtp::start().await;
+    let app = app_mailing_to(&smtp, &[]).await;
+    let ada = register(&app, "ada@example.com").await;
+    let bob = register(&app, "bob@example.com").await;
+    let org = create_org(&app, &ada.access, "Acme").await;
+    let create_key = "mutation ($org: ID!) { createApiKey(input: { organizationId: $org, name: \"ci\" }) { secret } }";
+    let create_org_query = "mutation { createOrganization(input: { name: \"Bob's\" }) { id } }";
+    assert_eq!(
+        app.graphql_as(&bob.access, create_org_query, json!({}))
+            .await
+            .error_code(),
+        Some("FORBIDDEN")
+    );
+
+    invite(&app, &ada, org, "bob@example.com", "MEMBER").await.data();
+    let (_, token) = invitation_to(&smtp, "bob@example.com").await;
+    accept(&app, &bob, &token).await.data();
+
+    app.graphql_as(&bob.access, "{ me { id } }", json!({})).await.data();
+    app.graphql(
+        "mutation ($t: String!) { refreshSession(refreshToken: $t) { accessToken } }",
+        json!({ "t": bob.refresh }),
+    )
+    .await
+    .data();
+    app.graphql_as(&bob.access, create_key, json!({ "org": org.to_string() }))
+        .await
+        .data();
+    app.graphql_as(&bob.access, create_org_query, json!({})).await.data();
+}
+
+#[tokio::test]
 async fn only_the_invited_address_can_use_a_live_token() {
     let smtp = FakeSmtp::start().await;
     let app = app_mailing_to(&smtp, &[]).await;

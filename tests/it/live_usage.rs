@@ -10,7 +10,7 @@ use tollgate::orgs::model::OrgRole;
 
 use crate::harness::{
     TestApp, TestAppOptions,
-    people::{SignedIn, register},
+    people::{SignedIn, register, register_verified, verify_caller},
     ws::{Socket, close_code, connect_as, receive, receive_within, send},
 };
 use crate::organizations::add_member;
@@ -21,20 +21,8 @@ const SUBSCRIBE: &str = "subscription ($org: ID!) { usageUpdated(organizationId:
 const RECORD: &str = "mutation ($input: RecordUsageInput!) { recordUsage(input: $input) { event { id } } }";
 
 /// The id of the person's personal organization.
-pub(crate) async fn personal_organization(app: &TestApp, person: &SignedIn) -> String {
-    let response = app
-        .graphql_as(
-            &person.access,
-            "{ me { memberships { organization { id personal } } } }",
-            json!({}),
-        )
-        .await;
-    let memberships = response.data()["me"]["memberships"].as_array().unwrap().clone();
-    memberships
-        .iter()
-        .find(|m| m["organization"]["personal"] == true)
-        .map(|m| m["organization"]["id"].as_str().unwrap().to_owned())
-        .expect("a personal organization")
+async fn personal_organization(app: &TestApp, person: &SignedIn) -> String {
+    crate::harness::people::personal_organization(app, &person.access).await
 }
 
 /// Records one event as `token` and returns its id.
@@ -183,7 +171,7 @@ async fn assert_subscription_forbidden(socket: &mut Socket) {
 #[tokio::test]
 async fn a_removed_member_subscription_ends_with_forbidden() {
     let app = TestApp::spawn().await;
-    let owner = register(&app, "boss@example.com").await;
+    let owner = register_verified(&app, "boss@example.com").await;
     let member = register(&app, "member@example.com").await;
     let created = app
         .graphql_as(
@@ -287,6 +275,7 @@ const CREATE_KEY: &str =
 
 /// Creates a key of the organization with these scopes: (id, secret).
 async fn create_key(app: &TestApp, token: &str, organization: &str, scopes: &[&str]) -> (String, String) {
+    verify_caller(app, token).await;
     let response = app
         .graphql_as(
             token,
@@ -344,7 +333,7 @@ async fn closed_after(socket: &mut Socket, opened: std::time::Instant, at_least:
 #[tokio::test]
 async fn a_sockets_key_expiring_closes_it() {
     let app = TestApp::spawn().await;
-    let person = register(&app, "expiring-key@example.com").await;
+    let person = register_verified(&app, "expiring-key@example.com").await;
     let organization = personal_organization(&app, &person).await;
     let expires_at = app.state.now() + chrono::Duration::seconds(3);
     let response = app

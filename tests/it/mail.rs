@@ -182,6 +182,32 @@ async fn an_email_is_given_up_after_eight_failed_attempts() {
     assert_eq!(outbox_row(&app, id).await.1, 8);
 }
 
+/// The bodies an outbox row still keeps.
+async fn bodies(app: &TestApp, id: Uuid) -> (String, String) {
+    let mut conn = app.db().await;
+    email_outbox::table
+        .find(id)
+        .select((email_outbox::text_body, email_outbox::html_body))
+        .first(&mut conn)
+        .await
+        .expect("the outbox row")
+}
+
+#[tokio::test]
+async fn an_email_given_up_on_keeps_no_body_and_so_no_live_link() {
+    let smtp = FakeSmtp::start().await;
+    let app = app_sending_to(&smtp).await;
+    // No SMTP server takes this recipient: a permanent failure, given up at once.
+    let mut email = emails::reset_password(app.state.config(), "ada@example.com", "Ada", "live-reset-token");
+    email.to = "not an address".to_owned();
+    let id = enqueue(&app, &email).await;
+
+    let (status, attempts, error) = wait_for_row(&app, id, |row| row.0 != "PENDING").await;
+    assert_eq!((status.as_str(), attempts), ("FAILED", 1));
+    assert!(error.unwrap().contains("not an address"));
+    assert_eq!(bodies(&app, id).await, (String::new(), String::new()));
+}
+
 #[tokio::test]
 async fn an_email_enqueued_in_a_rolled_back_transaction_is_never_sent() {
     let smtp = FakeSmtp::start().await;

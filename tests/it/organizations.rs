@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::harness::{
     GqlResponse, TestApp,
-    people::{SignedIn, register},
+    people::{SignedIn, register, register_verified, verify_caller},
 };
 
 pub const CREATE: &str = "mutation ($input: CreateOrganizationInput!) { createOrganization(input: $input) {
@@ -44,6 +44,7 @@ pub fn field(response: &GqlResponse) -> Option<&str> {
 
 /// Creates a team organization through the API; returns its id.
 pub async fn create_org(app: &TestApp, token: &str, name: &str) -> Uuid {
+    verify_caller(app, token).await;
     let created = app
         .graphql_as(token, CREATE, json!({ "input": { "name": name } }))
         .await;
@@ -142,7 +143,7 @@ impl Team {
 #[tokio::test]
 async fn a_new_organization_is_owned_by_its_creator_on_the_free_plan() {
     let app = TestApp::spawn().await;
-    let ada = register(&app, "ada@example.com").await;
+    let ada = register_verified(&app, "ada@example.com").await;
     let created = app
         .graphql_as(
             &ada.access,
@@ -193,8 +194,8 @@ async fn a_new_organization_is_owned_by_its_creator_on_the_free_plan() {
 #[tokio::test]
 async fn slugs_are_checked_unique_and_made_up_when_absent() {
     let app = TestApp::spawn().await;
-    let ada = register(&app, "ada@example.com").await;
-    let bob = register(&app, "bob@example.com").await;
+    let ada = register_verified(&app, "ada@example.com").await;
+    let bob = register_verified(&app, "bob@example.com").await;
     let create = |token: String, input: Value| {
         let app = &app;
         async move { app.graphql_as(&token, CREATE, json!({ "input": input })).await }

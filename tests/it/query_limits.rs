@@ -15,10 +15,9 @@ use crate::{
     graphql_http::INTROSPECTION_QUERY,
     harness::{
         TestApp, TestAppOptions,
-        people::register,
+        people::{personal_organization, register},
         ws::{connect_as, receive, receive_within, send},
     },
-    live_usage::personal_organization,
     usage::{admin_token, set_free_plan},
 };
 
@@ -43,7 +42,7 @@ fn nested_usage(levels: usize, first: &str) -> String {
 async fn pages_nested_in_pages_are_priced_by_their_sizes_and_refused() {
     let app = TestApp::spawn().await;
     let person = register(&app, "mallory@example.com").await;
-    let org = personal_organization(&app, &person).await;
+    let org = personal_organization(&app, &person.access).await;
 
     // Four pages of 100 deep: 10^8 events asked for, at depth 13.
     let attack = nested_usage(4, "100");
@@ -140,7 +139,7 @@ async fn app_with_statement_cap() -> TestApp {
 async fn a_query_over_the_statement_cap_is_refused_but_a_mutations_answer_is_delivered() {
     let app = app_with_statement_cap().await;
     let person = register(&app, "reader@example.com").await;
-    let org = personal_organization(&app, &person).await;
+    let org = personal_organization(&app, &person.access).await;
 
     let few = format!("query ($org: ID!) {{ organization(id: $org) {{ {} }} }}", many_reads(3));
     let answered = app.graphql_as(&person.access, &few, json!({ "org": org })).await;
@@ -174,7 +173,7 @@ async fn a_query_over_the_statement_cap_is_refused_but_a_mutations_answer_is_del
 async fn websocket_queries_and_each_subscription_event_are_capped_too() {
     let app = app_with_statement_cap().await;
     let person = register(&app, "watcher@example.com").await;
-    let org = personal_organization(&app, &person).await;
+    let org = personal_organization(&app, &person.access).await;
     let mut socket = connect_as(&app, "graphql-transport-ws", &person.access).await;
 
     let many = format!(
@@ -236,7 +235,7 @@ async fn a_batch_of_a_thousand_inputs_passes_the_limits() {
     // No quota in the way: this is about the query limits.
     set_free_plan(&app, None, None, None).await;
     let person = register(&app, "batcher@example.com").await;
-    let org = personal_organization(&app, &person).await;
+    let org = personal_organization(&app, &person.access).await;
     let query = "mutation ($inputs: [RecordUsageInput!]!) { recordUsageBatch(inputs: $inputs) {
         duplicate event { id requestId totalTokens costMicroUsd priced user { id } } quota { tokensUsed requestsToday } } }";
     let inputs: Vec<Value> = (0..1000)

@@ -8,10 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use async_graphql::parser::{
-    parse_schema,
-    types::{BaseType, FieldDefinition, InputValueDefinition, Type, TypeKind, TypeSystemDefinition},
-};
+use async_graphql::parser::types::{BaseType, FieldDefinition, InputValueDefinition, Type, TypeKind};
 use serde_json::{Value, json};
 use tollgate::orgs::{access::rule_of, model::OrgRole};
 use uuid::Uuid;
@@ -19,7 +16,8 @@ use uuid::Uuid;
 use crate::{
     harness::{
         TestApp,
-        people::{SignedIn, register},
+        people::{SignedIn, register, register_verified},
+        sdl::{SdlTypes, base_name},
     },
     organizations::add_member,
 };
@@ -43,16 +41,9 @@ impl Contract {
     }
 
     fn parse(sdl: &str) -> Self {
-        let document = parse_schema(sdl).expect("the SDL parses");
-        let types = document
-            .definitions
-            .into_iter()
-            .filter_map(|definition| match definition {
-                TypeSystemDefinition::Type(ty) => Some((ty.node.name.node.to_string(), ty.node.kind)),
-                _ => None,
-            })
-            .collect();
-        Self { types }
+        Self {
+            types: SdlTypes::parse(sdl).types,
+        }
     }
 
     /// The fields of an object type (none for other kinds).
@@ -156,13 +147,6 @@ impl Contract {
     }
 }
 
-fn base_name(ty: &Type) -> &str {
-    match &ty.base {
-        BaseType::Named(name) => name.as_str(),
-        BaseType::List(inner) => base_name(inner),
-    }
-}
-
 /// `field(arg: $arg ...) { selection }` with variables for the required
 /// arguments, and the operation's variable declarations.
 pub fn call(contract: &Contract, field: &FieldDefinition, organization: &str) -> (String, String, Value) {
@@ -216,8 +200,8 @@ struct Tenants {
 
 async fn tenants() -> Tenants {
     let app = TestApp::spawn().await;
-    let owner = register(&app, "victim@example.com").await;
-    let outsider = register(&app, "outsider@example.com").await;
+    let owner = register_verified(&app, "victim@example.com").await;
+    let outsider = register_verified(&app, "outsider@example.com").await;
     let created = app
         .graphql_as(
             &owner.access,

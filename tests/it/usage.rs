@@ -21,7 +21,7 @@ use uuid::Uuid;
 
 use crate::harness::{
     GqlResponse, TestApp, create_user,
-    people::{SignedIn, register},
+    people::{SignedIn, register, register_verified, verify_caller},
 };
 
 /// Everything a receipt holds.
@@ -55,7 +55,7 @@ pub struct Team {
 
 /// Creates a [`Team`]; emails are `<name>@<domain>`.
 pub async fn team(app: &TestApp, domain: &str, roles: &[(&str, OrgRole)]) -> Team {
-    let owner = register(app, &format!("owner@{domain}")).await;
+    let owner = register_verified(app, &format!("owner@{domain}")).await;
     let created = app
         .graphql_as(
             &owner.access,
@@ -95,6 +95,7 @@ pub async fn recorded(app: &TestApp, token: &str, input: Value) -> Value {
 
 /// A key of `organization` created by the holder of `token`; returns (id, secret).
 pub async fn create_key(app: &TestApp, token: &str, organization: &str, extra: Value) -> (String, String) {
+    verify_caller(app, token).await;
     let mut input = json!({ "organizationId": organization, "name": "tool" });
     if let (Some(input), Some(extra)) = (input.as_object_mut(), extra.as_object()) {
         input.extend(extra.clone());

@@ -133,9 +133,10 @@ pub(super) async fn mark_sent(
 }
 
 /// Records a failed attempt: due again at `retry_at`, or FAILED for good
-/// when `retry_at` is `None`. Only while the claim is current (same attempt
-/// count), so a worker whose lease ran out cannot push back or fail a row
-/// that another worker has since claimed.
+/// when `retry_at` is `None`, forgetting the bodies as [`mark_sent`] does
+/// (a message given up on still holds live links). Only while the claim is
+/// current (same attempt count), so a worker whose lease ran out cannot
+/// push back or fail a row that another worker has since claimed.
 pub(super) async fn record_failure(
     conn: &mut AsyncPgConnection,
     claim: &ClaimedEmail,
@@ -158,6 +159,8 @@ pub(super) async fn record_failure(
                 .set((
                     email_outbox::status.eq(MailStatus::Failed),
                     email_outbox::last_error.eq(error),
+                    email_outbox::text_body.eq(""),
+                    email_outbox::html_body.eq(""),
                 ))
                 .execute(conn)
                 .await?

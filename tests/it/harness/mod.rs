@@ -2,6 +2,7 @@
 
 pub mod node;
 pub mod people;
+pub mod sdl;
 pub mod services;
 pub mod smtp;
 pub mod stripe;
