@@ -8,14 +8,20 @@ pub mod admin;
 pub mod app;
 pub mod auth;
 pub mod billing;
-pub mod config;
-pub mod db;
-pub mod error;
 pub mod graphql;
 pub mod keys;
 pub mod orgs;
 pub mod platform;
 pub mod usage;
+
+pub use tollgate_core::config;
+
+/// The one error type, and its GraphQL form for resolvers.
+pub mod error {
+    pub use crate::graphql::error::{ApiError, ApiResult};
+    pub use tollgate_core::error::*;
+}
+pub use tollgate_db as db;
 
 pub use app::{App, AppState, build_app, build_app_with_clock};
 pub use config::Config;

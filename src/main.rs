@@ -135,7 +135,7 @@ async fn create_admin(config: Config, email: &str, password: SecretString, name:
     match result {
         Ok((user, true)) => println!("created admin {} ({})", user.email, user.id),
         Ok((user, false)) => println!("promoted {} ({}) to admin", user.email, user.id),
-        Err(e) => anyhow::bail!("{}", e.into_graphql().message),
+        Err(e) => anyhow::bail!("{}", e.client_message()),
     }
     Ok(())
 }

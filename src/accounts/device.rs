@@ -53,8 +53,8 @@ use crate::{
     db::schema::device_logins,
     error::{AppError, AppResult, ErrorCode},
     graphql::context::RequestMeta,
-    text_enum,
 };
+use tollgate_db::text_enum;
 
 /// How long a request waits for a person (RFC 8628 suggests minutes).
 pub const LIFETIME: Duration = Duration::minutes(10);

@@ -10,7 +10,7 @@ use crate::{
         device::{self, Decision, DeviceLoginRow, StartedDeviceLogin},
         graphql::AuthPayload,
     },
-    error::AppResult,
+    error::ApiResult,
     graphql::{context::ContextExt, scalars::Timestamp},
 };
 
@@ -82,24 +82,24 @@ pub struct DeviceMutation;
 #[Object]
 impl DeviceMutation {
     /// Starts a device sign-in; anyone may call it. clientName (at most 100 characters) names the session the device gets and is shown to the person approving. Counts against the client's device rate limit.
-    async fn start_device_login(&self, ctx: &Context<'_>, client_name: Option<String>) -> AppResult<DeviceLogin> {
+    async fn start_device_login(&self, ctx: &Context<'_>, client_name: Option<String>) -> ApiResult<DeviceLogin> {
         let app = ctx.app()?;
         let started = device::start(app, client_name.as_deref(), ctx.request_meta()?).await?;
         Ok(started.into())
     }
 
     /// Called by a signed-in user who typed the userCode on the web. NOT_FOUND unless a request waits under that code (unexpired, not yet answered).
-    async fn approve_device_login(&self, ctx: &Context<'_>, user_code: String) -> AppResult<bool> {
+    async fn approve_device_login(&self, ctx: &Context<'_>, user_code: String) -> ApiResult<bool> {
         decide(ctx, &user_code, Decision::Approve).await
     }
 
     /// The signed-in user refuses the request; the device then gets ACCESS_DENIED.
-    async fn deny_device_login(&self, ctx: &Context<'_>, user_code: String) -> AppResult<bool> {
+    async fn deny_device_login(&self, ctx: &Context<'_>, user_code: String) -> ApiResult<bool> {
         decide(ctx, &user_code, Decision::Deny).await
     }
 
     /// Polled by the device; errors AUTHORIZATION_PENDING, SLOW_DOWN, EXPIRED_TOKEN, ACCESS_DENIED until approved. The tokens come exactly once; a used or unknown deviceCode gets EXPIRED_TOKEN.
-    async fn poll_device_login(&self, ctx: &Context<'_>, device_code: String) -> AppResult<AuthPayload> {
+    async fn poll_device_login(&self, ctx: &Context<'_>, device_code: String) -> ApiResult<AuthPayload> {
         let app = ctx.app()?;
         let (user, tokens) = device::poll(app, &device_code, ctx.request_meta()?).await?;
         Ok(AuthPayload::new(user, tokens))
@@ -107,7 +107,7 @@ impl DeviceMutation {
 }
 
 /// Records a signed-in person's answer.
-async fn decide(ctx: &Context<'_>, user_code: &str, decision: Decision) -> AppResult<bool> {
+async fn decide(ctx: &Context<'_>, user_code: &str, decision: Decision) -> ApiResult<bool> {
     let user_id = ctx.principal()?.require_user()?;
     let app = ctx.app()?;
     device::decide(app, user_id, user_code, decision, ctx.request_meta()?).await?;
@@ -121,7 +121,7 @@ pub struct DeviceQuery;
 #[Object]
 impl DeviceQuery {
     /// Signed-in users: the request waiting under userCode (unexpired, not yet answered), to check the client's name and address before approving; null when none waits.
-    async fn device_login(&self, ctx: &Context<'_>, user_code: String) -> AppResult<Option<PendingDeviceLogin>> {
+    async fn device_login(&self, ctx: &Context<'_>, user_code: String) -> ApiResult<Option<PendingDeviceLogin>> {
         let user_id = ctx.principal()?.require_user()?;
         let app = ctx.app()?;
         let pending = device::find_pending(app, user_id, &user_code, ctx.request_meta()?).await?;

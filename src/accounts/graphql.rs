@@ -7,7 +7,7 @@ use crate::{
         model::{Role, UserRow},
         sessions::{self, IssuedTokens, SessionRow},
     },
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::{context::ContextExt, scalars::Timestamp},
     orgs::graphql::{Membership, SeenBy},
 };
@@ -38,7 +38,7 @@ impl User {
     }
 
     /// The id of the person looking, when known.
-    fn viewer_id(&self, ctx: &Context<'_>) -> AppResult<Option<uuid::Uuid>> {
+    fn viewer_id(&self, ctx: &Context<'_>) -> ApiResult<Option<uuid::Uuid>> {
         if self.own {
             return Ok(Some(self.row.id));
         }
@@ -99,7 +99,7 @@ impl User {
     }
 
     /// The user themself and staff see all; anyone else sees only the organizations they share with the user.
-    async fn memberships(&self, ctx: &Context<'_>) -> AppResult<Vec<Membership>> {
+    async fn memberships(&self, ctx: &Context<'_>) -> ApiResult<Vec<Membership>> {
         let viewer = self.viewer_id(ctx)?.ok_or_else(AppError::unauthenticated)?;
         let loaders = ctx.loaders()?;
         let theirs = loaders
@@ -120,7 +120,7 @@ impl User {
     }
 
     /// The user themself and ADMIN/SUPPORT; null with FORBIDDEN for anyone else.
-    async fn sessions(&self, ctx: &Context<'_>) -> AppResult<Option<Vec<Session>>> {
+    async fn sessions(&self, ctx: &Context<'_>) -> ApiResult<Option<Vec<Session>>> {
         let principal = ctx.principal()?;
         let viewer = principal.require_user()?;
         if viewer != self.row.id {
@@ -131,7 +131,7 @@ impl User {
                 .await?
                 .is_some_and(|u| u.role.is_staff());
             if !staff {
-                return Err(AppError::forbidden());
+                return Err(AppError::forbidden().into());
             }
         }
         let app = ctx.app()?;
@@ -233,7 +233,7 @@ pub struct AccountsQuery;
 #[Object]
 impl AccountsQuery {
     /// The caller; null when anonymous.
-    async fn me(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+    async fn me(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
         let Some(user_id) = ctx.principal()?.user_id() else {
             return Ok(None);
         };
@@ -241,7 +241,7 @@ impl AccountsQuery {
         match user {
             Some(user) if !user.is_deleted() => Ok(Some(User::new(user))),
             // A token outliving its account is a bad credential, not anonymity.
-            _ => Err(crate::error::AppError::unauthenticated()),
+            _ => Err(crate::error::AppError::unauthenticated().into()),
         }
     }
 }

@@ -5,7 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::{db::schema::users, text_enum};
+use crate::db::schema::users;
+use tollgate_db::text_enum;
 
 text_enum! {
     /// Platform-wide role.

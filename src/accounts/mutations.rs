@@ -11,7 +11,7 @@ use crate::{
         registration::{self, Registration},
         sessions::{self, Ending},
     },
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::context::ContextExt,
 };
 
@@ -49,7 +49,7 @@ pub struct AccountsMutation;
 #[Object]
 impl AccountsMutation {
     /// Creates an account (with its personal organization) and signs it in.
-    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> AppResult<AuthPayload> {
+    async fn register(&self, ctx: &Context<'_>, input: RegisterInput) -> ApiResult<AuthPayload> {
         let app = ctx.app()?;
         let registration = Registration {
             email: input.email,
@@ -62,7 +62,7 @@ impl AccountsMutation {
     }
 
     /// Signs in with email and password.
-    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> AppResult<AuthPayload> {
+    async fn login(&self, ctx: &Context<'_>, input: LoginInput) -> ApiResult<AuthPayload> {
         let app = ctx.app()?;
         let (user, tokens) = login::login(
             app,
@@ -75,7 +75,7 @@ impl AccountsMutation {
     }
 
     /// Rotates: the old refresh token stops working. Reusing a rotated token revokes the whole session.
-    async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> AppResult<AuthPayload> {
+    async fn refresh_session(&self, ctx: &Context<'_>, refresh_token: String) -> ApiResult<AuthPayload> {
         let app = ctx.app()?;
         let tokens = sessions::refresh(app, &refresh_token, ctx.request_meta()?).await?;
         let user = ctx.loaders()?.users.load_one(tokens.session.user_id).await?;
@@ -86,51 +86,51 @@ impl AccountsMutation {
     }
 
     /// Ends the current session at once: its access token stops working too.
-    async fn logout(&self, ctx: &Context<'_>) -> AppResult<bool> {
+    async fn logout(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let (user_id, session_id) = ctx.principal()?.require_session()?;
         end_sessions(ctx, user_id, Ending::One(session_id), "user.logout").await?;
         Ok(true)
     }
 
     /// Ends one of the caller's sessions (a lost laptop).
-    async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+    async fn revoke_session(&self, ctx: &Context<'_>, id: ID) -> ApiResult<bool> {
         let user_id = ctx.principal()?.require_user()?;
         let session_id = parse_id(&id).ok_or_else(|| AppError::not_found("session"))?;
         // Someone else's session is NOT_FOUND; one's own already-ended one
         // is simply done.
         if !sessions::owned_by(&mut *ctx.app()?.db().await?, session_id, user_id).await? {
-            return Err(AppError::not_found("session"));
+            return Err(AppError::not_found("session").into());
         }
         end_sessions(ctx, user_id, Ending::One(session_id), "session.revoked").await?;
         Ok(true)
     }
 
     /// Ends every session of the caller but the current one; returns how many.
-    async fn revoke_other_sessions(&self, ctx: &Context<'_>) -> AppResult<i32> {
+    async fn revoke_other_sessions(&self, ctx: &Context<'_>) -> ApiResult<i32> {
         let (user_id, session_id) = ctx.principal()?.require_session()?;
         let ended = end_sessions(ctx, user_id, Ending::AllBut(session_id), "session.revoked").await?;
         Ok(i32::try_from(ended).unwrap_or(i32::MAX))
     }
 
     /// Proves the email address with the token from the verification email.
-    async fn verify_email(&self, ctx: &Context<'_>, token: String) -> AppResult<User> {
+    async fn verify_email(&self, ctx: &Context<'_>, token: String) -> ApiResult<User> {
         let user = recovery::verify_email(ctx.app()?, &token, ctx.request_meta()?).await?;
         Ok(User::new(user))
     }
 
     /// Sends the verification email again; false when the address is already verified.
-    async fn resend_verification_email(&self, ctx: &Context<'_>) -> AppResult<bool> {
+    async fn resend_verification_email(&self, ctx: &Context<'_>) -> ApiResult<bool> {
         let user_id = ctx.principal()?.require_user()?;
-        recovery::resend_verification(ctx.app()?, user_id).await
+        Ok(recovery::resend_verification(ctx.app()?, user_id).await?)
     }
 
     /// Always true, whether or not the email exists.
-    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> AppResult<bool> {
-        recovery::request_reset(ctx.app()?, &email, ctx.request_meta()?).await
+    async fn request_password_reset(&self, ctx: &Context<'_>, email: String) -> ApiResult<bool> {
+        Ok(recovery::request_reset(ctx.app()?, &email, ctx.request_meta()?).await?)
     }
 
     /// Also ends every session of that user, and when the email was not verified yet (someone else may have signed up with it), revokes every API key the account created.
-    async fn reset_password(&self, ctx: &Context<'_>, token: String, new_password: String) -> AppResult<bool> {
+    async fn reset_password(&self, ctx: &Context<'_>, token: String, new_password: String) -> ApiResult<bool> {
         let meta = ctx.request_meta()?;
         recovery::reset_password(ctx.app()?, &token, SecretString::from(new_password), meta).await?;
         Ok(true)
@@ -142,7 +142,7 @@ impl AccountsMutation {
         ctx: &Context<'_>,
         current_password: String,
         new_password: String,
-    ) -> AppResult<bool> {
+    ) -> ApiResult<bool> {
         let (user_id, session_id) = ctx.principal()?.require_session()?;
         let (current, new_password) = (SecretString::from(current_password), SecretString::from(new_password));
         recovery::change_password(
@@ -159,7 +159,7 @@ impl AccountsMutation {
 }
 
 /// Ends sessions of the caller (see [`sessions::end`]).
-async fn end_sessions(ctx: &Context<'_>, user_id: Uuid, which: Ending, action: &'static str) -> AppResult<usize> {
+async fn end_sessions(ctx: &Context<'_>, user_id: Uuid, which: Ending, action: &'static str) -> ApiResult<usize> {
     let ip = Some(ctx.request_meta()?.client_ip.to_string());
-    sessions::end(ctx.app()?, user_id, which, action, ip).await
+    Ok(sessions::end(ctx.app()?, user_id, which, action, ip).await?)
 }

@@ -11,7 +11,7 @@ use crate::{
         graphql::User,
         profile::{self, MAX_AVATAR_BYTES, ProfileUpdate},
     },
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::context::ContextExt,
 };
 
@@ -47,14 +47,14 @@ pub struct ProfileMutation;
 #[Object]
 impl ProfileMutation {
     /// Changes the caller's name, picture URL or preferences.
-    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> AppResult<User> {
+    async fn update_profile(&self, ctx: &Context<'_>, input: UpdateProfileInput) -> ApiResult<User> {
         let user_id = ctx.principal()?.require_user()?;
         let user = profile::update_profile(ctx.app()?, user_id, input.into()).await?;
         Ok(User::new(user))
     }
 
     /// PNG, JPEG or WebP, at most 2 MiB.
-    async fn upload_avatar(&self, ctx: &Context<'_>, file: Upload) -> AppResult<User> {
+    async fn upload_avatar(&self, ctx: &Context<'_>, file: Upload) -> ApiResult<User> {
         let user_id = ctx.principal()?.require_user()?;
         let app = ctx.app()?;
         // async-graphql looks the file up by the number in the variable's
@@ -62,13 +62,13 @@ impl ProfileMutation {
         // no file behind it would panic there. (`query_env` is hidden API;
         // the exact async-graphql version is pinned in Cargo.toml.)
         if file.0 >= ctx.query_env.uploads.len() {
-            return Err(AppError::bad_input("file", "no file was sent with the request"));
+            return Err(AppError::bad_input("file", "no file was sent with the request").into());
         }
         let upload = file.value(ctx).map_err(AppError::internal)?;
         // Refuse by size before reading anything into memory.
         let size = upload.size().map_err(AppError::internal)?;
         if size > MAX_AVATAR_BYTES as u64 {
-            return Err(too_large());
+            return Err(too_large().into());
         }
         let mut content = upload.content;
         let bytes = tokio::task::spawn_blocking(move || {
@@ -87,7 +87,7 @@ impl ProfileMutation {
     }
 
     /// Deletes the caller's account after checking the password. Refused (CONFLICT) while the caller owns an organization with other members. Organizations the caller owns alone are deleted; the email can sign up again.
-    async fn delete_account(&self, ctx: &Context<'_>, password: String) -> AppResult<bool> {
+    async fn delete_account(&self, ctx: &Context<'_>, password: String) -> ApiResult<bool> {
         let user_id = ctx.principal()?.require_user()?;
         profile::delete_account(ctx.app()?, user_id, SecretString::from(password), ctx.request_meta()?).await?;
         Ok(true)

@@ -16,7 +16,7 @@ use crate::{
         users::{self as staff_actions, Actor},
     },
     billing::graphql::Plan,
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::{
         context::ContextExt,
         pagination::{Page, PageInfo, PageRequest, SortOrder},
@@ -31,25 +31,25 @@ use crate::{
 
 /// The caller's account when they are platform staff (ADMIN or SUPPORT);
 /// FORBIDDEN for anyone else signed in, UNAUTHENTICATED when anonymous.
-pub async fn require_staff(ctx: &Context<'_>) -> AppResult<UserRow> {
+pub async fn require_staff(ctx: &Context<'_>) -> ApiResult<UserRow> {
     let user_id = ctx.principal()?.require_user()?;
     let caller = ctx.loaders()?.users.load_one(user_id).await?;
-    caller
+    Ok(caller
         .filter(|user| !user.is_deleted() && user.role.is_staff())
-        .ok_or_else(AppError::forbidden)
+        .ok_or_else(AppError::forbidden)?)
 }
 
 /// Like [`require_staff`], for ADMIN only.
-pub async fn require_admin(ctx: &Context<'_>) -> AppResult<UserRow> {
+pub async fn require_admin(ctx: &Context<'_>) -> ApiResult<UserRow> {
     let caller = require_staff(ctx).await?;
     if caller.role != Role::Admin {
-        return Err(AppError::forbidden());
+        return Err(AppError::forbidden().into());
     }
     Ok(caller)
 }
 
 /// The acting staff member and their address, for the audit log.
-fn actor(ctx: &Context<'_>, caller: &UserRow) -> AppResult<Actor> {
+fn actor(ctx: &Context<'_>, caller: &UserRow) -> ApiResult<Actor> {
     Ok(Actor {
         user_id: caller.id,
         ip: Some(ctx.request_meta()?.client_ip.to_string()),
@@ -57,14 +57,15 @@ fn actor(ctx: &Context<'_>, caller: &UserRow) -> AppResult<Actor> {
 }
 
 /// A user id argument: anything that is not one of ours names nobody.
-fn parse_user_id(id: &ID) -> AppResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| AppError::not_found("user"))
+fn parse_user_id(id: &ID) -> ApiResult<Uuid> {
+    Ok(Uuid::parse_str(id).map_err(|_| AppError::not_found("user"))?)
 }
 
 /// An id used as a filter: malformed is BAD_USER_INPUT naming it.
-fn filter_id(id: Option<&ID>, field: &'static str) -> AppResult<Option<Uuid>> {
-    id.map(|id| Uuid::parse_str(id).map_err(|_| AppError::bad_input(field, "not an id")))
-        .transpose()
+fn filter_id(id: Option<&ID>, field: &'static str) -> ApiResult<Option<Uuid>> {
+    Ok(id
+        .map(|id| Uuid::parse_str(id).map_err(|_| AppError::bad_input(field, "not an id")))
+        .transpose()?)
 }
 
 /// Longest `action` filter: every action is a short dotted verb.
@@ -72,7 +73,7 @@ const MAX_ACTION_CHARS: usize = 64;
 
 /// The `action` filter, trimmed (empty means none); BAD_USER_INPUT when
 /// longer than any action is.
-fn audit_action(action: Option<String>) -> AppResult<Option<String>> {
+fn audit_action(action: Option<String>) -> ApiResult<Option<String>> {
     let Some(action) = action.map(|a| a.trim().to_owned()).filter(|a| !a.is_empty()) else {
         return Ok(None);
     };
@@ -80,7 +81,8 @@ fn audit_action(action: Option<String>) -> AppResult<Option<String>> {
         return Err(AppError::bad_input(
             "action",
             format!("action must be at most {MAX_ACTION_CHARS} characters"),
-        ));
+        )
+        .into());
     }
     Ok(Some(action))
 }
@@ -116,7 +118,7 @@ impl UserConnection {
     }
 
     /// How many users match the filters, across all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+    async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
         let mut conn = ctx.app()?.db().await?;
         Ok(BigInt(search::count_users(&mut conn, &self.filter).await?))
     }
@@ -176,7 +178,7 @@ impl OrganizationConnection {
     }
 
     /// How many organizations match the filters, across all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+    async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
         let mut conn = ctx.app()?.db().await?;
         Ok(BigInt(search::count_organizations(&mut conn, &self.filter).await?))
     }
@@ -208,7 +210,7 @@ impl AuditRecord {
 
     /// Who did it; null for anonymous attempts. A deleted account shows
     /// as its tombstone ("Deleted user"), so the entry still says who.
-    async fn actor(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+    async fn actor(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
         let Some(actor_id) = self.0.actor_id else {
             return Ok(None);
         };
@@ -217,7 +219,7 @@ impl AuditRecord {
 
     /// The organization concerned; null for platform events, and for an
     /// organization that is gone or that the caller cannot see.
-    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Option<Organization>> {
+    async fn organization(&self, ctx: &Context<'_>) -> ApiResult<Option<Organization>> {
         match self.0.organization_id {
             Some(id) => Organization::load(ctx, id).await,
             None => Ok(None),
@@ -285,7 +287,7 @@ impl AuditEntryConnection {
     }
 
     /// How many entries match the filters, across all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+    async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
         let mut conn = ctx.app()?.db().await?;
         Ok(BigInt(search::count_entries(&mut conn, &self.filter).await?))
     }
@@ -316,7 +318,7 @@ async fn audit_page(
     filter: AuditFilter,
     first: Option<i32>,
     after: Option<String>,
-) -> AppResult<AuditEntryConnection> {
+) -> ApiResult<AuditEntryConnection> {
     let request = PageRequest::new(first, after.as_deref(), SortOrder::Descending)?;
     let mut conn = ctx.app()?.db().await?;
     let rows = search::list_entries(&mut conn, &filter, &request).await?;
@@ -333,7 +335,7 @@ pub async fn organization_audit_log(
     organization_id: Uuid,
     first: Option<i32>,
     after: Option<String>,
-) -> AppResult<AuditEntryConnection> {
+) -> ApiResult<AuditEntryConnection> {
     let filter = AuditFilter {
         organization_id: Some(organization_id),
         ..AuditFilter::default()
@@ -395,7 +397,7 @@ pub struct AdminQuery;
 #[Object]
 impl AdminQuery {
     /// The caller themself, or anyone for ADMIN/SUPPORT. Null for anyone else, for deleted accounts and when anonymous.
-    async fn user(&self, ctx: &Context<'_>, id: ID) -> AppResult<Option<User>> {
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<User>> {
         let Some(caller) = ctx.principal()?.user_id() else {
             return Ok(None);
         };
@@ -422,7 +424,7 @@ impl AdminQuery {
         search: Option<String>,
         role: Option<Role>,
         suspended: Option<bool>,
-    ) -> AppResult<UserConnection> {
+    ) -> ApiResult<UserConnection> {
         require_staff(ctx).await?;
         let request = PageRequest::new(first, after.as_deref(), SortOrder::Ascending)?;
         let filter = UserFilter {
@@ -445,7 +447,7 @@ impl AdminQuery {
         first: Option<i32>,
         after: Option<String>,
         search: Option<String>,
-    ) -> AppResult<OrganizationConnection> {
+    ) -> ApiResult<OrganizationConnection> {
         require_staff(ctx).await?;
         let request = PageRequest::new(first, after.as_deref(), SortOrder::Ascending)?;
         let filter = OrganizationFilter {
@@ -467,7 +469,7 @@ impl AdminQuery {
     }
 
     /// ADMIN/SUPPORT.
-    async fn stats(&self, ctx: &Context<'_>) -> AppResult<SystemStats> {
+    async fn stats(&self, ctx: &Context<'_>) -> ApiResult<SystemStats> {
         require_staff(ctx).await?;
         let app = ctx.app()?;
         let mut conn = app.db().await?;
@@ -483,7 +485,7 @@ impl AdminQuery {
         organization_id: Option<ID>,
         actor_id: Option<ID>,
         action: Option<String>,
-    ) -> AppResult<AuditEntryConnection> {
+    ) -> ApiResult<AuditEntryConnection> {
         require_staff(ctx).await?;
         let filter = AuditFilter {
             organization_id: filter_id(organization_id.as_ref(), "organizationId")?,
@@ -505,14 +507,14 @@ pub struct AdminMutation;
 #[Object]
 impl AdminMutation {
     /// ADMIN. The last active ADMIN cannot be demoted (CONFLICT).
-    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> AppResult<User> {
+    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> ApiResult<User> {
         let caller = require_admin(ctx).await?;
         let user = staff_actions::set_role(ctx.app()?, &actor(ctx, &caller)?, parse_user_id(&user_id)?, role).await?;
         Ok(User::new(user))
     }
 
     /// ADMIN/SUPPORT. Also ends the user's sessions; their logins get ACCOUNT_SUSPENDED. Only an ADMIN suspends an ADMIN; nobody suspends themself.
-    async fn suspend_user(&self, ctx: &Context<'_>, user_id: ID, reason: Option<String>) -> AppResult<User> {
+    async fn suspend_user(&self, ctx: &Context<'_>, user_id: ID, reason: Option<String>) -> ApiResult<User> {
         let caller = require_staff(ctx).await?;
         let user = staff_actions::suspend(
             ctx.app()?,
@@ -525,14 +527,14 @@ impl AdminMutation {
     }
 
     /// ADMIN. The user may sign in again.
-    async fn unsuspend_user(&self, ctx: &Context<'_>, user_id: ID) -> AppResult<User> {
+    async fn unsuspend_user(&self, ctx: &Context<'_>, user_id: ID) -> ApiResult<User> {
         let caller = require_admin(ctx).await?;
         let user = staff_actions::unsuspend(ctx.app()?, &actor(ctx, &caller)?, parse_user_id(&user_id)?).await?;
         Ok(User::new(user))
     }
 
     /// ADMIN. Deletes an account as deleteAccount does (CONFLICT while it owns an organization with other members); not one's own, and never the last active ADMIN.
-    async fn delete_user(&self, ctx: &Context<'_>, user_id: ID) -> AppResult<bool> {
+    async fn delete_user(&self, ctx: &Context<'_>, user_id: ID) -> ApiResult<bool> {
         let caller = require_admin(ctx).await?;
         staff_actions::delete(ctx.app()?, &actor(ctx, &caller)?, parse_user_id(&user_id)?).await?;
         Ok(true)

@@ -11,7 +11,7 @@ use crate::{
         stripe_api::CheckoutLink,
         subscription::{SubscriptionRow, SubscriptionStatus, calendar_month},
     },
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::{
         context::ContextExt,
         scalars::{BigInt, Timestamp},
@@ -106,7 +106,7 @@ pub struct BillingQuery;
 #[Object]
 impl BillingQuery {
     /// Public plans for everyone; ADMIN sees all.
-    async fn plans(&self, ctx: &Context<'_>) -> AppResult<Vec<Plan>> {
+    async fn plans(&self, ctx: &Context<'_>) -> ApiResult<Vec<Plan>> {
         let app = ctx.app()?;
         let include_private = match ctx.principal()?.user_id() {
             Some(user_id) => ctx
@@ -131,7 +131,7 @@ pub struct BillingSubscription(pub SubscriptionRow);
 impl BillingSubscription {
     /// The subscribed plan. Organization.plan is the plan in effect, which
     /// is the free plan once a grace period or a cancelled period has ended.
-    async fn plan(&self, ctx: &Context<'_>) -> AppResult<Plan> {
+    async fn plan(&self, ctx: &Context<'_>) -> ApiResult<Plan> {
         load_plan(ctx, self.0.plan_id).await
     }
 
@@ -142,12 +142,12 @@ impl BillingSubscription {
 
     /// Start of the billing period; the UTC calendar month on plans
     /// without a Stripe period.
-    async fn current_period_start(&self, ctx: &Context<'_>) -> AppResult<Timestamp> {
+    async fn current_period_start(&self, ctx: &Context<'_>) -> ApiResult<Timestamp> {
         Ok(self.period(ctx)?.0.into())
     }
 
     /// End of the billing period (exclusive).
-    async fn current_period_end(&self, ctx: &Context<'_>) -> AppResult<Timestamp> {
+    async fn current_period_end(&self, ctx: &Context<'_>) -> ApiResult<Timestamp> {
         Ok(self.period(ctx)?.1.into())
     }
 
@@ -163,7 +163,7 @@ impl BillingSubscription {
 }
 
 impl BillingSubscription {
-    fn period(&self, ctx: &Context<'_>) -> AppResult<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    fn period(&self, ctx: &Context<'_>) -> ApiResult<(chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
         if let (Some(start), Some(end)) = (self.0.current_period_start, self.0.current_period_end) {
             return Ok((start, end));
         }
@@ -191,13 +191,13 @@ impl From<CheckoutLink> for CheckoutSession {
 }
 
 /// `Organization.subscription`, batched through the subscriptions loader.
-pub async fn subscription_of(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<BillingSubscription> {
+pub async fn subscription_of(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<BillingSubscription> {
     Ok(BillingSubscription(subscription_row(ctx, organization_id).await?))
 }
 
 /// `Organization.plan`: the plan in effect now (see
 /// [`SubscriptionRow::plan_counts_at`]), batched through the loaders.
-pub async fn plan_of(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Plan> {
+pub async fn plan_of(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<Plan> {
     let row = subscription_row(ctx, organization_id).await?;
     if row.plan_counts_at(ctx.app()?.now()) {
         return load_plan(ctx, row.plan_id).await;
@@ -210,8 +210,9 @@ pub async fn plan_of(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Plan
     Ok(Plan(free))
 }
 
-async fn subscription_row(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<SubscriptionRow> {
-    ctx.loaders()?
+async fn subscription_row(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<SubscriptionRow> {
+    Ok(ctx
+        .loaders()?
         .subscriptions
         .load_one(organization_id)
         .await?
@@ -219,14 +220,15 @@ async fn subscription_row(ctx: &Context<'_>, organization_id: Uuid) -> AppResult
             AppError::internal(anyhow::anyhow!(
                 "organization {organization_id} has no subscription row"
             ))
-        })
+        })?)
 }
 
-async fn load_plan(ctx: &Context<'_>, plan_id: Uuid) -> AppResult<Plan> {
-    ctx.loaders()?
+async fn load_plan(ctx: &Context<'_>, plan_id: Uuid) -> ApiResult<Plan> {
+    Ok(ctx
+        .loaders()?
         .plans
         .load_one(plan_id)
         .await?
         .map(Plan)
-        .ok_or_else(|| AppError::internal(anyhow::anyhow!("plan {plan_id} missing")))
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("plan {plan_id} missing")))?)
 }

@@ -5,7 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::{db::schema::plans, text_enum};
+use crate::db::schema::plans;
+use tollgate_db::text_enum;
 
 text_enum! {
     /// How often a plan is billed.

@@ -15,7 +15,7 @@ use crate::{
         model::BillingInterval,
         portal,
     },
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::{context::ContextExt, scalars::BigInt},
     orgs::access::authorize,
 };
@@ -94,7 +94,7 @@ impl BillingMutation {
         plan_key: String,
         success_url: String,
         cancel_url: String,
-    ) -> AppResult<CheckoutSession> {
+    ) -> ApiResult<CheckoutSession> {
         let organization_id = organization_id_of(&organization_id)?;
         authorize(ctx, organization_id, "Mutation.startCheckout").await?;
         let input = CheckoutInput {
@@ -112,10 +112,10 @@ impl BillingMutation {
         ctx: &Context<'_>,
         organization_id: ID,
         return_url: String,
-    ) -> AppResult<String> {
+    ) -> ApiResult<String> {
         let organization_id = organization_id_of(&organization_id)?;
         authorize(ctx, organization_id, "Mutation.openBillingPortal").await?;
-        portal::open_billing_portal(ctx.app()?, organization_id, &return_url).await
+        Ok(portal::open_billing_portal(ctx.app()?, organization_id, &return_url).await?)
     }
 
     /// At period end: cancelAtPeriodEnd becomes true. Now: the organization returns to the free plan, ACTIVE, with no stripeSubscriptionId.
@@ -124,7 +124,7 @@ impl BillingMutation {
         ctx: &Context<'_>,
         organization_id: ID,
         #[graphql(default = true)] at_period_end: bool,
-    ) -> AppResult<BillingSubscription> {
+    ) -> ApiResult<BillingSubscription> {
         let organization_id = organization_id_of(&organization_id)?;
         authorize(ctx, organization_id, "Mutation.cancelSubscription").await?;
         let cause = cause(ctx, "cancelled", false)?;
@@ -138,7 +138,7 @@ impl BillingMutation {
         ctx: &Context<'_>,
         organization_id: ID,
         plan_key: String,
-    ) -> AppResult<BillingSubscription> {
+    ) -> ApiResult<BillingSubscription> {
         let organization_id = organization_id_of(&organization_id)?;
         authorize(ctx, organization_id, "Mutation.setOrganizationPlan").await?;
         let cause = cause(ctx, "admin", true)?;
@@ -147,7 +147,7 @@ impl BillingMutation {
     }
 
     /// ADMIN.
-    async fn upsert_plan(&self, ctx: &Context<'_>, input: PlanInput) -> AppResult<Plan> {
+    async fn upsert_plan(&self, ctx: &Context<'_>, input: PlanInput) -> ApiResult<Plan> {
         require_platform_admin(ctx).await?;
         Ok(Plan(admin::upsert_plan(ctx.app()?, input.into()).await?))
     }
@@ -155,11 +155,11 @@ impl BillingMutation {
 
 /// An organization id argument; an id that is not one of ours is as
 /// invisible as any other organization.
-fn organization_id_of(id: &ID) -> AppResult<Uuid> {
-    Uuid::parse_str(id).map_err(|_| AppError::not_found("organization"))
+fn organization_id_of(id: &ID) -> ApiResult<Uuid> {
+    Ok(Uuid::parse_str(id).map_err(|_| AppError::not_found("organization"))?)
 }
 
-fn cause(ctx: &Context<'_>, reason: &'static str, always_audit: bool) -> AppResult<ChangeCause> {
+fn cause(ctx: &Context<'_>, reason: &'static str, always_audit: bool) -> ApiResult<ChangeCause> {
     Ok(ChangeCause {
         actor_id: Some(ctx.principal()?.require_user()?),
         ip: Some(ctx.request_meta()?.client_ip.to_string()),
@@ -170,11 +170,11 @@ fn cause(ctx: &Context<'_>, reason: &'static str, always_audit: bool) -> AppResu
 
 /// The caller's user id when they are a platform ADMIN; FORBIDDEN for
 /// anyone else signed in.
-async fn require_platform_admin(ctx: &Context<'_>) -> AppResult<Uuid> {
+async fn require_platform_admin(ctx: &Context<'_>) -> ApiResult<Uuid> {
     let user_id = ctx.principal()?.require_user()?;
     let user = ctx.loaders()?.users.load_one(user_id).await?;
     match user {
         Some(user) if user.role == Role::Admin => Ok(user_id),
-        _ => Err(AppError::forbidden()),
+        _ => Err(AppError::forbidden().into()),
     }
 }

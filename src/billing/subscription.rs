@@ -8,8 +8,8 @@ use uuid::Uuid;
 use crate::{
     billing::model::{self, BillingInterval, FREE_PLAN_KEY, PlanRow},
     db::schema::{organizations, plans, subscriptions},
-    text_enum,
 };
+use tollgate_db::text_enum;
 
 text_enum! {
     /// Stripe's statuses; incomplete_expired reads as CANCELED.

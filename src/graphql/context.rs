@@ -7,7 +7,7 @@ use async_graphql::Context;
 use crate::{
     app::AppState,
     auth::Principal,
-    error::{AppError, AppResult},
+    error::{ApiError, ApiResult},
     graphql::loaders::Loaders,
 };
 
@@ -40,30 +40,30 @@ impl RequestMeta {
 /// never a panic.
 pub trait ContextExt {
     /// The application.
-    fn app(&self) -> AppResult<&AppState>;
+    fn app(&self) -> ApiResult<&AppState>;
     /// Who is asking.
-    fn principal(&self) -> AppResult<&Principal>;
+    fn principal(&self) -> ApiResult<&Principal>;
     /// The per-request batch loaders.
-    fn loaders(&self) -> AppResult<&Loaders>;
+    fn loaders(&self) -> ApiResult<&Loaders>;
     /// Client address and agent.
-    fn request_meta(&self) -> AppResult<&RequestMeta>;
+    fn request_meta(&self) -> ApiResult<&RequestMeta>;
 }
 
 impl ContextExt for Context<'_> {
-    fn app(&self) -> AppResult<&AppState> {
-        self.data::<AppState>().map_err(AppError::from)
+    fn app(&self) -> ApiResult<&AppState> {
+        self.data::<AppState>().map_err(ApiError::from)
     }
 
-    fn principal(&self) -> AppResult<&Principal> {
-        self.data::<Principal>().map_err(AppError::from)
+    fn principal(&self) -> ApiResult<&Principal> {
+        self.data::<Principal>().map_err(ApiError::from)
     }
 
-    fn loaders(&self) -> AppResult<&Loaders> {
-        self.data::<Loaders>().map_err(AppError::from)
+    fn loaders(&self) -> ApiResult<&Loaders> {
+        self.data::<Loaders>().map_err(ApiError::from)
     }
 
-    fn request_meta(&self) -> AppResult<&RequestMeta> {
-        self.data::<RequestMeta>().map_err(AppError::from)
+    fn request_meta(&self) -> ApiResult<&RequestMeta> {
+        self.data::<RequestMeta>().map_err(ApiError::from)
     }
 }
 

@@ -405,7 +405,7 @@ pub fn error_response(status: StatusCode, error: AppError) -> Response {
 /// The wire form of an error outside any field.
 pub fn server_error(error: AppError) -> ServerError {
     let code = error.code();
-    let error = error.into_graphql();
+    let error = crate::graphql::error::to_graphql(error);
     let mut server_error = ServerError::new(error.message, None);
     server_error.extensions = error.extensions;
     ensure_code(&mut server_error, code);

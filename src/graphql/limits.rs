@@ -41,17 +41,9 @@ pub struct QueryLimits {
     pub max_response_bytes: usize,
 }
 
-/// Default [`QueryLimits::max_depth`].
-pub const DEFAULT_MAX_DEPTH: usize = 16;
-/// Default [`QueryLimits::max_complexity`]: an ADMIN's page of 100
-/// organizations with their members costs about 4,400, and the standard
-/// introspection query a few hundred.
-pub const DEFAULT_MAX_COMPLEXITY: usize = 20_000;
-/// Default [`QueryLimits::max_statements`].
-pub const DEFAULT_MAX_STATEMENTS: u64 = 500;
-/// Default [`QueryLimits::max_response_bytes`]: 4 MiB, many times the
-/// standard introspection answer.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
+pub use tollgate_core::config::limits::{
+    DEFAULT_MAX_COMPLEXITY, DEFAULT_MAX_DEPTH, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_STATEMENTS,
+};
 
 impl Default for QueryLimits {
     fn default() -> Self {

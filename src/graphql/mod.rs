@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod cost;
+pub mod error;
 pub mod field_errors;
 pub mod http;
 pub mod input_guard;

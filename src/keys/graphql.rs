@@ -7,7 +7,7 @@ use uuid::Uuid;
 use crate::{
     accounts::graphql::User,
     auth::Principal,
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::{
         context::ContextExt,
         scalars::{BigInt, Timestamp},
@@ -72,24 +72,24 @@ impl ApiKey {
     }
 
     /// Tokens reported with this key in the current quota period.
-    async fn tokens_used(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+    async fn tokens_used(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
         crate::usage::graphql::api_key_tokens_used(ctx, self.0.organization_id, self.0.id).await
     }
 
     /// The organization the key acts for.
-    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
+    async fn organization(&self, ctx: &Context<'_>) -> ApiResult<Organization> {
         Organization::require(ctx, self.0.organization_id).await
     }
 
     /// The member who created it; the key stops working when they leave.
-    async fn created_by(&self, ctx: &Context<'_>) -> AppResult<User> {
+    async fn created_by(&self, ctx: &Context<'_>) -> ApiResult<User> {
         // A person is organization data: a key reads it only with ORG_READ,
         // as it would through Organization.members.
         if ctx.principal()?.api_key().is_some() {
             crate::orgs::access::authorize(ctx, self.0.organization_id, "Organization.members").await?;
         }
         let user = ctx.loaders()?.users.load_one(self.0.created_by).await?;
-        user.map(User::new).ok_or_else(|| AppError::not_found("user"))
+        Ok(user.map(User::new).ok_or_else(|| AppError::not_found("user"))?)
     }
 
     /// When it was created.
@@ -152,12 +152,12 @@ impl ApiKeyInfo {
     }
 
     /// The organization it acts for.
-    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
+    async fn organization(&self, ctx: &Context<'_>) -> ApiResult<Organization> {
         Organization::require(ctx, self.key.organization_id).await
     }
 
     /// The organization's quota now (any scope may read it).
-    async fn quota(&self, ctx: &Context<'_>) -> AppResult<crate::usage::quota::Quota> {
+    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::usage::quota::Quota> {
         crate::usage::graphql::organization_quota(ctx, self.key.organization_id).await
     }
 }
@@ -166,7 +166,7 @@ impl ApiKeyInfo {
 /// who read everything) see all; other members the keys they created; a
 /// key itself. For `Organization.apiKeys`, through the per-request loader
 /// so a list of organizations costs one query.
-pub async fn keys_of_organization(ctx: &Context<'_>, access: Access) -> AppResult<Vec<ApiKey>> {
+pub async fn keys_of_organization(ctx: &Context<'_>, access: Access) -> ApiResult<Vec<ApiKey>> {
     access.require("Organization.apiKeys")?;
     let keys = ctx
         .loaders()?
@@ -215,12 +215,13 @@ pub struct KeysQuery;
 #[Object]
 impl KeysQuery {
     /// Only when authenticated by an API key.
-    async fn api_key_info(&self, ctx: &Context<'_>) -> AppResult<ApiKeyInfo> {
+    async fn api_key_info(&self, ctx: &Context<'_>) -> ApiResult<ApiKeyInfo> {
         let Some(identity) = ctx.principal()?.api_key() else {
             return Err(AppError::client(
                 crate::error::ErrorCode::Forbidden,
                 "apiKeyInfo answers only requests authenticated by an API key",
-            ));
+            )
+            .into());
         };
         let mut conn = ctx.app()?.db().await?;
         // Gone since it was resolved (its organization was deleted).
@@ -238,7 +239,7 @@ pub struct KeysMutation;
 #[Object]
 impl KeysMutation {
     /// Creates a key for an organization (MEMBER and above, within the plan's maxApiKeys). FORBIDDEN until the caller has verified their email. The secret is in the answer only.
-    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> AppResult<CreatedApiKey> {
+    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> ApiResult<CreatedApiKey> {
         let actor = ctx.principal()?.require_user()?;
         let organization_id =
             Uuid::parse_str(input.organization_id.as_str()).map_err(|_| AppError::not_found("organization"))?;
@@ -260,7 +261,7 @@ impl KeysMutation {
     }
 
     /// Revokes a key at once, on every instance. OWNER/ADMIN revoke any key of the organization, others their own; a key revoked already comes back unchanged.
-    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> AppResult<ApiKey> {
+    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ApiKey> {
         let actor = ctx.principal()?.require_user()?;
         let key_id = Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found("API key"))?;
         let app = ctx.app()?;
@@ -276,7 +277,8 @@ impl KeysMutation {
                 AppError::forbidden()
             } else {
                 AppError::not_found("API key")
-            });
+            }
+            .into());
         }
         let row = service::revoke(app, actor, key_id, ctx.request_meta()?).await?;
         Ok(ApiKey(row))

@@ -1,6 +1,7 @@
 //! What an API key may do.
 
-use crate::{orgs::model::OrgRole, text_enum};
+use crate::orgs::model::OrgRole;
+use tollgate_db::text_enum;
 
 text_enum! {
     /// What an API key may do.

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::graphql::User,
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::{
         context::ContextExt,
         scalars::{BigInt, Timestamp},
@@ -28,7 +28,7 @@ pub struct Organization {
 impl Organization {
     /// Organization `id` as the caller may see it; None when they may not
     /// (whether or not it exists).
-    pub async fn load(ctx: &Context<'_>, id: Uuid) -> AppResult<Option<Self>> {
+    pub async fn load(ctx: &Context<'_>, id: Uuid) -> ApiResult<Option<Self>> {
         let access = access::access_to(ctx, id).await?;
         if !access.can_see() {
             return Ok(None);
@@ -39,10 +39,10 @@ impl Organization {
 
     /// Like [`Organization::load`], for non-null fields: NOT_FOUND when
     /// the caller may not see it.
-    pub async fn require(ctx: &Context<'_>, id: Uuid) -> AppResult<Self> {
-        Self::load(ctx, id)
+    pub async fn require(ctx: &Context<'_>, id: Uuid) -> ApiResult<Self> {
+        Ok(Self::load(ctx, id)
             .await?
-            .ok_or_else(|| AppError::not_found("organization"))
+            .ok_or_else(|| AppError::not_found("organization"))?)
     }
 
     /// Wraps a row the caller's access to was already established.
@@ -89,7 +89,7 @@ impl Organization {
     }
 
     /// The one member with the OWNER role.
-    async fn owner(&self, ctx: &Context<'_>) -> AppResult<User> {
+    async fn owner(&self, ctx: &Context<'_>) -> ApiResult<User> {
         let loaders = ctx.loaders()?;
         let members = loaders
             .memberships_by_organization
@@ -102,9 +102,9 @@ impl Organization {
             .map(|m| m.user_id)
             .ok_or_else(|| AppError::internal(anyhow::anyhow!("organization {} has no owner", self.row.id)))?;
         let owner = loaders.users.load_one(owner_id).await?;
-        owner
+        Ok(owner
             .map(User::new)
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("owner {owner_id} missing")))
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("owner {owner_id} missing")))?)
     }
 
     /// The caller's role here; null for platform staff who are not members.
@@ -113,7 +113,7 @@ impl Organization {
     }
 
     /// Everyone in the organization, longest-standing first.
-    async fn members(&self, ctx: &Context<'_>) -> AppResult<Vec<Membership>> {
+    async fn members(&self, ctx: &Context<'_>) -> ApiResult<Vec<Membership>> {
         let members = ctx
             .loaders()?
             .memberships_by_organization
@@ -124,7 +124,7 @@ impl Organization {
     }
 
     /// Pending invitations; OWNER/ADMIN (null with FORBIDDEN for others).
-    async fn invitations(&self, ctx: &Context<'_>) -> AppResult<Option<Vec<Invitation>>> {
+    async fn invitations(&self, ctx: &Context<'_>) -> ApiResult<Option<Vec<Invitation>>> {
         self.access.require("Organization.invitations")?;
         let pending = ctx
             .loaders()?
@@ -136,12 +136,12 @@ impl Organization {
     }
 
     /// The subscription: what the organization pays for, and where the payments stand.
-    async fn subscription(&self, ctx: &Context<'_>) -> AppResult<crate::billing::graphql::BillingSubscription> {
+    async fn subscription(&self, ctx: &Context<'_>) -> ApiResult<crate::billing::graphql::BillingSubscription> {
         crate::billing::graphql::subscription_of(ctx, self.row.id).await
     }
 
     /// The plan in effect now, whose limits apply (the free plan once a grace period or a cancelled period has ended).
-    async fn plan(&self, ctx: &Context<'_>) -> AppResult<crate::billing::graphql::Plan> {
+    async fn plan(&self, ctx: &Context<'_>) -> ApiResult<crate::billing::graphql::Plan> {
         crate::billing::graphql::plan_of(ctx, self.row.id).await
     }
 
@@ -156,7 +156,7 @@ impl Organization {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> AppResult<Option<crate::admin::graphql::AuditEntryConnection>> {
+    ) -> ApiResult<Option<crate::admin::graphql::AuditEntryConnection>> {
         self.access.require("Organization.auditLog")?;
         crate::admin::graphql::organization_audit_log(ctx, self.row.id, first, after)
             .await
@@ -164,12 +164,12 @@ impl Organization {
     }
 
     /// OWNER/ADMIN see all keys; others see the keys they created.
-    async fn api_keys(&self, ctx: &Context<'_>) -> AppResult<Vec<crate::keys::graphql::ApiKey>> {
+    async fn api_keys(&self, ctx: &Context<'_>) -> ApiResult<Vec<crate::keys::graphql::ApiKey>> {
         crate::keys::graphql::keys_of_organization(ctx, self.access).await
     }
 
     /// Tokens and requests of the current period against the plan's limits.
-    async fn quota(&self, ctx: &Context<'_>) -> AppResult<crate::usage::quota::Quota> {
+    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::usage::quota::Quota> {
         self.access.require("Organization.quota")?;
         crate::usage::graphql::organization_quota(ctx, self.row.id).await
     }
@@ -181,7 +181,7 @@ impl Organization {
         from: Option<Timestamp>,
         to: Option<Timestamp>,
         #[graphql(default_with = "crate::usage::reads::UsageGroupBy::Day")] group_by: crate::usage::reads::UsageGroupBy,
-    ) -> AppResult<Vec<crate::usage::graphql::UsageBucket>> {
+    ) -> ApiResult<Vec<crate::usage::graphql::UsageBucket>> {
         self.access.require("Organization.usage")?;
         crate::usage::graphql::organization_usage(ctx, self.row.id, from, to, group_by).await
     }
@@ -198,7 +198,7 @@ impl Organization {
         user_id: Option<ID>,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
-    ) -> AppResult<crate::usage::graphql::UsageEventConnection> {
+    ) -> ApiResult<crate::usage::graphql::UsageEventConnection> {
         self.access.require("Organization.usageEvents")?;
         let args = crate::usage::graphql::UsageEventsArgs {
             first,
@@ -230,7 +230,7 @@ pub enum SeenBy {
 #[Object]
 impl Membership {
     /// The organization.
-    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
+    async fn organization(&self, ctx: &Context<'_>) -> ApiResult<Organization> {
         if self.1 == SeenBy::Caller {
             return Organization::require(ctx, self.0.organization_id).await;
         }
@@ -241,14 +241,15 @@ impl Membership {
             staff: None,
             key: KeyAccess::NotAKey,
         };
-        row.map(|row| Organization::new(row, access))
-            .ok_or_else(|| AppError::not_found("organization"))
+        Ok(row
+            .map(|row| Organization::new(row, access))
+            .ok_or_else(|| AppError::not_found("organization"))?)
     }
 
     /// The member.
-    async fn user(&self, ctx: &Context<'_>) -> AppResult<User> {
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<User> {
         let user = ctx.loaders()?.users.load_one(self.0.user_id).await?;
-        user.map(User::new).ok_or_else(|| AppError::not_found("user"))
+        Ok(user.map(User::new).ok_or_else(|| AppError::not_found("user"))?)
     }
 
     /// Their role here.
@@ -267,7 +268,7 @@ impl Membership {
     }
 
     /// Tokens counted against this member in the current period: usage reported with their token and with keys they created.
-    async fn tokens_used(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+    async fn tokens_used(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
         crate::usage::graphql::member_tokens_used(ctx, self.0.organization_id, self.0.user_id).await
     }
 }
@@ -293,14 +294,14 @@ impl Invitation {
     }
 
     /// Where the invitation leads.
-    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
+    async fn organization(&self, ctx: &Context<'_>) -> ApiResult<Organization> {
         Organization::require(ctx, self.0.organization_id).await
     }
 
     /// Who sent it.
-    async fn invited_by(&self, ctx: &Context<'_>) -> AppResult<User> {
+    async fn invited_by(&self, ctx: &Context<'_>) -> ApiResult<User> {
         let user = ctx.loaders()?.users.load_one(self.0.invited_by).await?;
-        user.map(User::new).ok_or_else(|| AppError::not_found("user"))
+        Ok(user.map(User::new).ok_or_else(|| AppError::not_found("user"))?)
     }
 
     /// When it was sent.
@@ -331,7 +332,7 @@ impl OrgsQuery {
         ctx: &Context<'_>,
         id: Option<ID>,
         slug: Option<String>,
-    ) -> AppResult<Option<Organization>> {
+    ) -> ApiResult<Option<Organization>> {
         let id = match (id, slug) {
             (Some(id), None) => match Uuid::parse_str(&id) {
                 Ok(id) => id,
@@ -349,7 +350,7 @@ impl OrgsQuery {
                     None => return Ok(None),
                 }
             }
-            _ => return Err(AppError::bad_input("id", "give exactly one of id or slug")),
+            _ => return Err(AppError::bad_input("id", "give exactly one of id or slug").into()),
         };
         Organization::load(ctx, id).await
     }

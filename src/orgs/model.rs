@@ -5,10 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::{
-    db::schema::{memberships, organizations},
-    text_enum,
-};
+use crate::db::schema::{memberships, organizations};
+use tollgate_db::text_enum;
 
 text_enum! {
     /// Role inside one organization. OWNER > ADMIN > MEMBER > VIEWER.

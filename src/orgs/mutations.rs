@@ -7,7 +7,7 @@ use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
 use uuid::Uuid;
 
 use crate::{
-    error::{AppError, AppResult, ErrorCode},
+    error::{ApiResult, AppError, ErrorCode},
     graphql::{context::ContextExt, scalars::BigInt},
     orgs::{
         access::authorize,
@@ -41,13 +41,13 @@ pub struct UpdateOrganizationInput {
 
 /// An organization id argument; one that is not an id of ours is as
 /// invisible as any other organization.
-fn organization_id(id: &ID) -> AppResult<Uuid> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found("organization"))
+fn organization_id(id: &ID) -> ApiResult<Uuid> {
+    Ok(Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found("organization"))?)
 }
 
 /// A user id naming a member; malformed ones match no member.
-fn member_id(id: &ID) -> AppResult<Uuid> {
-    Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found("member"))
+fn member_id(id: &ID) -> ApiResult<Uuid> {
+    Ok(Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found("member"))?)
 }
 
 /// Creating and managing organizations, their members and invitations.
@@ -57,7 +57,7 @@ pub struct OrgsMutation;
 #[Object]
 impl OrgsMutation {
     /// Creates a team organization owned by the caller, on the free plan. Without a slug, one is made from the name. FORBIDDEN until the caller has verified their email.
-    async fn create_organization(&self, ctx: &Context<'_>, input: CreateOrganizationInput) -> AppResult<Organization> {
+    async fn create_organization(&self, ctx: &Context<'_>, input: CreateOrganizationInput) -> ApiResult<Organization> {
         let user_id = ctx.principal()?.require_user()?;
         let row = service::create(
             ctx.app()?,
@@ -77,7 +77,7 @@ impl OrgsMutation {
         ctx: &Context<'_>,
         id: ID,
         input: UpdateOrganizationInput,
-    ) -> AppResult<Organization> {
+    ) -> ApiResult<Organization> {
         let user_id = ctx.principal()?.require_user()?;
         let id = organization_id(&id)?;
         authorize(ctx, id, "Mutation.updateOrganization").await?;
@@ -92,7 +92,7 @@ impl OrgsMutation {
     }
 
     /// Deletes the organization with its members, invitations and keys; OWNER only, never a personal organization.
-    async fn delete_organization(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+    async fn delete_organization(&self, ctx: &Context<'_>, id: ID) -> ApiResult<bool> {
         let user_id = ctx.principal()?.require_user()?;
         let id = organization_id(&id)?;
         authorize(ctx, id, "Mutation.deleteOrganization").await?;
@@ -107,7 +107,7 @@ impl OrgsMutation {
         organization_id: ID,
         email: String,
         #[graphql(default_with = "OrgRole::Member")] role: OrgRole,
-    ) -> AppResult<Invitation> {
+    ) -> ApiResult<Invitation> {
         let user_id = ctx.principal()?.require_user()?;
         let id = self::organization_id(&organization_id)?;
         authorize(ctx, id, "Mutation.inviteMember").await?;
@@ -116,7 +116,7 @@ impl OrgsMutation {
     }
 
     /// Makes a pending invitation's link stop working; OWNER/ADMIN of its organization.
-    async fn revoke_invitation(&self, ctx: &Context<'_>, id: ID) -> AppResult<bool> {
+    async fn revoke_invitation(&self, ctx: &Context<'_>, id: ID) -> ApiResult<bool> {
         let user_id = ctx.principal()?.require_user()?;
         let not_found = || AppError::not_found("invitation");
         let id = Uuid::parse_str(id.as_str()).map_err(|_| not_found())?;
@@ -139,7 +139,7 @@ impl OrgsMutation {
     }
 
     /// Joins with the invited role, using the token from the invitation email; the caller must be signed in with the invited address (which this verifies).
-    async fn accept_invitation(&self, ctx: &Context<'_>, token: String) -> AppResult<Membership> {
+    async fn accept_invitation(&self, ctx: &Context<'_>, token: String) -> ApiResult<Membership> {
         let user_id = ctx.principal()?.require_user()?;
         let row = invitation_service::accept(ctx.app()?, user_id, &token, ctx.request_meta()?).await?;
         ctx.loaders()?.forget_memberships();
@@ -154,7 +154,7 @@ impl OrgsMutation {
         user_id: ID,
         role: Option<OrgRole>,
         token_limit: MaybeUndefined<BigInt>,
-    ) -> AppResult<Membership> {
+    ) -> ApiResult<Membership> {
         let actor = ctx.principal()?.require_user()?;
         let id = self::organization_id(&organization_id)?;
         authorize(ctx, id, "Mutation.updateMember").await?;
@@ -172,7 +172,7 @@ impl OrgsMutation {
     }
 
     /// Removes anyone but the OWNER; OWNER/ADMIN.
-    async fn remove_member(&self, ctx: &Context<'_>, organization_id: ID, user_id: ID) -> AppResult<bool> {
+    async fn remove_member(&self, ctx: &Context<'_>, organization_id: ID, user_id: ID) -> ApiResult<bool> {
         let actor = ctx.principal()?.require_user()?;
         let id = self::organization_id(&organization_id)?;
         authorize(ctx, id, "Mutation.removeMember").await?;
@@ -181,7 +181,7 @@ impl OrgsMutation {
     }
 
     /// Leaves the organization; not the OWNER, never a personal organization.
-    async fn leave_organization(&self, ctx: &Context<'_>, organization_id: ID) -> AppResult<bool> {
+    async fn leave_organization(&self, ctx: &Context<'_>, organization_id: ID) -> ApiResult<bool> {
         let actor = ctx.principal()?.require_user()?;
         let id = self::organization_id(&organization_id)?;
         authorize(ctx, id, "Mutation.leaveOrganization").await?;
@@ -190,7 +190,7 @@ impl OrgsMutation {
     }
 
     /// The new owner must be a member; the old owner becomes ADMIN. The OWNER cannot leave without transferring first.
-    async fn transfer_ownership(&self, ctx: &Context<'_>, organization_id: ID, user_id: ID) -> AppResult<Organization> {
+    async fn transfer_ownership(&self, ctx: &Context<'_>, organization_id: ID, user_id: ID) -> ApiResult<Organization> {
         let actor = ctx.principal()?.require_user()?;
         let id = self::organization_id(&organization_id)?;
         authorize(ctx, id, "Mutation.transferOwnership").await?;

@@ -2,7 +2,7 @@
 
 use async_graphql::{Context, Object, SimpleObject};
 
-use crate::{error::AppResult, graphql::context::ContextExt};
+use crate::{error::ApiResult, graphql::context::ContextExt};
 
 /// What a client (editor extension, web app) needs to find the service.
 #[derive(SimpleObject)]
@@ -30,7 +30,7 @@ pub struct PlatformQuery;
 #[Object]
 impl PlatformQuery {
     /// What a client needs to find the service.
-    async fn client_config(&self, ctx: &Context<'_>) -> AppResult<ClientConfig> {
+    async fn client_config(&self, ctx: &Context<'_>) -> ApiResult<ClientConfig> {
         let config = ctx.app()?.config();
         let graphql_url = config.public_endpoint("graphql");
         let subscriptions_url = match graphql_url.strip_prefix("https://") {

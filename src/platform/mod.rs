@@ -6,7 +6,6 @@
 pub mod announced_cache;
 pub mod announcements;
 pub mod client_ip;
-pub mod clock;
 pub mod events;
 pub mod graphql;
 pub mod health;
@@ -15,3 +14,5 @@ pub mod metrics;
 pub mod playground;
 pub mod rate_limit;
 pub mod telemetry;
+
+pub use tollgate_core::clock;

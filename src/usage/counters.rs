@@ -19,7 +19,8 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::{db::DbPool, error::AppError, text_enum, usage::windows};
+use crate::{db::DbPool, error::AppError, usage::windows};
+use tollgate_db::text_enum;
 
 text_enum! {
     /// What a counter row counts for.

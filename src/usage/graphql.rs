@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{graphql::User, model::Role},
-    error::{AppError, AppResult},
+    error::{ApiResult, AppError},
     graphql::{
         context::ContextExt,
         pagination::{Page, PageInfo, PageRequest, SortOrder},
@@ -103,12 +103,12 @@ impl UsageEvent {
     }
 
     /// The organization it was recorded for.
-    async fn organization(&self, ctx: &Context<'_>) -> AppResult<Organization> {
+    async fn organization(&self, ctx: &Context<'_>) -> ApiResult<Organization> {
         Organization::require(ctx, self.0.organization_id).await
     }
 
     /// The key it was reported with; null without one, or when the caller may not see that key (members see the keys they created, OWNER/ADMIN all).
-    async fn api_key(&self, ctx: &Context<'_>) -> AppResult<Option<ApiKey>> {
+    async fn api_key(&self, ctx: &Context<'_>) -> ApiResult<Option<ApiKey>> {
         let Some(key_id) = self.0.api_key_id else {
             return Ok(None);
         };
@@ -121,7 +121,7 @@ impl UsageEvent {
     }
 
     /// The member it counts against: the reporting user, or the creator of the key it was reported with. Null for callers who may not see the organization's members (keys without ORG_READ).
-    async fn user(&self, ctx: &Context<'_>) -> AppResult<Option<User>> {
+    async fn user(&self, ctx: &Context<'_>) -> ApiResult<Option<User>> {
         let Some(user_id) = self.0.user_id else {
             return Ok(None);
         };
@@ -243,7 +243,7 @@ impl UsageEventConnection {
     }
 
     /// How many events match the filters, over all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> AppResult<BigInt> {
+    async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
         let mut conn = ctx.app()?.db().await?;
         Ok(BigInt(
             reads::count_events(&mut conn, self.organization_id, &self.filter).await?,
@@ -384,9 +384,9 @@ impl UsageUpdate {
 /// Organization.quota: the organization's quota now, through the request's
 /// loader (one set of queries for a list of organizations). The caller's
 /// access is checked by the field.
-pub async fn organization_quota(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Quota> {
+pub async fn organization_quota(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<Quota> {
     let snapshot = ctx.loaders()?.quotas.load_one(organization_id).await?;
-    snapshot.map(Quota).ok_or_else(|| AppError::not_found("organization"))
+    Ok(snapshot.map(Quota).ok_or_else(|| AppError::not_found("organization"))?)
 }
 
 /// Organization.usage: buckets over whole UTC days of occurredAt.
@@ -396,7 +396,7 @@ pub async fn organization_usage(
     from: Option<Timestamp>,
     to: Option<Timestamp>,
     group_by: UsageGroupBy,
-) -> AppResult<Vec<UsageBucket>> {
+) -> ApiResult<Vec<UsageBucket>> {
     let app = ctx.app()?;
     let mut conn = app.db().await?;
     let (windows, _) = windows::of_organization(&mut conn, organization_id, app.now())
@@ -431,7 +431,7 @@ pub async fn organization_usage_events(
     ctx: &Context<'_>,
     organization_id: Uuid,
     args: UsageEventsArgs,
-) -> AppResult<UsageEventConnection> {
+) -> ApiResult<UsageEventConnection> {
     let page = PageRequest::new(args.first, args.after.as_deref(), SortOrder::Descending)?;
     let id_arg = |field: &'static str, id: Option<ID>| {
         id.map(|id| Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not an id")))
@@ -460,13 +460,13 @@ pub async fn organization_usage_events(
 
 /// ApiKey.tokensUsed: the key's tokens in the current period, batched over
 /// a list of keys.
-pub async fn api_key_tokens_used(ctx: &Context<'_>, organization_id: Uuid, key_id: Uuid) -> AppResult<BigInt> {
+pub async fn api_key_tokens_used(ctx: &Context<'_>, organization_id: Uuid, key_id: Uuid) -> ApiResult<BigInt> {
     tokens_used(ctx, organization_id, SubjectKind::ApiKey, key_id).await
 }
 
 /// Membership.tokensUsed: the member's tokens in the current period (with
 /// their own token and with keys they created), batched over a list.
-pub async fn member_tokens_used(ctx: &Context<'_>, organization_id: Uuid, user_id: Uuid) -> AppResult<BigInt> {
+pub async fn member_tokens_used(ctx: &Context<'_>, organization_id: Uuid, user_id: Uuid) -> ApiResult<BigInt> {
     tokens_used(ctx, organization_id, SubjectKind::Member, user_id).await
 }
 
@@ -475,7 +475,7 @@ async fn tokens_used(
     organization_id: Uuid,
     kind: SubjectKind,
     subject_id: Uuid,
-) -> AppResult<BigInt> {
+) -> ApiResult<BigInt> {
     let of = TokensOf {
         organization_id,
         kind,
@@ -491,7 +491,7 @@ pub struct UsageQuery;
 #[Object]
 impl UsageQuery {
     /// The model catalog that prices usage.
-    async fn models(&self, ctx: &Context<'_>) -> AppResult<Vec<Model>> {
+    async fn models(&self, ctx: &Context<'_>) -> ApiResult<Vec<Model>> {
         let mut conn = ctx.app()?.db().await?;
         Ok(model::list(&mut conn).await?.into_iter().map(Model).collect())
     }
@@ -502,7 +502,7 @@ impl UsageQuery {
         ctx: &Context<'_>,
         organization_id: Option<ID>,
         model: String,
-    ) -> AppResult<UsageAuthorization> {
+    ) -> ApiResult<UsageAuthorization> {
         let reporter = record::reporter(ctx, organization_id.as_ref(), "Query.authorizeUsage").await?;
         let key = ctx.principal()?.api_key();
         let decision = authorize::decide(ctx.app()?, reporter, key, &model).await?;
@@ -521,7 +521,7 @@ pub struct UsageMutation;
 #[Object]
 impl UsageMutation {
     /// Records one LLM call. With an API key (USAGE_WRITE) the organization is the key's; with a user's token organizationId is required and the caller must be MEMBER or above. Never refused for a spent budget (ask authorizeUsage before the call).
-    async fn record_usage(&self, ctx: &Context<'_>, input: RecordUsageInput) -> AppResult<UsageReceipt> {
+    async fn record_usage(&self, ctx: &Context<'_>, input: RecordUsageInput) -> ApiResult<UsageReceipt> {
         let reporter = record::reporter(ctx, input.organization_id.as_ref(), "Mutation.recordUsage").await?;
         let app = ctx.app()?;
         let reports =
@@ -539,12 +539,9 @@ impl UsageMutation {
         &self,
         ctx: &Context<'_>,
         inputs: Vec<RecordUsageInput>,
-    ) -> AppResult<Vec<UsageReceipt>> {
+    ) -> ApiResult<Vec<UsageReceipt>> {
         if inputs.len() > MAX_BATCH {
-            return Err(AppError::bad_input(
-                "inputs",
-                format!("a batch holds at most {MAX_BATCH} inputs"),
-            ));
+            return Err(AppError::bad_input("inputs", format!("a batch holds at most {MAX_BATCH} inputs")).into());
         }
         let organization_id = record::batch_organization(ctx, &inputs)?;
         if inputs.is_empty() {
@@ -562,7 +559,7 @@ impl UsageMutation {
     }
 
     /// ADMIN: start the current period's counters (organization, keys, members) and thresholds afresh; events stay, counters count from this moment.
-    async fn reset_usage(&self, ctx: &Context<'_>, organization_id: ID) -> AppResult<Quota> {
+    async fn reset_usage(&self, ctx: &Context<'_>, organization_id: ID) -> ApiResult<Quota> {
         let actor = ctx.principal()?.require_user()?;
         let organization_id =
             Uuid::parse_str(organization_id.as_str()).map_err(|_| AppError::not_found("organization"))?;
@@ -572,11 +569,11 @@ impl UsageMutation {
     }
 
     /// ADMIN.
-    async fn upsert_model(&self, ctx: &Context<'_>, input: ModelInput) -> AppResult<Model> {
+    async fn upsert_model(&self, ctx: &Context<'_>, input: ModelInput) -> ApiResult<Model> {
         let user_id = ctx.principal()?.require_user()?;
         let user = ctx.loaders()?.users.load_one(user_id).await?;
         if !user.is_some_and(|user| user.role == Role::Admin) {
-            return Err(AppError::forbidden());
+            return Err(AppError::forbidden().into());
         }
         let app = ctx.app()?;
         let mut conn = app.db().await?;

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use crate::{
     app::AppState,
     auth::Principal,
-    error::{AppError, AppResult, ErrorCode},
+    error::{ApiError, ApiResult, AppError, ErrorCode},
     graphql::context::ContextExt,
     orgs::access,
     usage::{
@@ -30,7 +30,7 @@ impl UsageSubscription {
         &self,
         ctx: &Context<'_>,
         organization_id: ID,
-    ) -> Result<impl Stream<Item = Result<UsageUpdate, AppError>> + use<>, AppError> {
+    ) -> Result<impl Stream<Item = ApiResult<UsageUpdate>> + use<>, ApiError> {
         let organization_id = Uuid::parse_str(&organization_id).map_err(|_| AppError::not_found("organization"))?;
         let app = ctx.app()?.clone();
         // Access changes are heard from before the check, so none that
@@ -68,7 +68,7 @@ impl Drop for Feed {
 
 impl Feed {
     /// The next update, or a last error and the end.
-    async fn next(mut self) -> Option<(AppResult<UsageUpdate>, Self)> {
+    async fn next(mut self) -> Option<(ApiResult<UsageUpdate>, Self)> {
         if self.finished {
             return None;
         }
@@ -97,9 +97,9 @@ impl Feed {
         }
     }
 
-    fn finish(mut self, error: AppError) -> Option<(AppResult<UsageUpdate>, Self)> {
+    fn finish(mut self, error: AppError) -> Option<(ApiResult<UsageUpdate>, Self)> {
         self.finished = true;
-        Some((Err(error), self))
+        Some((Err(error.into()), self))
     }
 
     /// Whether the change may have taken this subscriber's access to the

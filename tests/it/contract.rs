@@ -19,6 +19,19 @@ fn manifest_dir() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The workspace root: the nearest folder up from this package that holds
+/// a `Cargo.toml` with a `[workspace]` table, so the contract is found the
+/// same way wherever the package sits in the workspace.
+fn workspace_root() -> PathBuf {
+    manifest_dir()
+        .ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml")).is_ok_and(|manifest| manifest.contains("[workspace]"))
+        })
+        .expect("a Cargo workspace above the package")
+        .to_path_buf()
+}
+
 #[test]
 fn committed_schema_matches_the_code() {
     let path = manifest_dir().join("schema.graphql");
@@ -124,11 +137,15 @@ fn gap_list() -> (PathBuf, BTreeSet<String>) {
 
 #[test]
 fn every_contract_item_is_built_or_listed_as_a_gap() {
-    let contract_path = manifest_dir().join("../shared/spec/schema.graphql");
-    let Ok(contract) = std::fs::read_to_string(&contract_path) else {
-        eprintln!("skipped: {} is not present", contract_path.display());
-        return;
-    };
+    let contract_path = workspace_root().join("../shared/spec/schema.graphql");
+    // A missing contract fails rather than skips: a check that passes
+    // without checking anything would hide every drift.
+    let contract = std::fs::read_to_string(&contract_path).unwrap_or_else(|e| {
+        panic!(
+            "the API contract {} cannot be read ({e}); the repository expects the shared specification next to it",
+            contract_path.display()
+        )
+    });
     let contract = items(&contract);
     let exported = items(&tollgate::graphql::export_sdl());
     let (gaps_path, gaps) = gap_list();

@@ -9,7 +9,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::Email;
-use crate::{db::schema::email_outbox, text_enum};
+use crate::db::schema::email_outbox;
+use tollgate_db::text_enum;
 
 text_enum! {
     /// Where an outbox email is in its delivery.

@@ -17,8 +17,6 @@ use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use crate::graphql::limits;
-
 /// A configuration value that could not be used; names the variable.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {variable}: {message}")]
@@ -91,7 +89,7 @@ pub struct Config {
     /// Development or production.
     pub app_env: AppEnv,
     /// HS256 key for access tokens; `None` in development means "generate
-    /// one per data folder" (see [`crate::auth::access_token`]).
+    /// one per data folder" (see the auth layer's `access_token`).
     pub jwt_secret: Option<SecretString>,
     /// Access token life.
     pub access_token_ttl: Duration,
@@ -487,6 +485,21 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         }
         Ok(Some(SecretString::from(raw.trim().to_owned())))
     }
+}
+
+/// Defaults of the GraphQL query limits (`GRAPHQL_MAX_*`).
+pub mod limits {
+    /// Default GraphQL depth limit.
+    pub const DEFAULT_MAX_DEPTH: usize = 16;
+    /// Default GraphQL complexity limit: an ADMIN's page of 100
+    /// organizations with their members costs about 4,400, and the standard
+    /// introspection query a few hundred.
+    pub const DEFAULT_MAX_COMPLEXITY: usize = 20_000;
+    /// Default statements one query may run.
+    pub const DEFAULT_MAX_STATEMENTS: u64 = 500;
+    /// Default bytes of one answer: 4 MiB, many times the
+    /// standard introspection answer.
+    pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 }
 
 #[cfg(test)]

@@ -1,15 +1,11 @@
-//! The one error type of the request path and its mapping to the contract's
-//! `extensions.code`.
+//! The one error type of every layer, with the contract's codes.
 //!
 //! `AppError` deliberately does not implement `Display`: async-graphql has a
 //! blanket `From<T: Display>` that would turn any error's text into a client
-//! message. Without `Display`, `?` in a resolver goes through our own
-//! conversion below, where internal causes are logged and replaced by a
-//! fixed message.
+//! message. The schema layer maps it to GraphQL errors (`ApiError`), logging
+//! internal causes and showing a fixed message instead.
 
 use std::{borrow::Cow, sync::Arc};
-
-use async_graphql::ErrorExtensions;
 
 /// The contract's error codes (top of `schema.graphql`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,47 +199,23 @@ impl AppError {
         }
     }
 
-    /// The client-facing GraphQL error. Internal causes are logged here,
-    /// once, and never sent.
-    pub fn into_graphql(self) -> async_graphql::Error {
-        let code = self.code();
+    /// The message a client is shown: the refusal's own text, or a
+    /// fixed one for outages and internal failures (whose causes go to the
+    /// log, never to the client).
+    pub fn client_message(&self) -> Cow<'static, str> {
         match self {
-            Self::Client {
-                message,
-                field,
-                retry_after,
-                ..
-            } => async_graphql::Error::new(message).extend_with(|_, ext| {
-                ext.set("code", code.as_str());
-                if let Some(field) = field {
-                    ext.set("field", field.as_ref());
-                }
-                if let Some(secs) = retry_after {
-                    ext.set("retryAfter", secs);
-                }
-            }),
-            Self::Unavailable(cause) => {
-                tracing::error!(error = ?cause, "dependency unavailable");
-                coded("service temporarily unavailable, retry later", code)
-            }
-            Self::Internal(cause) => {
-                tracing::error!(error = ?cause, "internal error");
-                coded("internal error", code)
-            }
-            Self::AtIndex { index, error } => error.into_graphql().extend_with(|_, ext| ext.set("index", index)),
+            Self::Client { message, .. } => message.clone(),
+            Self::AtIndex { error, .. } => error.client_message(),
+            Self::Unavailable(_) => Cow::Borrowed(UNAVAILABLE_MESSAGE),
+            Self::Internal(_) => Cow::Borrowed(INTERNAL_MESSAGE),
         }
     }
 }
 
-fn coded(message: &'static str, code: ErrorCode) -> async_graphql::Error {
-    async_graphql::Error::new(message).extend_with(|_, ext| ext.set("code", code.as_str()))
-}
-
-impl From<AppError> for async_graphql::Error {
-    fn from(err: AppError) -> Self {
-        err.into_graphql()
-    }
-}
+/// What a client reads when a dependency is down.
+pub const UNAVAILABLE_MESSAGE: &str = "service temporarily unavailable, retry later";
+/// What a client reads for a bug or unexpected failure.
+pub const INTERNAL_MESSAGE: &str = "internal error";
 
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {
@@ -286,14 +258,6 @@ impl From<redis::RedisError> for AppError {
     }
 }
 
-impl From<async_graphql::Error> for AppError {
-    /// Only framework plumbing (missing context data) produces these, so
-    /// they are internal.
-    fn from(err: async_graphql::Error) -> Self {
-        Self::internal(anyhow::anyhow!("graphql: {}", err.message))
-    }
-}
-
 impl From<tokio::task::JoinError> for AppError {
     fn from(err: tokio::task::JoinError) -> Self {
         Self::internal(err)
@@ -301,39 +265,10 @@ impl From<tokio::task::JoinError> for AppError {
 }
 
 /// The `extensions.field` of a client error; panics on anything else.
-/// For unit tests of validation.
-#[cfg(test)]
+/// For unit tests of validation (any layer's).
 pub fn field_of<T: std::fmt::Debug>(result: AppResult<T>) -> Option<String> {
     match result {
         Err(AppError::Client { field, .. }) => field.map(|f| f.into_owned()),
         other => panic!("expected a client error, got {other:?}"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ext(err: &async_graphql::Error, key: &str) -> Option<String> {
-        err.extensions.as_ref()?.get(key).map(|v| v.to_string())
-    }
-
-    #[test]
-    fn internal_causes_never_reach_the_client() {
-        let err: async_graphql::Error = AppError::internal(anyhow::anyhow!("relation \"users\" does not exist")).into();
-        assert_eq!(err.message, "internal error");
-        assert_eq!(ext(&err, "code").as_deref(), Some("\"INTERNAL\""));
-    }
-
-    #[test]
-    fn bad_input_names_the_field_and_rate_limits_carry_retry_after() {
-        let err: async_graphql::Error = AppError::bad_input("email", "not an email").into();
-        assert_eq!(ext(&err, "field").as_deref(), Some("\"email\""));
-        let err: async_graphql::Error = AppError::bad_input("model", "too long").at_index(3).into();
-        assert_eq!(ext(&err, "index").as_deref(), Some("3"));
-        assert_eq!(ext(&err, "field").as_deref(), Some("\"model\""));
-        let err: async_graphql::Error = AppError::rate_limited(12).into();
-        assert_eq!(ext(&err, "retryAfter").as_deref(), Some("12"));
-        assert_eq!(ext(&err, "code").as_deref(), Some("\"RATE_LIMITED\""));
     }
 }

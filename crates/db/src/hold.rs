@@ -15,7 +15,7 @@
 //! Scopes follow futures, not tasks: GraphQL resolves sibling fields
 //! concurrently inside one task, and two siblings that each hold one
 //! connection wait for nothing of each other's, so each field resolves in
-//! a scope of its own (see [`crate::graphql`]), and so does each
+//! a scope of its own (the GraphQL layer), and so does each
 //! subscription of a websocket ([`ScopedStream`]). Asking a per-request
 //! loader while holding a connection is the same deadlock one task
 //! removed (its batch runs in a spawned task that asks the pool), so the

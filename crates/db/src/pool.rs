@@ -3,7 +3,7 @@
 //! GraphQL operation so a query cannot run without bound, a count of the
 //! tasks waiting for a connection, and the one way to take a connection:
 //! [`DbPool::get`], which refuses a second connection to work that holds
-//! one (see [`super::hold`]).
+//! one (see [`crate::hold`]).
 
 use std::{
     ops::{Deref, DerefMut},
@@ -21,7 +21,7 @@ use diesel_async::{
 };
 
 use super::hold::{self, Hold, SecondConnection};
-use crate::error::AppError;
+use tollgate_core::AppError;
 
 /// How long a request waits for a connection before SERVICE_UNAVAILABLE.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -61,7 +61,7 @@ pub enum CheckoutError {
     /// The database could not be reached, or no connection freed up in time.
     #[error("no database connection: {0}")]
     Unavailable(#[from] deadpool::PoolError),
-    /// The caller already holds one (a bug; see [`super::hold`]).
+    /// The caller already holds one (a bug; see [`crate::hold`]).
     #[error(transparent)]
     SecondConnection(#[from] SecondConnection),
 }

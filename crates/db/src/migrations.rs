@@ -12,7 +12,7 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 const MIGRATION_LOCK: i64 = 0x746f_6c6c_6761_7465;
 
 /// Every migration under `migrations/`.
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// Applies pending migrations; returns the versions applied.
 pub async fn run_pending(database_url: &str) -> anyhow::Result<Vec<String>> {

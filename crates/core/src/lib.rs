@@ -1,0 +1,10 @@
+//! The foundation every other layer stands on: configuration read from the
+//! environment, the one error type with the contract's codes, and the clock.
+//! It knows nothing of the database schema, HTTP or GraphQL.
+
+pub mod clock;
+pub mod config;
+pub mod error;
+
+pub use config::Config;
+pub use error::{AppError, AppResult, ErrorCode};
