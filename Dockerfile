@@ -1,7 +1,8 @@
 # Build: the full toolchain, cached dependency layer first.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-COPY Cargo.toml Cargo.lock build.rs ./
+COPY Cargo.toml Cargo.lock ./
+COPY crates ./crates
 COPY src ./src
 COPY migrations ./migrations
 # The built playground, embedded in the binary (committed; no Node needed here).

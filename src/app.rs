@@ -1,7 +1,7 @@
 //! The application: its shared state, how it is assembled from a
 //! [`Config`], and how it serves and shuts down.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use anyhow::Context as _;
 use axum::{
@@ -9,7 +9,6 @@ use axum::{
     http::{HeaderName, HeaderValue, Method, Request, header},
     routing::get,
 };
-use chrono::{DateTime, Utc};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -20,6 +19,8 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+use tollgate_platform::{Platform, PlatformParts};
+
 use crate::{
     auth::{
         AccessTokens, PasswordHasher, RefreshTokens, access_token::load_or_create_dev_secret,
@@ -27,19 +28,17 @@ use crate::{
     },
     config::{Config, CorsOrigins, redact_url},
     db::{
-        DbConn, DbPool, QueryCounter,
+        QueryCounter,
         local_postgres::{LocalPostgres, LocalPostgresOptions},
         migrations, pool,
     },
-    error::AppResult,
     graphql::{self, AppSchema, QueryLimits, persisted::PersistedQueries},
     keys::cache::KeyCache,
     platform::{
         announcements::Announcements,
         clock::{SharedClock, SystemClock},
         events::{BusConfig, EventBus},
-        health,
-        metrics::{self, Metrics},
+        health, metrics,
         rate_limit::RateLimiter,
     },
     usage::live::UsageHub,
@@ -52,65 +51,36 @@ const JOBS_POOL_SIZE: usize = 4;
 /// How long shutdown waits for websockets and jobs to finish.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Everything a request handler may need, cheap to clone.
+/// Everything a request handler may need, cheap to clone: the
+/// [`Platform`] (which it dereferences to) plus credentials and the caches
+/// of the layers above it.
 #[derive(Clone)]
 pub struct AppState {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    config: Config,
-    pool: DbPool,
-    jobs_pool: DbPool,
-    clock: SharedClock,
+    platform: Platform,
     access_tokens: AccessTokens,
     refresh_tokens: RefreshTokens,
     passwords: PasswordHasher,
-    redis: Option<redis::aio::ConnectionManager>,
-    events: EventBus,
-    announcements: Announcements,
     session_cache: SessionCache,
     key_cache: KeyCache,
     usage_hub: UsageHub,
-    rate_limiter: RateLimiter,
-    metrics: Metrics,
-    queries: QueryCounter,
-    started: Instant,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Platform;
+
+    fn deref(&self) -> &Platform {
+        &self.inner.platform
+    }
 }
 
 impl AppState {
-    /// The configuration the app was built with.
-    pub fn config(&self) -> &Config {
-        &self.inner.config
-    }
-
-    /// A pooled connection; SERVICE_UNAVAILABLE when none can be had.
-    pub async fn db(&self) -> AppResult<DbConn> {
-        Ok(self.inner.pool.get().await?)
-    }
-
-    /// The request pool, for loaders. Its statements are counted.
-    pub fn pool(&self) -> &DbPool {
-        &self.inner.pool
-    }
-
-    /// A small pool of its own for background jobs, so their polling
-    /// neither competes with requests for connections nor shows up in the
-    /// request statement count.
-    pub fn jobs_pool(&self) -> &DbPool {
-        &self.inner.jobs_pool
-    }
-
-    /// The current time, from the application clock.
-    pub fn now(&self) -> DateTime<Utc> {
-        self.inner.clock.now()
-    }
-
-    /// The application clock.
-    pub fn clock(&self) -> &SharedClock {
-        &self.inner.clock
+    /// The foundation every layer shares.
+    pub fn platform(&self) -> &Platform {
+        &self.inner.platform
     }
 
     /// Access token minting and checking.
@@ -128,16 +98,6 @@ impl AppState {
         &self.inner.passwords
     }
 
-    /// Events to and from every instance.
-    pub fn events(&self) -> &EventBus {
-        &self.inner.events
-    }
-
-    /// Revocations and role changes, from every instance.
-    pub fn announcements(&self) -> &Announcements {
-        &self.inner.announcements
-    }
-
     /// Live sessions known to this instance.
     pub fn session_cache(&self) -> &SessionCache {
         &self.inner.session_cache
@@ -152,42 +112,6 @@ impl AppState {
     pub fn usage_hub(&self) -> &UsageHub {
         &self.inner.usage_hub
     }
-
-    /// Attempt counters (shared through Redis when configured).
-    pub fn rate_limiter(&self) -> &RateLimiter {
-        &self.inner.rate_limiter
-    }
-
-    /// Redis, when configured.
-    pub fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
-        self.inner.redis.as_ref()
-    }
-
-    /// This instance's counters for `/metrics`.
-    pub fn metrics(&self) -> &Metrics {
-        &self.inner.metrics
-    }
-
-    /// SQL statements run so far by this instance.
-    pub fn query_count(&self) -> u64 {
-        self.inner.queries.get()
-    }
-
-    /// Seconds since the app was built.
-    pub fn uptime_secs(&self) -> u64 {
-        self.inner.started.elapsed().as_secs()
-    }
-
-    /// Cancelled when the server begins to shut down; long-lived work
-    /// (websockets, jobs) watches it.
-    pub fn shutdown_signal(&self) -> &CancellationToken {
-        &self.inner.shutdown
-    }
-
-    /// Tracks long-lived tasks so shutdown can wait for them.
-    pub fn tasks(&self) -> &TaskTracker {
-        &self.inner.tasks
-    }
 }
 
 /// State of the HTTP handlers.
@@ -199,6 +123,12 @@ pub struct HttpState {
     pub schema: AppSchema,
     /// Documents registered by automatic persisted queries.
     pub persisted: PersistedQueries,
+}
+
+impl axum::extract::FromRef<HttpState> for AppState {
+    fn from_ref(http: &HttpState) -> Self {
+        http.app.clone()
+    }
 }
 
 /// A built application, ready to serve.
@@ -335,31 +265,32 @@ async fn assemble(
         ..QueryLimits::default()
     });
 
+    let platform = Platform::new(PlatformParts {
+        config,
+        pool,
+        jobs_pool,
+        clock,
+        redis,
+        events,
+        announcements,
+        rate_limiter,
+        queries,
+        shutdown,
+        tasks,
+    });
     let state = AppState {
         inner: Arc::new(Inner {
-            config,
-            pool,
-            jobs_pool,
-            clock,
+            platform,
             access_tokens,
             refresh_tokens,
             passwords: PasswordHasher::default(),
-            redis,
-            events,
-            announcements,
             session_cache,
             key_cache,
             usage_hub,
-            rate_limiter,
-            metrics: Metrics::default(),
-            queries,
-            started: Instant::now(),
-            shutdown,
-            tasks,
         }),
     };
     crate::platform::mail::spawn_worker(&state);
-    crate::billing::lapses::spawn_job(&state);
+    crate::billing::jobs(&state);
     let passwords = state.passwords().clone();
     state.tasks().spawn(async move { passwords.prime().await });
     let persisted = PersistedQueries::new(state.redis().cloned(), state.config().redis_key_prefix.clone());
@@ -390,20 +321,10 @@ fn router(state: HttpState) -> Router {
             get(graphql::http::graphql_get).post(graphql::http::graphql_post),
         )
         .route("/health", get(health::health))
-        .route("/avatars/{id}", get(crate::accounts::avatars::serve))
-        .route("/device", get(crate::accounts::pages::device_page))
-        .route("/verify-email", get(crate::accounts::pages::verify_email_page))
-        .route("/reset-password", get(crate::accounts::pages::reset_password_page))
-        .route(
-            "/accept-invitation",
-            get(crate::accounts::pages::accept_invitation_page),
-        )
         .route("/ready", get(health::ready))
-        .route("/metrics", get(metrics::serve))
-        .route(
-            "/webhooks/stripe",
-            axum::routing::post(crate::billing::webhooks::receive),
-        )
+        .route("/metrics", get(health::metrics))
+        .merge(crate::accounts::routes())
+        .merge(crate::billing::routes())
         .merge(if state.app.config().playground {
             crate::platform::playground::routes()
         } else {

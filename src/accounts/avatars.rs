@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::{
     accounts::profile::{self, AvatarRow},
-    app::{AppState, HttpState},
+    app::AppState,
     error::{AppError, AppResult, ErrorCode},
 };
 
@@ -23,11 +23,11 @@ const CONTENT_SECURITY_POLICY: &str = "default-src 'none'";
 /// `GET /avatars/{id}`: the picture with its stored Content-Type and
 /// long-lived caching headers; 304 when the client's ETag matches; 404 for
 /// an unknown or malformed id.
-pub async fn serve(State(http): State<HttpState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+pub async fn serve(State(app): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let Ok(id) = Uuid::try_parse(&id) else {
         return StatusCode::NOT_FOUND.into_response();
     };
-    match load(&http.app, id).await {
+    match load(&app, id).await {
         Ok(Some(avatar)) => respond(avatar, &headers),
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(e) => {

@@ -48,11 +48,11 @@ use crate::{
         sessions::{self, IssuedTokens},
         throttle::{self, AuthAction},
     },
-    admin::audit::{self, AuditEntry},
     app::AppState,
     db::schema::device_logins,
     error::{AppError, AppResult, ErrorCode},
     graphql::context::RequestMeta,
+    platform::audit::{self, AuditEntry},
 };
 use tollgate_db::text_enum;
 

@@ -13,10 +13,10 @@ use crate::{
         sessions::{self, IssuedTokens},
         throttle::{self, AuthAction},
     },
-    admin::audit::{self, AuditEntry},
     app::AppState,
     error::{AppError, AppResult, ErrorCode},
     graphql::context::RequestMeta,
+    platform::audit::{self, AuditEntry},
 };
 
 /// The one answer to a wrong email or password.

@@ -6,7 +6,6 @@ pub mod device;
 pub mod device_graphql;
 pub mod email;
 pub mod email_tokens;
-pub mod emails;
 pub mod graphql;
 pub mod lockout;
 pub mod login;
@@ -21,3 +20,22 @@ pub mod registration;
 pub mod service;
 pub mod sessions;
 pub mod throttle;
+
+use axum::{Router, extract::FromRef, routing::get};
+
+use crate::app::AppState;
+
+/// What accounts adds to the server besides GraphQL: the pages that email
+/// links open, and avatar images.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+{
+    Router::new()
+        .route("/avatars/{id}", get(avatars::serve))
+        .route("/device", get(pages::device_page))
+        .route("/verify-email", get(pages::verify_email_page))
+        .route("/reset-password", get(pages::reset_password_page))
+        .route("/accept-invitation", get(pages::accept_invitation_page))
+}

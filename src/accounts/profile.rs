@@ -16,13 +16,13 @@ use crate::{
         registration::clean_name,
         sessions,
     },
-    admin::audit::{self, AuditEntry},
     app::AppState,
     db::schema::{avatars, email_tokens, memberships, organizations, sessions as sessions_table, users},
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     orgs::model::{self as orgs, OrgRole},
     platform::announcements::Recorded,
+    platform::audit::{self, AuditEntry},
 };
 
 /// The largest preferences object accepted, as compact JSON.

@@ -8,20 +8,21 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use crate::platform::mail::templates;
 use crate::{
     accounts::{
         email::normalize_email,
         email_tokens::{self, TokenPurpose},
-        emails, lockout, login,
+        lockout, login,
         model::{self, UserRow},
         password_policy, sessions,
         throttle::{self, AuthAction},
     },
-    admin::audit::{self, AuditEntry},
     app::AppState,
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     keys,
+    platform::audit::{self, AuditEntry},
     platform::{
         announcements::{self, Recorded},
         mail,
@@ -87,7 +88,7 @@ pub async fn resend_verification(app: &AppState, user_id: Uuid) -> AppResult<boo
         let token = email_tokens::create(conn, user.id, &user.email, TokenPurpose::VerifyEmail, now).await?;
         mail::enqueue(
             conn,
-            &emails::verify_email(app.config(), &user.email, &user.name, &token),
+            &templates::verify_email(app.config(), &user.email, &user.name, &token),
             now,
         )
         .await?;
@@ -129,7 +130,7 @@ async fn send_reset_link(app: &AppState, email: &str) -> AppResult<()> {
         let token = email_tokens::create(conn, user.id, email, TokenPurpose::ResetPassword, now).await?;
         mail::enqueue(
             conn,
-            &emails::reset_password(app.config(), email, &user.name, &token),
+            &templates::reset_password(app.config(), email, &user.name, &token),
             now,
         )
         .await?;
@@ -251,6 +252,6 @@ async fn replace_password(
         .target("user", user.id)
         .metadata(serde_json::json!({ "sessionsEnded": ended.len() }));
     audit::record(conn, entry, now).await?;
-    mail::enqueue(conn, &emails::password_changed(&user.email, &user.name), now).await?;
+    mail::enqueue(conn, &templates::password_changed(&user.email, &user.name), now).await?;
     Ok(sessions::announce_ended(conn, &ended).await?)
 }

@@ -8,17 +8,16 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use secrecy::SecretString;
 use uuid::Uuid;
 
+use crate::platform::mail::templates;
 use crate::{
     accounts::{
         email::normalize_email,
         email_tokens::{self, TokenPurpose},
-        emails,
         model::{self, NewUser, Role, UserRow},
         password_policy,
         sessions::{self, IssuedTokens},
         throttle::{self, AuthAction},
     },
-    admin::audit::{self, AuditEntry},
     app::AppState,
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
@@ -26,6 +25,7 @@ use crate::{
         invitation_service,
         model::{self as orgs, NewOrganization, OrganizationRow},
     },
+    platform::audit::{self, AuditEntry},
     platform::mail,
 };
 
@@ -177,7 +177,7 @@ pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -
                     }
                     None => {
                         let token = email_tokens::create(conn, user.id, email, TokenPurpose::VerifyEmail, now).await?;
-                        mail::enqueue(conn, &emails::verify_email(app.config(), email, name, &token), now).await?;
+                        mail::enqueue(conn, &templates::verify_email(app.config(), email, name, &token), now).await?;
                     }
                 }
                 Ok((user, session))

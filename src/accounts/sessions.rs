@@ -9,13 +9,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
-    admin::audit::{self, AuditEntry},
     app::AppState,
     auth::session_cache::Revocation,
     db::schema::{sessions, users},
     error::{AppError, AppResult},
     graphql::context::RequestMeta,
     platform::announcements::{self, Recorded},
+    platform::audit::{self, AuditEntry},
 };
 
 /// How long the just-rotated refresh token is still answered (with the

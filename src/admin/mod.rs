@@ -1,7 +1,7 @@
 //! Platform administration and the audit trail: the staff queries and
 //! mutations, system statistics, and the audit log's writer and readers.
 
-pub mod audit;
+pub use tollgate_platform::audit;
 pub mod events;
 pub mod graphql;
 pub mod search;

@@ -10,7 +10,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    admin::audit::{self, AuditEntry},
     billing::{
         model::{self, FREE_PLAN_KEY, PlanRow},
         stripe_api::{RemoteStatus, RemoteSubscription},
@@ -18,6 +17,7 @@ use crate::{
     },
     db::schema::subscriptions,
     error::{AppError, AppResult},
+    platform::audit::{self, AuditEntry},
     usage::segments,
 };
 

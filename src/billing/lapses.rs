@@ -16,7 +16,6 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 
 use crate::{
-    admin::audit::{self, AuditEntry},
     app::AppState,
     billing::{
         changes,
@@ -26,6 +25,7 @@ use crate::{
     },
     config::Config,
     db::schema::{stripe_events, subscriptions},
+    platform::audit::{self, AuditEntry},
     platform::mail,
 };
 

@@ -22,7 +22,23 @@ pub mod webhooks;
 
 pub use cancel::cancel_for_deleted_organization;
 
-use crate::config::Config;
+use axum::{Router, extract::FromRef, routing::post};
+
+use crate::{app::AppState, config::Config};
+
+/// What billing adds to the server besides GraphQL: Stripe's webhook.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+{
+    Router::new().route("/webhooks/stripe", post(webhooks::receive))
+}
+
+/// Billing's background work: announcing paid plans that stop counting.
+pub fn jobs(app: &AppState) {
+    lapses::spawn_job(app);
+}
 
 /// How long a subscription whose payments fail keeps its plan
 /// (BILLING_GRACE_DAYS).

@@ -6,11 +6,11 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
-    accounts::emails::{html_escape, one_line},
     config::Config,
     db::schema::{memberships, organizations, users},
     orgs::model::OrgRole,
     platform::mail::Email,
+    platform::mail::templates::{html_escape, one_line},
 };
 
 /// `kind` of the email that tells an OWNER their organization is back on

@@ -23,7 +23,7 @@ use sha2::Sha256;
 use uuid::Uuid;
 
 use crate::{
-    app::{AppState, HttpState},
+    app::AppState,
     billing::{
         changes::{self, ChangeCause},
         grace_period,
@@ -50,8 +50,8 @@ const HANDLED_TYPES: &[&str] = &[
 /// The route handler: 400 for a bad or missing signature or payload
 /// (nothing is stored or changed), 200 once the event is applied or known
 /// to need nothing, 5xx when applying failed (Stripe retries).
-pub async fn receive(State(state): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
-    let app = &state.app;
+pub async fn receive(State(app): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let app = &app;
     let Some(secret) = app.config().stripe_webhook_secret.as_ref() else {
         return reply(StatusCode::BAD_REQUEST, "webhooks are not configured");
     };

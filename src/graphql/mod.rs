@@ -11,6 +11,7 @@ pub mod input_guard;
 pub mod limits;
 pub mod loaders;
 pub mod media;
+pub mod metrics;
 pub mod pagination;
 pub mod persisted;
 pub mod scalars;
@@ -66,7 +67,7 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, UsageSubscription>;
 pub fn build_schema(limits: QueryLimits) -> AppSchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), UsageSubscription)
         // First, so it sees the codes the extensions after it set.
-        .extension(crate::platform::metrics::GraphqlMetrics)
+        .extension(metrics::GraphqlMetrics)
         .extension(limits::Limits::new(limits, cost_model()))
         .extension(input_guard::InputGuard)
         // Outside every extension that may fail a field, so that it sees

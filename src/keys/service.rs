@@ -7,7 +7,6 @@ use uuid::Uuid;
 
 use crate::{
     accounts::service::require_verified,
-    admin::audit::{self, AuditEntry},
     app::AppState,
     billing::subscription::plan_in_effect,
     error::{AppError, AppResult},
@@ -24,6 +23,7 @@ use crate::{
         service::{audit_ip, find_membership, lock_as_member},
     },
     platform::announcements::{self, Recorded},
+    platform::audit::{self, AuditEntry},
 };
 
 /// Longest key name, in characters.

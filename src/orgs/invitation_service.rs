@@ -18,14 +18,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::platform::mail::templates;
 use crate::{
     accounts::{
         email::normalize_email,
         email_tokens::{hash_secret, random_secret},
-        emails,
         model::{self as users, UserRow},
     },
-    admin::audit::{self, AuditEntry},
     app::AppState,
     billing::subscription::plan_in_effect,
     db::schema::{invitations, memberships, users as users_table},
@@ -36,6 +35,7 @@ use crate::{
         model::{self as orgs, MembershipRow, OrgRole},
         service::{audit_ip, find_membership, lock_as_member, refuse_personal},
     },
+    platform::audit::{self, AuditEntry},
     platform::mail,
 };
 
@@ -223,7 +223,7 @@ pub async fn invite(
                 .returning(InvitationRow::as_returning())
                 .get_result(conn)
                 .await?;
-            let message = emails::invitation(app.config(), &email, &organization.name, &inviter_row.name, &token);
+            let message = templates::invitation(app.config(), &email, &organization.name, &inviter_row.name, &token);
             mail::enqueue(conn, &message, now).await?;
             let entry = AuditEntry::new("member.invited", Some(inviter), ip.clone())
                 .target("invitation", invitation.id)

@@ -14,7 +14,6 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    admin::audit::{self, AuditEntry},
     app::AppState,
     db::schema::{memberships, users},
     error::{AppError, AppResult},
@@ -25,6 +24,7 @@ use crate::{
         service::{audit_ip, find_membership, lock_as_member, refuse_personal},
     },
     platform::announcements::{self, Recorded},
+    platform::audit::{self, AuditEntry},
 };
 
 /// What `updateMember` asked to change; `None` keeps a value.

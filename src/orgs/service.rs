@@ -18,7 +18,6 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{registration::clean_name, service::require_verified},
-    admin::audit::{self, AuditEntry},
     app::AppState,
     db::schema::{memberships, organizations},
     error::{AppError, AppResult, ErrorCode},
@@ -30,6 +29,7 @@ use crate::{
         slug,
     },
     platform::announcements,
+    platform::audit::{self, AuditEntry},
 };
 
 /// The largest settings object accepted, as compact JSON.

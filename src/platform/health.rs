@@ -1,4 +1,5 @@
-//! `/health` (the process runs) and `/ready` (its dependencies answer).
+//! The operational endpoints: `/health` (the process runs), `/ready` (its
+//! dependencies answer) and `/metrics`.
 
 use std::time::Duration;
 
@@ -18,6 +19,11 @@ pub async fn health(State(http): State<HttpState>) -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "uptimeSecs": http.app.uptime_secs(),
     }))
+}
+
+/// `GET /metrics`, in the Prometheus text format.
+pub async fn metrics(State(http): State<HttpState>) -> axum::response::Response {
+    tollgate_platform::metrics::exposition(http.app.render_metrics())
 }
 
 /// `GET /ready`: 200 when PostgreSQL (and Redis, if configured) answer;

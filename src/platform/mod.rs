@@ -3,16 +3,11 @@
 //! they keep honest), rate limiter, mail outbox and the client
 //! configuration query.
 
-pub mod announced_cache;
-pub mod announcements;
-pub mod client_ip;
-pub mod events;
 pub mod graphql;
 pub mod health;
-pub mod mail;
-pub mod metrics;
 pub mod playground;
-pub mod rate_limit;
-pub mod telemetry;
 
 pub use tollgate_core::clock;
+pub use tollgate_platform::{
+    announced_cache, announcements, audit, client_ip, events, mail, metrics, rate_limit, telemetry,
+};

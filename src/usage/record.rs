@@ -366,7 +366,7 @@ pub async fn record(
         .iter()
         .map(|m| u64::try_from(m.event.total_tokens).unwrap_or(0))
         .sum();
-    crate::platform::metrics::usage_recorded(app, written.messages.len() as u64, tokens);
+    app.metrics().usage_recorded(written.messages.len() as u64, tokens);
     publish(app, &written.messages);
     Ok((written.receipts, written.quota))
 }

@@ -9,10 +9,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{
-    admin::audit::{self, AuditEntry},
     app::AppState,
     db::schema::organizations,
     error::{AppError, AppResult},
+    platform::audit::{self, AuditEntry},
     usage::quota::{self, QuotaSnapshot},
 };
 

@@ -11,8 +11,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::platform::mail::templates;
 use crate::{
-    accounts::emails,
     db::schema::{memberships, organizations, usage_thresholds, users},
     orgs::model::OrgRole,
     platform::mail,
@@ -92,7 +92,7 @@ pub async fn email_managers(
         .load(conn)
         .await?;
     for to in &recipients {
-        let email = emails::usage_threshold(to, &name, threshold, tokens_used, token_limit);
+        let email = templates::usage_threshold(to, &name, threshold, tokens_used, token_limit);
         mail::enqueue(conn, &email, now).await?;
     }
     Ok(recipients.len())

@@ -6,9 +6,8 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use tollgate::{
-    accounts::emails,
     db::schema::email_outbox,
-    platform::mail::{self, Email},
+    platform::mail::{self, Email, templates},
 };
 use uuid::Uuid;
 
@@ -85,7 +84,7 @@ async fn a_verification_email_reaches_the_user_with_text_html_and_the_exact_link
     let smtp = FakeSmtp::start().await;
     let app = app_sending_to(&smtp).await;
     let token = "k3Y-_9+/=";
-    let email = emails::verify_email(app.state.config(), "ada@example.com", "Ada <Lovelace>", token);
+    let email = templates::verify_email(app.state.config(), "ada@example.com", "Ada <Lovelace>", token);
     let id = enqueue(&app, &email).await;
 
     let message = smtp.next_message().await;
@@ -198,7 +197,7 @@ async fn an_email_given_up_on_keeps_no_body_and_so_no_live_link() {
     let smtp = FakeSmtp::start().await;
     let app = app_sending_to(&smtp).await;
     // No SMTP server takes this recipient: a permanent failure, given up at once.
-    let mut email = emails::reset_password(app.state.config(), "ada@example.com", "Ada", "live-reset-token");
+    let mut email = templates::reset_password(app.state.config(), "ada@example.com", "Ada", "live-reset-token");
     email.to = "not an address".to_owned();
     let id = enqueue(&app, &email).await;
 
@@ -237,7 +236,7 @@ async fn an_email_enqueued_in_a_rolled_back_transaction_is_never_sent() {
 #[tokio::test]
 async fn without_smtp_url_emails_are_logged_and_marked_sent() {
     let app = TestApp::spawn().await;
-    let email = emails::reset_password(app.state.config(), "ada@example.com", "Ada", "token");
+    let email = templates::reset_password(app.state.config(), "ada@example.com", "Ada", "token");
     let id = enqueue(&app, &email).await;
     let (status, attempts, error) = wait_for_row(&app, id, |row| row.0 != "PENDING").await;
     assert_eq!((status.as_str(), attempts, error), ("SENT", 1, None));

@@ -22,6 +22,7 @@ mod fuzz;
 mod graphql_http;
 mod input;
 mod invitations;
+mod layers;
 mod live_usage;
 mod load;
 mod lockout;

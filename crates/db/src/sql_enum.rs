@@ -15,17 +15,23 @@
 /// ```
 #[macro_export]
 macro_rules! text_enum {
+    // An enum that is only stored, never shown to GraphQL clients.
     (
+        plain:
         $(#[$meta:meta])*
         pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
         #[diesel(sql_type = diesel::sql_types::Text)]
         pub enum $name {
-            $( $(#[$vmeta])* #[graphql(name = $text)] $variant ),+
+            $( $(#[$vmeta])* $variant ),+
         }
-
+        $crate::text_enum!(@stored $name { $( $variant => $text ),+ });
+    };
+    (
+        @stored $name:ident { $( $variant:ident => $text:literal ),+ }
+    ) => {
         impl $name {
             /// The stored (and GraphQL) name.
             pub fn as_str(self) -> &'static str {
@@ -55,5 +61,17 @@ macro_rules! text_enum {
                 text.parse().map_err(Into::into)
             }
         }
+    };
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub enum $name {
+            $( $(#[$vmeta])* #[graphql(name = $text)] $variant ),+
+        }
+        $crate::text_enum!(@stored $name { $( $variant => $text ),+ });
     };
 }

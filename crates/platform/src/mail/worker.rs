@@ -12,7 +12,7 @@ use super::{
     model::{self, ClaimedEmail},
     transport::{Mailer, SendFailure},
 };
-use crate::app::AppState;
+use crate::state::Platform;
 
 /// How often an idle worker looks for due emails.
 const POLL_INTERVAL: Duration = Duration::from_millis(500);
@@ -36,13 +36,13 @@ const MAX_ERROR_CHARS: usize = 1000;
 
 /// Starts the outbox worker of `app`. It runs until the app's shutdown
 /// signal, and is tracked so shutdown waits for the batch in hand.
-pub fn spawn_worker(app: &AppState) {
+pub fn spawn_worker(app: &Platform) {
     let mailer = Mailer::from_config(app.config());
     let state = app.clone();
-    app.tasks().spawn(crate::db::hold::scoped(run(state, mailer)));
+    app.tasks().spawn(tollgate_db::hold::scoped(run(state, mailer)));
 }
 
-async fn run(app: AppState, mailer: Mailer) {
+async fn run(app: Platform, mailer: Mailer) {
     let shutdown = app.shutdown_signal().clone();
     while !shutdown.is_cancelled() {
         // Listening before the claim, so a nudge sent while this round
@@ -70,7 +70,7 @@ async fn run(app: AppState, mailer: Mailer) {
 
 /// One round: claims a batch of due emails, sends them concurrently and
 /// records each outcome. Returns how many were claimed.
-async fn deliver_due(app: &AppState, mailer: &Mailer) -> anyhow::Result<usize> {
+async fn deliver_due(app: &Platform, mailer: &Mailer) -> anyhow::Result<usize> {
     let claimed = {
         let mut conn = app.jobs_pool().get().await.context("getting a connection")?;
         let now = app.now();

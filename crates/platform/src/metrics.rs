@@ -6,7 +6,6 @@
 //! metrics crate: the set is small and fixed, and each app (tests run many
 //! in one process) keeps its own numbers.
 
-mod graphql;
 mod histogram;
 mod text;
 
@@ -26,11 +25,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::{
-    app::{AppState, HttpState},
-    db::DbPool,
-};
-pub use graphql::GraphqlMetrics;
+use tollgate_db::DbPool;
+
 use histogram::Histogram;
 use text::Exposition;
 
@@ -97,7 +93,7 @@ impl Metrics {
 
     /// Counts a GraphQL operation; `elapsed` is left out for subscriptions,
     /// whose length says nothing about the server's speed.
-    fn record_operation(&self, kind: &'static str, name: &str, outcome: &str, elapsed: Option<Duration>) {
+    pub fn record_operation(&self, kind: &'static str, name: &str, outcome: &str, elapsed: Option<Duration>) {
         let mut operations = lock(&self.inner.operations);
         let mut key = OperationKey {
             kind,
@@ -136,13 +132,6 @@ impl Drop for OpenWebsocket {
     }
 }
 
-/// Counts `events` usage events with `tokens` tokens (prompt plus
-/// completion) as recorded by this instance. Call it after the commit,
-/// with the events that were new.
-pub fn usage_recorded(app: &AppState, events: u64, tokens: u64) {
-    app.metrics().usage_recorded(events, tokens);
-}
-
 /// Middleware: counts every routed request by method, route pattern and
 /// status, with its latency.
 pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
@@ -162,10 +151,9 @@ pub async fn track_http(State(metrics): State<Metrics>, request: Request, next: 
     response
 }
 
-/// `GET /metrics`.
-pub async fn serve(State(http): State<HttpState>) -> Response {
-    let body = render(&http.app);
-    let mut response = body.into_response();
+/// The `/metrics` answer for a rendered text.
+pub fn exposition(text: String) -> Response {
+    let mut response = text.into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
@@ -173,14 +161,24 @@ pub async fn serve(State(http): State<HttpState>) -> Response {
     response
 }
 
-/// Every metric of `app`, in the text format.
-pub fn render(app: &AppState) -> String {
-    let metrics = app.metrics();
+/// What the exposition shows besides the counters kept here: read from
+/// the running application when it is rendered.
+pub struct Readings<'a> {
+    /// The pools by name (`requests`, `jobs`).
+    pub pools: [(&'static str, &'a DbPool); 2],
+    /// SQL statements run so far through the request pool.
+    pub statements: u64,
+    /// Seconds since the instance started.
+    pub uptime_secs: u64,
+}
+
+/// Every metric, in the text format.
+pub fn render(metrics: &Metrics, readings: &Readings<'_>) -> String {
     let mut out = Exposition::default();
     render_http(metrics, &mut out);
     render_operations(metrics, &mut out);
-    render_pools(app, &mut out);
-    render_counters(app, &mut out);
+    render_pools(readings, &mut out);
+    render_counters(metrics, readings, &mut out);
     out.finish()
 }
 
@@ -252,8 +250,8 @@ fn render_operations(metrics: &Metrics, out: &mut Exposition) {
     }
 }
 
-fn render_pools(app: &AppState, out: &mut Exposition) {
-    let pools: [(&str, &DbPool); 2] = [("requests", app.pool()), ("jobs", app.jobs_pool())];
+fn render_pools(readings: &Readings<'_>, out: &mut Exposition) {
+    let pools = readings.pools;
     out.family(
         "tollgate_db_pool_connections",
         "gauge",
@@ -297,11 +295,11 @@ fn render_pools(app: &AppState, out: &mut Exposition) {
         "counter",
         "SQL statements run on request connections.",
     );
-    out.sample("tollgate_db_statements_total", &[], app.query_count());
+    out.sample("tollgate_db_statements_total", &[], readings.statements);
 }
 
-fn render_counters(app: &AppState, out: &mut Exposition) {
-    let inner = &app.metrics().inner;
+fn render_counters(metrics: &Metrics, readings: &Readings<'_>, out: &mut Exposition) {
+    let inner = &metrics.inner;
     let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     single(
         out,
@@ -331,7 +329,7 @@ fn render_counters(app: &AppState, out: &mut Exposition) {
         out,
         ("tollgate_uptime_seconds", "gauge"),
         "Seconds since the instance started.",
-        app.uptime_secs(),
+        readings.uptime_secs,
     );
     out.family("tollgate_build_info", "gauge", "Always 1; the version is a label.");
     out.sample("tollgate_build_info", &[("version", env!("CARGO_PKG_VERSION"))], 1);
@@ -345,7 +343,7 @@ fn single(out: &mut Exposition, (name, kind): (&str, &str), help: &str, value: i
 
 /// A poisoned lock only means a panic elsewhere mid-update of a counter;
 /// the numbers are still worth serving.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

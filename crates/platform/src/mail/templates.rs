@@ -1,5 +1,5 @@
 //! The emails accounts and organizations send, as [`Email`]s ready for
-//! [`crate::platform::mail::enqueue`].
+//! [`crate::mail::enqueue`].
 //!
 //! Every link is `APP_URL` + a fixed path + `?token=...`
 //! (`shared/spec/operations.md`, "Links in emails"), so a web app can host
@@ -8,7 +8,9 @@
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::{config::Config, platform::mail::Email};
+use tollgate_core::Config;
+
+use crate::mail::Email;
 
 /// `kind` of the email that confirms an address.
 pub const KIND_VERIFY_EMAIL: &str = "verify_email";
@@ -196,7 +198,7 @@ fn token_link(config: &Config, path: &str, token: &str) -> String {
 /// A user-chosen name on one line: control characters (a newline in an
 /// organization name, say) would otherwise break the subject or let a name
 /// forge extra lines of the text.
-pub(crate) fn one_line(value: &str) -> String {
+pub fn one_line(value: &str) -> String {
     value
         .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
@@ -206,7 +208,7 @@ pub(crate) fn one_line(value: &str) -> String {
 }
 
 /// Escapes text for HTML content and double- or single-quoted attributes.
-pub(crate) fn html_escape(value: &str) -> String {
+pub fn html_escape(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         match c {

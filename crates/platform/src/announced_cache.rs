@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::platform::announcements::{Announcements, Heard};
+use crate::announcements::{Announcements, Heard};
 
 /// Entries kept before the cache is swept of stale ones.
 const MAX_ENTRIES: usize = 100_000;
@@ -130,7 +130,7 @@ where
     }
 
     /// Trusts the cache as if announcements were current (for unit tests).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn trust(&self) {
         let announcements = Announcements::default();
         announcements.assume_current();

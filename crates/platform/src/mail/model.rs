@@ -9,10 +9,11 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::Email;
-use crate::db::schema::email_outbox;
+use tollgate_db::schema::email_outbox;
 use tollgate_db::text_enum;
 
 text_enum! {
+    plain:
     /// Where an outbox email is in its delivery.
     pub enum MailStatus {
         /// Waiting for (another) delivery attempt.

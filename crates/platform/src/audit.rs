@@ -10,7 +10,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::db::schema::audit_log;
+use tollgate_db::schema::audit_log;
 
 /// One audit entry about to be written.
 #[derive(Debug, Clone)]

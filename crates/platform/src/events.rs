@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::error::{AppError, AppResult};
+use tollgate_core::error::{AppError, AppResult};
 
 /// The PostgreSQL NOTIFY channel (notifications are scoped to one database).
 const PG_CHANNEL: &str = "tollgate_events";

@@ -10,7 +10,7 @@ use lettre::{
 use secrecy::ExposeSecret;
 
 use super::model::ClaimedEmail;
-use crate::config::{Config, redact_url};
+use tollgate_core::config::{Config, redact_url};
 
 /// Longest wait for any one SMTP exchange (connect, a command's reply):
 /// a stuck server must not hold the worker for lettre's default minute.

@@ -15,11 +15,11 @@ use async_graphql::{
 };
 use futures_util::{StreamExt, stream::BoxStream};
 
-use super::{Metrics, lock};
 use crate::app::AppState;
+use crate::platform::metrics::{Metrics, lock};
 
 /// Counts and times every GraphQL operation into the app's
-/// [`Metrics`](super::Metrics). Register it before the extension that labels
+/// [`Metrics`]. Register it before the extension that labels
 /// errors with their codes (the first extension is the outermost), so that
 /// it sees the codes.
 pub struct GraphqlMetrics;

@@ -10,6 +10,7 @@
 //! each email to the log instead, so a developer can follow its links.
 
 mod model;
+pub mod templates;
 mod transport;
 mod worker;
 

@@ -15,7 +15,7 @@ use std::{
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use crate::error::AppError;
+use tollgate_core::error::AppError;
 
 /// One atomic round trip: count the hit, start the window on the first one,
 /// and report the count and the milliseconds left. A key found without an
@@ -258,7 +258,7 @@ mod tests {
         limiter.check("a", 1, MINUTE, now).await.unwrap();
         limiter.check("b", 1, MINUTE, now).await.unwrap();
         let err = limiter.check("a", 1, MINUTE, now).await.unwrap_err();
-        assert_eq!(err.code(), crate::error::ErrorCode::RateLimited);
+        assert_eq!(err.code(), tollgate_core::error::ErrorCode::RateLimited);
         match err {
             AppError::Client { retry_after, .. } => assert_eq!(retry_after, Some(60)),
             other => panic!("unexpected error {other:?}"),

@@ -46,7 +46,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::db::schema::announcements;
+use tollgate_db::schema::announcements;
 
 /// How often an instance reads the table without being woken.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -268,7 +268,7 @@ impl Announcements {
     }
 
     /// Treats the table as read now (for unit tests of caches).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "test-support"))]
     pub fn assume_current(&self) {
         self.synced(Instant::now());
     }

@@ -1,0 +1,193 @@
+//! What every layer above may use of the running application: the
+//! configuration, the database pools, the clock, Redis, the event bus and
+//! announcements, the rate limiter, metrics, and the shutdown signal.
+//!
+//! Higher layers wrap it (the auth layer adds tokens and caches, the server
+//! adds the live-usage hub) and dereference to it, so a service written
+//! against `&Platform` can be handed any of them.
+
+use std::{sync::Arc, time::Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tollgate_core::{AppResult, Config, clock::SharedClock};
+use tollgate_db::{DbConn, DbPool, QueryCounter};
+
+use crate::{
+    announcements::Announcements,
+    events::EventBus,
+    metrics::{self, Metrics},
+    rate_limit::RateLimiter,
+};
+
+/// The application's shared foundation, cheap to clone.
+#[derive(Clone)]
+pub struct Platform {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    pool: DbPool,
+    jobs_pool: DbPool,
+    clock: SharedClock,
+    redis: Option<redis::aio::ConnectionManager>,
+    events: EventBus,
+    announcements: Announcements,
+    rate_limiter: RateLimiter,
+    metrics: Metrics,
+    queries: QueryCounter,
+    started: Instant,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// The parts a [`Platform`] is made of; the server assembles them.
+pub struct PlatformParts {
+    /// The configuration the app was built with.
+    pub config: Config,
+    /// The request pool (its statements counted by `queries`).
+    pub pool: DbPool,
+    /// The background jobs' own pool.
+    pub jobs_pool: DbPool,
+    /// The application clock.
+    pub clock: SharedClock,
+    /// Redis, when configured.
+    pub redis: Option<redis::aio::ConnectionManager>,
+    /// Events to and from every instance.
+    pub events: EventBus,
+    /// Revocations and role changes, from every instance.
+    pub announcements: Announcements,
+    /// Attempt counters.
+    pub rate_limiter: RateLimiter,
+    /// Statements run through `pool`.
+    pub queries: QueryCounter,
+    /// Cancelled when the server begins to shut down.
+    pub shutdown: CancellationToken,
+    /// Long-lived tasks shutdown waits for.
+    pub tasks: TaskTracker,
+}
+
+impl Platform {
+    /// Puts the parts together; the uptime starts now.
+    pub fn new(parts: PlatformParts) -> Self {
+        let PlatformParts {
+            config,
+            pool,
+            jobs_pool,
+            clock,
+            redis,
+            events,
+            announcements,
+            rate_limiter,
+            queries,
+            shutdown,
+            tasks,
+        } = parts;
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                pool,
+                jobs_pool,
+                clock,
+                redis,
+                events,
+                announcements,
+                rate_limiter,
+                metrics: Metrics::default(),
+                queries,
+                started: Instant::now(),
+                shutdown,
+                tasks,
+            }),
+        }
+    }
+
+    /// The configuration the app was built with.
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    /// A pooled connection; SERVICE_UNAVAILABLE when none can be had.
+    pub async fn db(&self) -> AppResult<DbConn> {
+        Ok(self.inner.pool.get().await?)
+    }
+
+    /// The request pool, for loaders. Its statements are counted.
+    pub fn pool(&self) -> &DbPool {
+        &self.inner.pool
+    }
+
+    /// A small pool of its own for background jobs, so their polling
+    /// neither competes with requests for connections nor shows up in the
+    /// request statement count.
+    pub fn jobs_pool(&self) -> &DbPool {
+        &self.inner.jobs_pool
+    }
+
+    /// The current time, from the application clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The application clock.
+    pub fn clock(&self) -> &SharedClock {
+        &self.inner.clock
+    }
+
+    /// Events to and from every instance.
+    pub fn events(&self) -> &EventBus {
+        &self.inner.events
+    }
+
+    /// Revocations and role changes, from every instance.
+    pub fn announcements(&self) -> &Announcements {
+        &self.inner.announcements
+    }
+
+    /// Attempt counters (shared through Redis when configured).
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.rate_limiter
+    }
+
+    /// Redis, when configured.
+    pub fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
+        self.inner.redis.as_ref()
+    }
+
+    /// This instance's counters for `/metrics`.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// SQL statements run so far by this instance.
+    pub fn query_count(&self) -> u64 {
+        self.inner.queries.get()
+    }
+
+    /// Seconds since the app was built.
+    pub fn uptime_secs(&self) -> u64 {
+        self.inner.started.elapsed().as_secs()
+    }
+
+    /// Cancelled when the server begins to shut down; long-lived work
+    /// (websockets, jobs) watches it.
+    pub fn shutdown_signal(&self) -> &CancellationToken {
+        &self.inner.shutdown
+    }
+
+    /// Every metric of this instance, in Prometheus' text format.
+    pub fn render_metrics(&self) -> String {
+        let readings = metrics::Readings {
+            pools: [("requests", self.pool()), ("jobs", self.jobs_pool())],
+            statements: self.query_count(),
+            uptime_secs: self.uptime_secs(),
+        };
+        metrics::render(self.metrics(), &readings)
+    }
+
+    /// Tracks long-lived tasks so shutdown can wait for them.
+    pub fn tasks(&self) -> &TaskTracker {
+        &self.inner.tasks
+    }
+}
