@@ -3,7 +3,6 @@
 
 pub mod audit;
 pub mod events;
-pub mod graphql;
 pub mod search;
 pub mod stats;
 pub mod users;

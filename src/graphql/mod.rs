@@ -2,15 +2,18 @@
 //! and `tollgate export-schema`, plus the HTTP and websocket handlers that
 //! wrap its executor.
 
+pub mod api;
 pub mod context;
 pub mod cost;
 pub mod error;
 pub mod field_errors;
 pub mod http;
 pub mod input_guard;
+pub mod key_gate;
 pub mod limits;
 pub mod loaders;
 pub mod media;
+pub mod metrics;
 pub mod pagination;
 pub mod persisted;
 pub mod scalars;
@@ -18,16 +21,24 @@ pub mod websocket;
 
 use async_graphql::{MergedObject, Schema};
 
-use crate::{
-    accounts::{graphql::AccountsQuery, mutations::AccountsMutation},
-    billing::graphql::BillingQuery,
-    orgs::graphql::OrgsQuery,
-    platform::graphql::PlatformQuery,
-    usage::graphql::UsageQuery,
+use api::{
+    accounts::{
+        device::{DeviceMutation, DeviceQuery},
+        mutation::AccountsMutation,
+        profile::ProfileMutation,
+        query::AccountsQuery,
+    },
+    admin::{AdminMutation, AdminQuery},
+    billing::{mutation::BillingMutation, query::BillingQuery},
+    keys::query::{KeysMutation, KeysQuery},
+    orgs::{mutation::OrgsMutation, query::OrgsQuery},
+    platform::client_config::PlatformQuery,
+    usage::{
+        query::{UsageMutation, UsageQuery},
+        subscription::UsageSubscription,
+    },
 };
 pub use limits::QueryLimits;
-
-use crate::usage::subscription::UsageSubscription;
 
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
@@ -38,9 +49,9 @@ pub struct QueryRoot(
     BillingQuery,
     UsageQuery,
     PlatformQuery,
-    crate::accounts::device_graphql::DeviceQuery,
-    crate::keys::graphql::KeysQuery,
-    crate::admin::graphql::AdminQuery,
+    DeviceQuery,
+    KeysQuery,
+    AdminQuery,
 );
 
 /// Every mutation field, merged from the domains.
@@ -48,13 +59,13 @@ pub struct QueryRoot(
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     AccountsMutation,
-    crate::accounts::device_graphql::DeviceMutation,
-    crate::accounts::profile_graphql::ProfileMutation,
-    crate::keys::graphql::KeysMutation,
-    crate::orgs::mutations::OrgsMutation,
-    crate::usage::graphql::UsageMutation,
-    crate::billing::mutations::BillingMutation,
-    crate::admin::graphql::AdminMutation,
+    DeviceMutation,
+    ProfileMutation,
+    KeysMutation,
+    OrgsMutation,
+    UsageMutation,
+    BillingMutation,
+    AdminMutation,
 );
 
 /// The executable schema.
@@ -66,13 +77,13 @@ pub type AppSchema = Schema<QueryRoot, MutationRoot, UsageSubscription>;
 pub fn build_schema(limits: QueryLimits) -> AppSchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), UsageSubscription)
         // First, so it sees the codes the extensions after it set.
-        .extension(crate::platform::metrics::GraphqlMetrics)
+        .extension(metrics::GraphqlMetrics)
         .extension(limits::Limits::new(limits, cost_model()))
         .extension(input_guard::InputGuard)
         // Outside every extension that may fail a field, so that it sees
         // their errors too.
         .extension(field_errors::FieldErrors)
-        .extension(crate::keys::gate::KeyGate)
+        .extension(key_gate::KeyGate)
         .extension(loaders::FreshLoaders)
         // The parser's own guard against stack exhaustion; the configurable
         // depth limit (QUERY_TOO_COMPLEX) sits below it.

@@ -6,7 +6,6 @@
 //! metrics crate: the set is small and fixed, and each app (tests run many
 //! in one process) keeps its own numbers.
 
-mod graphql;
 mod histogram;
 mod text;
 
@@ -30,7 +29,6 @@ use crate::{
     app::{AppState, HttpState},
     db::DbPool,
 };
-pub use graphql::GraphqlMetrics;
 use histogram::Histogram;
 use text::Exposition;
 
@@ -97,7 +95,7 @@ impl Metrics {
 
     /// Counts a GraphQL operation; `elapsed` is left out for subscriptions,
     /// whose length says nothing about the server's speed.
-    fn record_operation(&self, kind: &'static str, name: &str, outcome: &str, elapsed: Option<Duration>) {
+    pub fn record_operation(&self, kind: &'static str, name: &str, outcome: &str, elapsed: Option<Duration>) {
         let mut operations = lock(&self.inner.operations);
         let mut key = OperationKey {
             kind,

@@ -7,7 +7,6 @@ pub mod announced_cache;
 pub mod announcements;
 pub mod client_ip;
 pub mod events;
-pub mod graphql;
 pub mod health;
 pub mod mail;
 pub mod metrics;

@@ -7,20 +7,25 @@ use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
 use crate::{
-    accounts::{graphql::User, model::Role},
+    accounts::model::Role,
     error::{ApiResult, AppError},
     graphql::{
+        api::{
+            accounts::query::User,
+            keys::query::{ApiKey, keys_of_organization},
+            orgs::query::Organization,
+        },
         context::ContextExt,
         pagination::{Page, PageInfo, PageRequest, SortOrder},
         scalars::{BigInt, Timestamp},
     },
-    keys::graphql::{ApiKey, keys_of_organization},
-    orgs::{access, graphql::Organization, service::audit_ip},
+    orgs::{access, service::audit_ip},
     usage::{
         authorize::{self, UsageDenial},
         catalog::{self, ModelInput},
         counters::{SubjectKind, TokensOf},
         event::UsageEventRow,
+        live_message::UsageUpdateMessage,
         model::{self, ModelRow},
         quota::Quota,
         reads::{self, BucketRow, DayRange, EventFilter, UsageGroupBy},
@@ -361,6 +366,17 @@ pub struct UsageUpdate {
     pub quota: Quota,
     /// 50, 80 or 100 when this event crossed that percent of the limit.
     pub threshold_crossed: Option<i32>,
+}
+
+impl From<UsageUpdateMessage> for UsageUpdate {
+    /// The GraphQL `UsageUpdate` a subscriber receives.
+    fn from(message: UsageUpdateMessage) -> Self {
+        UsageUpdate {
+            event: UsageEvent::from(message.event),
+            quota: Quota::from(message.quota),
+            threshold_crossed: message.threshold_crossed,
+        }
+    }
 }
 
 #[Object]

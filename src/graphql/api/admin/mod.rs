@@ -6,25 +6,21 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use uuid::Uuid;
 
 use crate::{
-    accounts::{
-        graphql::User,
-        model::{Role, UserRow},
-    },
+    accounts::model::{Role, UserRow},
     admin::{
         search::{self, AuditFilter, AuditRow, OrganizationFilter, Search, UserFilter},
         stats,
         users::{self as staff_actions, Actor},
     },
-    billing::graphql::Plan,
     error::{ApiResult, AppError},
     graphql::{
+        api::{accounts::query::User, billing::query::Plan, orgs::query::Organization},
         context::ContextExt,
         pagination::{Page, PageInfo, PageRequest, SortOrder},
         scalars::{BigInt, Timestamp},
     },
     orgs::{
         access::{self, Access},
-        graphql::Organization,
         model::OrganizationRow,
     },
 };

@@ -11,12 +11,15 @@ use crate::{
         cancel,
         changes::ChangeCause,
         checkout::{self, CheckoutInput},
-        graphql::{BillingSubscription, CheckoutSession, Plan},
         model::BillingInterval,
         portal,
     },
     error::{ApiResult, AppError},
-    graphql::{context::ContextExt, scalars::BigInt},
+    graphql::{
+        api::billing::query::{BillingSubscription, CheckoutSession, Plan},
+        context::ContextExt,
+        scalars::BigInt,
+    },
     orgs::access::authorize,
 };
 

@@ -8,10 +8,13 @@ use uuid::Uuid;
 
 use crate::{
     error::{ApiResult, AppError, ErrorCode},
-    graphql::{context::ContextExt, scalars::BigInt},
+    graphql::{
+        api::orgs::query::{Invitation, Membership, Organization, SeenBy},
+        context::ContextExt,
+        scalars::BigInt,
+    },
     orgs::{
         access::authorize,
-        graphql::{Invitation, Membership, Organization, SeenBy},
         invitation_service,
         membership::{self, MemberUpdate},
         model::OrgRole,

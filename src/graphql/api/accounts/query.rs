@@ -8,8 +8,11 @@ use crate::{
         sessions::{self, IssuedTokens, SessionRow},
     },
     error::{ApiResult, AppError},
-    graphql::{context::ContextExt, scalars::Timestamp},
-    orgs::graphql::{Membership, SeenBy},
+    graphql::{
+        api::orgs::query::{Membership, SeenBy},
+        context::ContextExt,
+        scalars::Timestamp,
+    },
 };
 
 /// A person with an account.

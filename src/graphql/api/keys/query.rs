@@ -5,10 +5,10 @@ use async_graphql::{Context, ID, InputObject, Object};
 use uuid::Uuid;
 
 use crate::{
-    accounts::graphql::User,
     auth::Principal,
     error::{ApiResult, AppError},
     graphql::{
+        api::{accounts::query::User, orgs::query::Organization},
         context::ContextExt,
         scalars::{BigInt, Timestamp},
     },
@@ -19,7 +19,6 @@ use crate::{
     },
     orgs::{
         access::{Access, access_to, authorize},
-        graphql::Organization,
         model::OrgRole,
     },
 };
@@ -73,7 +72,7 @@ impl ApiKey {
 
     /// Tokens reported with this key in the current quota period.
     async fn tokens_used(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
-        crate::usage::graphql::api_key_tokens_used(ctx, self.0.organization_id, self.0.id).await
+        crate::graphql::api::usage::query::api_key_tokens_used(ctx, self.0.organization_id, self.0.id).await
     }
 
     /// The organization the key acts for.
@@ -158,7 +157,7 @@ impl ApiKeyInfo {
 
     /// The organization's quota now (any scope may read it).
     async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::usage::quota::Quota> {
-        crate::usage::graphql::organization_quota(ctx, self.key.organization_id).await
+        crate::graphql::api::usage::query::organization_quota(ctx, self.key.organization_id).await
     }
 }
 

@@ -1,0 +1,3 @@
+//! API keys in GraphQL.
+
+pub mod query;

@@ -1,0 +1,5 @@
+//! Usage in GraphQL: the model catalog, usage events, quotas and the live
+//! usage subscription.
+
+pub mod query;
+pub mod subscription;
