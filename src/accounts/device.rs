@@ -52,8 +52,8 @@ use crate::{
     app::AppState,
     db::schema::device_logins,
     error::{AppError, AppResult, ErrorCode},
-    graphql::context::RequestMeta,
 };
+use tollgate_core::request::RequestMeta;
 use tollgate_db::text_enum;
 
 /// How long a request waits for a person (RFC 8628 suggests minutes).

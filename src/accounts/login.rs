@@ -16,8 +16,8 @@ use crate::{
     admin::audit::{self, AuditEntry},
     app::AppState,
     error::{AppError, AppResult, ErrorCode},
-    graphql::context::RequestMeta,
 };
+use tollgate_core::request::RequestMeta;
 
 /// The one answer to a wrong email or password.
 fn invalid_credentials() -> AppError {

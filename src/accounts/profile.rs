@@ -20,10 +20,10 @@ use crate::{
     app::AppState,
     db::schema::{avatars, email_tokens, memberships, organizations, sessions as sessions_table, users},
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     orgs::model::{self as orgs, OrgRole},
     platform::announcements::Recorded,
 };
+use tollgate_core::request::RequestMeta;
 
 /// The largest preferences object accepted, as compact JSON.
 pub const MAX_PREFERENCES_BYTES: usize = 16 * 1024;

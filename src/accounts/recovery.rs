@@ -20,13 +20,13 @@ use crate::{
     admin::audit::{self, AuditEntry},
     app::AppState,
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     keys,
     platform::{
         announcements::{self, Recorded},
         mail,
     },
 };
+use tollgate_core::request::RequestMeta;
 
 fn bad_token() -> AppError {
     AppError::bad_input("token", "this link is invalid, expired or already used")

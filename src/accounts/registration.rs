@@ -21,13 +21,13 @@ use crate::{
     admin::audit::{self, AuditEntry},
     app::AppState,
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     orgs::{
         invitation_service,
         model::{self as orgs, NewOrganization, OrganizationRow},
     },
     platform::mail,
 };
+use tollgate_core::request::RequestMeta;
 
 /// The field a bad invitation token is reported on.
 const INVITATION_FIELD: &str = "invitationToken";

@@ -2,6 +2,7 @@
 //! and `tollgate export-schema`, plus the HTTP and websocket handlers that
 //! wrap its executor.
 
+pub mod access;
 pub mod api;
 pub mod context;
 pub mod cost;

@@ -18,7 +18,6 @@ use crate::{
     app::AppState,
     db::schema::{memberships, users},
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     orgs::{
         events::{MemberRoleChanged, MembershipEnded},
         model::{MembershipRow, OrgRole, OrganizationRow},
@@ -26,6 +25,7 @@ use crate::{
     },
     platform::announcements::{self, Recorded},
 };
+use tollgate_core::request::RequestMeta;
 
 /// What `updateMember` asked to change; `None` keeps a value.
 #[derive(Debug, Default, Clone, Copy)]

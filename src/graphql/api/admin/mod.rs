@@ -14,15 +14,13 @@ use crate::{
     },
     error::{ApiResult, AppError},
     graphql::{
+        access,
         api::{accounts::query::User, billing::query::Plan, orgs::query::Organization},
         context::ContextExt,
         pagination::{Page, PageInfo, PageRequest, SortOrder},
         scalars::{BigInt, Timestamp},
     },
-    orgs::{
-        access::{self, Access},
-        model::OrganizationRow,
-    },
+    orgs::{access::Access, model::OrganizationRow},
 };
 
 /// The caller's account when they are platform staff (ADMIN or SUPPORT);

@@ -16,11 +16,11 @@ use crate::{
     },
     error::{ApiResult, AppError},
     graphql::{
+        access::authorize,
         api::billing::query::{BillingSubscription, CheckoutSession, Plan},
         context::ContextExt,
         scalars::BigInt,
     },
-    orgs::access::authorize,
 };
 
 /// A plan as ADMINs write it.

@@ -8,6 +8,7 @@ use crate::{
     auth::Principal,
     error::{ApiResult, AppError},
     graphql::{
+        access::{access_to, authorize},
         api::{accounts::query::User, orgs::query::Organization},
         context::ContextExt,
         scalars::{BigInt, Timestamp},
@@ -17,10 +18,7 @@ use crate::{
         scope::ApiKeyScope,
         service::{self, KeyRequest},
     },
-    orgs::{
-        access::{Access, access_to, authorize},
-        model::OrgRole,
-    },
+    orgs::{access::Access, model::OrgRole},
 };
 
 /// A credential LLM tools report usage with, acting for one organization.
@@ -85,7 +83,7 @@ impl ApiKey {
         // A person is organization data: a key reads it only with ORG_READ,
         // as it would through Organization.members.
         if ctx.principal()?.api_key().is_some() {
-            crate::orgs::access::authorize(ctx, self.0.organization_id, "Organization.members").await?;
+            authorize(ctx, self.0.organization_id, "Organization.members").await?;
         }
         let user = ctx.loaders()?.users.load_one(self.0.created_by).await?;
         Ok(user.map(User::new).ok_or_else(|| AppError::not_found("user"))?)

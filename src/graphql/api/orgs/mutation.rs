@@ -9,12 +9,12 @@ use uuid::Uuid;
 use crate::{
     error::{ApiResult, AppError, ErrorCode},
     graphql::{
+        access::authorize,
         api::orgs::query::{Invitation, Membership, Organization, SeenBy},
         context::ContextExt,
         scalars::BigInt,
     },
     orgs::{
-        access::authorize,
         invitation_service,
         membership::{self, MemberUpdate},
         model::OrgRole,

@@ -7,12 +7,13 @@ use uuid::Uuid;
 use crate::{
     error::{ApiResult, AppError},
     graphql::{
+        access,
         api::accounts::query::User,
         context::ContextExt,
         scalars::{BigInt, Timestamp},
     },
     orgs::{
-        access::{self, Access, KeyAccess},
+        access::{Access, KeyAccess},
         invitations::InvitationRow,
         model::{self as orgs, MembershipRow, OrgRole, OrganizationRow},
         slug::well_formed,

@@ -1,5 +1,6 @@
 //! Usage in GraphQL: the model catalog, usage events, quotas and the live
 //! usage subscription.
 
+pub mod inputs;
 pub mod query;
 pub mod subscription;

@@ -10,26 +10,28 @@ use crate::{
     accounts::model::Role,
     error::{ApiResult, AppError},
     graphql::{
+        access,
         api::{
             accounts::query::User,
             keys::query::{ApiKey, keys_of_organization},
             orgs::query::Organization,
+            usage::inputs::{ModelInput, RecordUsageInput},
         },
         context::ContextExt,
         pagination::{Page, PageInfo, PageRequest, SortOrder},
         scalars::{BigInt, Timestamp},
     },
-    orgs::{access, service::audit_ip},
+    orgs::service::audit_ip,
     usage::{
         authorize::{self, UsageDenial},
-        catalog::{self, ModelInput},
+        catalog,
         counters::{SubjectKind, TokensOf},
         event::UsageEventRow,
         live_message::UsageUpdateMessage,
         model::{self, ModelRow},
         quota::Quota,
         reads::{self, BucketRow, DayRange, EventFilter, UsageGroupBy},
-        record::{self, MAX_BATCH, Receipt, RecordUsageInput},
+        record::{self, MAX_BATCH, Receipt, Reporter, UsageReport},
         reset, windows,
     },
 };
@@ -519,7 +521,12 @@ impl UsageQuery {
         organization_id: Option<ID>,
         model: String,
     ) -> ApiResult<UsageAuthorization> {
-        let reporter = record::reporter(ctx, organization_id.as_ref(), "Query.authorizeUsage").await?;
+        let reporter = reporter(
+            ctx,
+            organization_id.as_ref().map(|id| id.as_str()),
+            "Query.authorizeUsage",
+        )
+        .await?;
         let key = ctx.principal()?.api_key();
         let decision = authorize::decide(ctx.app()?, reporter, key, &model).await?;
         Ok(UsageAuthorization {
@@ -530,6 +537,14 @@ impl UsageQuery {
     }
 }
 
+/// Who reports for which organization ([`record::reporter_unchecked`]),
+/// with `rule` applied through the request's loaders.
+async fn reporter(ctx: &Context<'_>, organization_id: Option<&str>, rule: &str) -> ApiResult<Reporter> {
+    let reporter = record::reporter_unchecked(ctx.principal()?, organization_id)?;
+    access::authorize(ctx, reporter.organization_id, rule).await?;
+    Ok(reporter)
+}
+
 /// Reporting usage, and the staff tools of metering.
 #[derive(Default)]
 pub struct UsageMutation;
@@ -538,7 +553,8 @@ pub struct UsageMutation;
 impl UsageMutation {
     /// Records one LLM call. With an API key (USAGE_WRITE) the organization is the key's; with a user's token organizationId is required and the caller must be MEMBER or above. Never refused for a spent budget (ask authorizeUsage before the call).
     async fn record_usage(&self, ctx: &Context<'_>, input: RecordUsageInput) -> ApiResult<UsageReceipt> {
-        let reporter = record::reporter(ctx, input.organization_id.as_ref(), "Mutation.recordUsage").await?;
+        let input = UsageReport::from(input);
+        let reporter = reporter(ctx, input.organization_id.as_deref(), "Mutation.recordUsage").await?;
         let app = ctx.app()?;
         let reports =
             record::check_reports(app, reporter.organization_id, vec![input], app.now(), |error, _| error).await?;
@@ -559,11 +575,12 @@ impl UsageMutation {
         if inputs.len() > MAX_BATCH {
             return Err(AppError::bad_input("inputs", format!("a batch holds at most {MAX_BATCH} inputs")).into());
         }
-        let organization_id = record::batch_organization(ctx, &inputs)?;
+        let inputs: Vec<UsageReport> = inputs.into_iter().map(UsageReport::from).collect();
+        let organization_id = record::batch_organization(ctx.principal()?, &inputs)?;
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
-        let reporter = record::reporter(ctx, organization_id.as_ref(), "Mutation.recordUsageBatch").await?;
+        let reporter = reporter(ctx, organization_id.as_deref(), "Mutation.recordUsageBatch").await?;
         let app = ctx.app()?;
         let reports =
             record::check_reports(app, reporter.organization_id, inputs, app.now(), AppError::at_index).await?;
@@ -593,6 +610,6 @@ impl UsageMutation {
         }
         let app = ctx.app()?;
         let mut conn = app.db().await?;
-        Ok(Model(catalog::upsert(&mut conn, input, app.now()).await?))
+        Ok(Model(catalog::upsert(&mut conn, input.into(), app.now()).await?))
     }
 }

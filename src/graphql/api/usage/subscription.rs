@@ -10,8 +10,7 @@ use crate::{
     app::AppState,
     auth::Principal,
     error::{ApiError, ApiResult, AppError, ErrorCode},
-    graphql::{api::usage::query::UsageUpdate, context::ContextExt},
-    orgs::access,
+    graphql::{access, api::usage::query::UsageUpdate, context::ContextExt},
     usage::{
         live::{self, AccessChange},
         live_message::UsageUpdateMessage,
