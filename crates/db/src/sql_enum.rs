@@ -4,8 +4,9 @@
 //! a value is a constraint change, not an `ALTER TYPE` that cannot run in a
 //! transaction.
 
-/// Declares an enum that is stored as text and exposed to GraphQL under
-/// the same value names.
+/// Declares an enum that is stored as text. It knows nothing of GraphQL:
+/// the schema mirrors the enums it exposes (under the stored names) with
+/// remote enums of its own.
 ///
 /// ```text
 /// text_enum! {
@@ -20,14 +21,14 @@ macro_rules! text_enum {
         pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
     ) => {
         $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
         #[diesel(sql_type = diesel::sql_types::Text)]
         pub enum $name {
-            $( $(#[$vmeta])* #[graphql(name = $text)] $variant ),+
+            $( $(#[$vmeta])* $variant ),+
         }
 
         impl $name {
-            /// The stored (and GraphQL) name.
+            /// The stored name.
             pub fn as_str(self) -> &'static str {
                 match self { $( Self::$variant => $text ),+ }
             }

@@ -10,6 +10,7 @@
 pub mod accounts;
 pub mod admin;
 pub mod billing;
+pub mod enums;
 pub mod keys;
 pub mod orgs;
 pub mod platform;

@@ -2,9 +2,10 @@
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 
+use crate::graphql::api::enums as gql;
 use crate::{
     accounts::{
-        model::{Role, UserRow},
+        model::UserRow,
         sessions::{self, IssuedTokens, SessionRow},
     },
     error::{ApiResult, AppError},
@@ -72,8 +73,8 @@ impl User {
     }
 
     /// Platform-wide role.
-    async fn role(&self) -> Role {
-        self.row.role
+    async fn role(&self) -> gql::Role {
+        self.row.role.into()
     }
 
     /// Whether the person proved they own the email address.

@@ -5,6 +5,7 @@
 use async_graphql::{Context, ID, Object, SimpleObject};
 use uuid::Uuid;
 
+use crate::graphql::api::enums as gql;
 use crate::{
     accounts::model::{Role, UserRow},
     admin::{
@@ -416,14 +417,14 @@ impl AdminQuery {
         first: Option<i32>,
         after: Option<String>,
         search: Option<String>,
-        role: Option<Role>,
+        role: Option<gql::Role>,
         suspended: Option<bool>,
     ) -> ApiResult<UserConnection> {
         require_staff(ctx).await?;
         let request = PageRequest::new(first, after.as_deref(), SortOrder::Ascending)?;
         let filter = UserFilter {
             search: Search::new(search.as_deref())?,
-            role,
+            role: role.map(Into::into),
             suspended,
         };
         let mut conn = ctx.app()?.db().await?;
@@ -501,9 +502,10 @@ pub struct AdminMutation;
 #[Object]
 impl AdminMutation {
     /// ADMIN. The last active ADMIN cannot be demoted (CONFLICT).
-    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: Role) -> ApiResult<User> {
+    async fn set_user_role(&self, ctx: &Context<'_>, user_id: ID, role: gql::Role) -> ApiResult<User> {
         let caller = require_admin(ctx).await?;
-        let user = staff_actions::set_role(ctx.app()?, &actor(ctx, &caller)?, parse_user_id(&user_id)?, role).await?;
+        let user =
+            staff_actions::set_role(ctx.app()?, &actor(ctx, &caller)?, parse_user_id(&user_id)?, role.into()).await?;
         Ok(User::new(user))
     }
 

@@ -4,6 +4,7 @@
 use async_graphql::{Context, ID, InputObject, Object};
 use uuid::Uuid;
 
+use crate::graphql::api::enums as gql;
 use crate::{
     accounts::model::Role,
     billing::{
@@ -11,7 +12,6 @@ use crate::{
         cancel,
         changes::ChangeCause,
         checkout::{self, CheckoutInput},
-        model::BillingInterval,
         portal,
     },
     error::{ApiResult, AppError},
@@ -39,8 +39,8 @@ pub struct PlanInput {
     #[graphql(default_with = "\"usd\".to_owned()")]
     pub currency: String,
     /// How often the price is charged.
-    #[graphql(default_with = "BillingInterval::Month")]
-    pub interval: BillingInterval,
+    #[graphql(default_with = "gql::BillingInterval::Month")]
+    pub interval: gql::BillingInterval,
     /// Tokens per quota period; null = unlimited.
     pub monthly_token_limit: Option<BigInt>,
     /// Usage events per UTC day; null = unlimited.
@@ -70,7 +70,7 @@ impl From<PlanInput> for PlanDraft {
             description: input.description,
             price_cents: input.price_cents,
             currency: input.currency,
-            interval: input.interval,
+            interval: input.interval.into(),
             monthly_token_limit: input.monthly_token_limit.map(|limit| limit.0),
             daily_request_limit: input.daily_request_limit,
             requests_per_minute: input.requests_per_minute,

@@ -4,6 +4,7 @@
 use async_graphql::{Context, ID, InputObject, Object};
 use uuid::Uuid;
 
+use crate::graphql::api::enums as gql;
 use crate::{
     auth::Principal,
     error::{ApiResult, AppError},
@@ -15,7 +16,6 @@ use crate::{
     },
     keys::{
         model::{self, ApiKeyRow},
-        scope::ApiKeyScope,
         service::{self, KeyRequest},
     },
     orgs::{access::Access, model::OrgRole},
@@ -49,8 +49,8 @@ impl ApiKey {
     }
 
     /// What the key may do.
-    async fn scopes(&self) -> Vec<ApiKeyScope> {
-        self.0.scope_list()
+    async fn scopes(&self) -> Vec<gql::ApiKeyScope> {
+        self.0.scope_list().into_iter().map(Into::into).collect()
     }
 
     /// null = every enabled model.
@@ -154,7 +154,7 @@ impl ApiKeyInfo {
     }
 
     /// The organization's quota now (any scope may read it).
-    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::usage::quota::Quota> {
+    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::graphql::api::usage::quota::Quota> {
         crate::graphql::api::usage::query::organization_quota(ctx, self.key.organization_id).await
     }
 }
@@ -193,8 +193,8 @@ pub struct CreateApiKeyInput {
     /// Display name, 1 to 100 characters.
     pub name: String,
     /// What the key may do; at least one.
-    #[graphql(default_with = "vec![ApiKeyScope::UsageWrite]")]
-    pub scopes: Vec<ApiKeyScope>,
+    #[graphql(default_with = "vec![gql::ApiKeyScope::UsageWrite]")]
+    pub scopes: Vec<gql::ApiKeyScope>,
     /// Model names it may be authorized for (matched after resolving aliases); null = every enabled model.
     pub allowed_models: Option<Vec<String>>,
     /// Client addresses or CIDR ranges (IPv4 or IPv6) allowed to use it; null = any.
@@ -245,7 +245,7 @@ impl KeysMutation {
         let draft = service::validate(
             KeyRequest {
                 name: input.name,
-                scopes: input.scopes,
+                scopes: input.scopes.into_iter().map(Into::into).collect(),
                 allowed_models: input.allowed_models,
                 allowed_ips: input.allowed_ips,
                 token_limit: input.token_limit.map(|limit| limit.0),

@@ -4,6 +4,7 @@
 use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
+use crate::graphql::api::enums as gql;
 use crate::{
     error::{ApiResult, AppError},
     graphql::{
@@ -109,8 +110,8 @@ impl Organization {
     }
 
     /// The caller's role here; null for platform staff who are not members.
-    async fn viewer_role(&self) -> Option<OrgRole> {
-        self.access.role
+    async fn viewer_role(&self) -> Option<gql::OrgRole> {
+        self.access.role.map(Into::into)
     }
 
     /// Everyone in the organization, longest-standing first.
@@ -173,7 +174,7 @@ impl Organization {
     }
 
     /// Tokens and requests of the current period against the plan's limits.
-    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::usage::quota::Quota> {
+    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::graphql::api::usage::quota::Quota> {
         self.access.require("Organization.quota")?;
         crate::graphql::api::usage::query::organization_quota(ctx, self.row.id).await
     }
@@ -184,7 +185,7 @@ impl Organization {
         ctx: &Context<'_>,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
-        #[graphql(default_with = "crate::usage::reads::UsageGroupBy::Day")] group_by: crate::usage::reads::UsageGroupBy,
+        #[graphql(default_with = "gql::UsageGroupBy::Day")] group_by: gql::UsageGroupBy,
     ) -> ApiResult<Vec<crate::graphql::api::usage::query::UsageBucket>> {
         self.access.require("Organization.usage")?;
         crate::graphql::api::usage::query::organization_usage(ctx, self.row.id, from, to, group_by).await
@@ -257,8 +258,8 @@ impl Membership {
     }
 
     /// Their role here.
-    async fn role(&self) -> OrgRole {
-        self.0.role
+    async fn role(&self) -> gql::OrgRole {
+        self.0.role.into()
     }
 
     /// When they joined.
@@ -293,8 +294,8 @@ impl Invitation {
     }
 
     /// The role the invitee gets on accepting.
-    async fn role(&self) -> OrgRole {
-        self.0.role
+    async fn role(&self) -> gql::OrgRole {
+        self.0.role.into()
     }
 
     /// Where the invitation leads.

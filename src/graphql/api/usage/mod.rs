@@ -3,4 +3,5 @@
 
 pub mod inputs;
 pub mod query;
+pub mod quota;
 pub mod subscription;

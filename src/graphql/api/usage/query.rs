@@ -6,6 +6,7 @@
 use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
+use crate::graphql::api::enums as gql;
 use crate::{
     accounts::model::Role,
     error::{ApiResult, AppError},
@@ -15,7 +16,10 @@ use crate::{
             accounts::query::User,
             keys::query::{ApiKey, keys_of_organization},
             orgs::query::Organization,
-            usage::inputs::{ModelInput, RecordUsageInput},
+            usage::{
+                inputs::{ModelInput, RecordUsageInput},
+                quota::Quota,
+            },
         },
         context::ContextExt,
         pagination::{Page, PageInfo, PageRequest, SortOrder},
@@ -29,7 +33,6 @@ use crate::{
         event::UsageEventRow,
         live_message::UsageUpdateMessage,
         model::{self, ModelRow},
-        quota::Quota,
         reads::{self, BucketRow, DayRange, EventFilter, UsageGroupBy},
         record::{self, MAX_BATCH, Receipt, Reporter, UsageReport},
         reset, windows,
@@ -312,8 +315,8 @@ impl UsageAuthorization {
     }
 
     /// Set when allowed is false.
-    async fn reason(&self) -> Option<UsageDenial> {
-        self.reason
+    async fn reason(&self) -> Option<gql::UsageDenial> {
+        self.reason.map(Into::into)
     }
 
     /// The organization's quota now.
@@ -413,8 +416,9 @@ pub async fn organization_usage(
     organization_id: Uuid,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
-    group_by: UsageGroupBy,
+    group_by: gql::UsageGroupBy,
 ) -> ApiResult<Vec<UsageBucket>> {
+    let group_by = UsageGroupBy::from(group_by);
     let app = ctx.app()?;
     let mut conn = app.db().await?;
     let (windows, _) = windows::of_organization(&mut conn, organization_id, app.now())
