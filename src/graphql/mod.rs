@@ -31,13 +31,10 @@ use api::{
     },
     admin::{AdminMutation, AdminQuery},
     billing::{mutation::BillingMutation, query::BillingQuery},
-    keys::query::{KeysMutation, KeysQuery},
+    keys::{mutation::KeysMutation, query::KeysQuery},
     orgs::{mutation::OrgsMutation, query::OrgsQuery},
     platform::client_config::PlatformQuery,
-    usage::{
-        query::{UsageMutation, UsageQuery},
-        subscription::UsageSubscription,
-    },
+    usage::{mutation::UsageMutation, query::UsageQuery, subscription::UsageSubscription},
 };
 pub use limits::QueryLimits;
 

@@ -1,3 +1,4 @@
 //! API keys in GraphQL.
 
+pub mod mutation;
 pub mod query;

@@ -2,6 +2,7 @@
 //! usage subscription.
 
 pub mod inputs;
+pub mod mutation;
 pub mod query;
 pub mod quota;
 pub mod subscription;
