@@ -2,7 +2,6 @@
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 
-use crate::graphql::api::enums as gql;
 use crate::{
     accounts::{
         model::UserRow,
@@ -10,7 +9,10 @@ use crate::{
     },
     error::{ApiResult, AppError},
     graphql::{
-        api::orgs::query::{Membership, SeenBy},
+        api::{
+            enums as gql,
+            orgs::query::{Membership, SeenBy},
+        },
         context::ContextExt,
         scalars::Timestamp,
     },

@@ -4,7 +4,6 @@
 use async_graphql::{Context, ID, InputObject, Object};
 use uuid::Uuid;
 
-use crate::graphql::api::enums as gql;
 use crate::{
     accounts::model::Role,
     billing::{
@@ -17,7 +16,10 @@ use crate::{
     error::{ApiResult, AppError},
     graphql::{
         access::authorize,
-        api::billing::query::{BillingSubscription, CheckoutSession, Plan},
+        api::{
+            billing::query::{BillingSubscription, CheckoutSession, Plan},
+            enums as gql,
+        },
         context::ContextExt,
         scalars::BigInt,
     },

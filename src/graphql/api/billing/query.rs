@@ -4,7 +4,6 @@
 use async_graphql::{Context, ID, Object, SimpleObject};
 use uuid::Uuid;
 
-use crate::graphql::api::enums as gql;
 use crate::{
     accounts::model::Role,
     billing::{
@@ -14,6 +13,7 @@ use crate::{
     },
     error::{ApiResult, AppError},
     graphql::{
+        api::enums as gql,
         context::ContextExt,
         scalars::{BigInt, Timestamp},
     },

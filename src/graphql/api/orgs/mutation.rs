@@ -6,12 +6,14 @@
 use async_graphql::{Context, ID, InputObject, MaybeUndefined, Object};
 use uuid::Uuid;
 
-use crate::graphql::api::enums as gql;
 use crate::{
     error::{ApiResult, AppError, ErrorCode},
     graphql::{
         access::authorize,
-        api::orgs::query::{Invitation, Membership, Organization, SeenBy},
+        api::{
+            enums as gql,
+            orgs::query::{Invitation, Membership, Organization, SeenBy},
+        },
         context::ContextExt,
         scalars::BigInt,
     },

@@ -4,12 +4,11 @@
 use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
-use crate::graphql::api::enums as gql;
 use crate::{
     error::{ApiResult, AppError},
     graphql::{
         access,
-        api::accounts::query::User,
+        api::{accounts::query::User, enums as gql},
         context::ContextExt,
         scalars::{BigInt, Timestamp},
     },
