@@ -51,10 +51,10 @@ use crate::{
     app::AppState,
     db::schema::device_logins,
     error::{AppError, AppResult, ErrorCode},
-    graphql::context::RequestMeta,
-    platform::audit::{self, AuditEntry},
 };
+use tollgate_core::request::RequestMeta;
 use tollgate_db::text_enum;
+use tollgate_platform::audit::{self, AuditEntry};
 
 /// How long a request waits for a person (RFC 8628 suggests minutes).
 pub const LIFETIME: Duration = Duration::minutes(10);

@@ -15,9 +15,9 @@ use crate::{
     },
     app::AppState,
     error::{AppError, AppResult, ErrorCode},
-    graphql::context::RequestMeta,
-    platform::audit::{self, AuditEntry},
 };
+use tollgate_core::request::RequestMeta;
+use tollgate_platform::audit::{self, AuditEntry};
 
 /// The one answer to a wrong email or password.
 fn invalid_credentials() -> AppError {

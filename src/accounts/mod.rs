@@ -3,18 +3,14 @@
 
 pub mod avatars;
 pub mod device;
-pub mod device_graphql;
 pub mod email;
 pub mod email_tokens;
-pub mod graphql;
 pub mod lockout;
 pub mod login;
 pub mod model;
-pub mod mutations;
 pub mod pages;
 pub mod password_policy;
 pub mod profile;
-pub mod profile_graphql;
 pub mod recovery;
 pub mod registration;
 pub mod service;

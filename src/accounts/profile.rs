@@ -19,17 +19,18 @@ use crate::{
     app::AppState,
     db::schema::{avatars, email_tokens, memberships, organizations, sessions as sessions_table, users},
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     orgs::model::{self as orgs, OrgRole},
     platform::announcements::Recorded,
     platform::audit::{self, AuditEntry},
 };
+use tollgate_core::request::RequestMeta;
 
 /// The largest preferences object accepted, as compact JSON.
 pub const MAX_PREFERENCES_BYTES: usize = 16 * 1024;
-/// The largest uploaded picture (the same limit the multipart parser
-/// enforces, kept here too for uploads that arrive another way).
-pub const MAX_AVATAR_BYTES: usize = crate::graphql::http::MAX_UPLOAD_BYTES;
+/// The largest uploaded picture (the limit the multipart parser enforces
+/// on every uploaded file, kept here too for uploads that arrive another
+/// way).
+pub const MAX_AVATAR_BYTES: usize = 2 * 1024 * 1024;
 /// The longest picture URL accepted; browsers and proxies choke on more.
 pub const MAX_AVATAR_URL_LEN: usize = 2048;
 /// The name a deleted account shows wherever history mentions it.

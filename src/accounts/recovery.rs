@@ -20,7 +20,6 @@ use crate::{
     },
     app::AppState,
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     keys,
     platform::audit::{self, AuditEntry},
     platform::{
@@ -28,6 +27,7 @@ use crate::{
         mail,
     },
 };
+use tollgate_core::request::RequestMeta;
 
 fn bad_token() -> AppError {
     AppError::bad_input("token", "this link is invalid, expired or already used")

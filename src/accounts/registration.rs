@@ -20,7 +20,6 @@ use crate::{
     },
     app::AppState,
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     orgs::{
         invitation_service,
         model::{self as orgs, NewOrganization, OrganizationRow},
@@ -28,6 +27,7 @@ use crate::{
     platform::audit::{self, AuditEntry},
     platform::mail,
 };
+use tollgate_core::request::RequestMeta;
 
 /// The field a bad invitation token is reported on.
 const INVITATION_FIELD: &str = "invitationToken";

@@ -13,10 +13,10 @@ use crate::{
     auth::session_cache::Revocation,
     db::schema::{sessions, users},
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     platform::announcements::{self, Recorded},
     platform::audit::{self, AuditEntry},
 };
+use tollgate_core::request::RequestMeta;
 
 /// How long the just-rotated refresh token is still answered (with the
 /// current token) instead of being treated as stolen.

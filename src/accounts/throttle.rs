@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::{app::AppState, error::AppResult, graphql::context::RequestMeta};
+use crate::{app::AppState, error::AppResult};
+use tollgate_core::request::RequestMeta;
 
 /// An auth action with its own rate-limit bucket.
 #[derive(Debug, Clone, Copy)]

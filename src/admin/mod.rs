@@ -3,7 +3,6 @@
 
 pub use tollgate_platform::audit;
 pub mod events;
-pub mod graphql;
 pub mod search;
 pub mod stats;
 pub mod users;

@@ -31,8 +31,8 @@ use crate::{
 
 /// Largest JSON body accepted (a 1,000-input usage batch fits easily).
 pub const MAX_JSON_BODY: usize = 2 * 1024 * 1024;
-/// Largest uploaded file.
-pub const MAX_UPLOAD_BYTES: usize = 2 * 1024 * 1024;
+/// Largest uploaded file: the largest picture, the one thing uploaded.
+pub const MAX_UPLOAD_BYTES: usize = crate::accounts::profile::MAX_AVATAR_BYTES;
 /// Largest multipart body: one file plus the operations and map parts.
 pub const MAX_MULTIPART_BODY: usize = MAX_UPLOAD_BYTES + 64 * 1024;
 

@@ -28,6 +28,10 @@ use crate::{
         invitations::{self, InvitationRow},
         model::{self as orgs, MembershipRow, OrganizationRow},
     },
+    usage::{
+        counters::{self, TokensOf},
+        quota::{self, QuotaSnapshot},
+    },
 };
 
 /// Users by id.
@@ -213,6 +217,41 @@ fn spawn_scoped(batch: BoxFuture<'static, ()>) -> tokio::task::JoinHandle<()> {
     spawn_in_operation(hold::scoped(batch))
 }
 
+/// Tokens used in the current window by keys and members (ApiKey.tokensUsed,
+/// Membership.tokensUsed over a list), through
+/// [`counters::tokens_used_many`].
+pub struct TokensUsedLoader {
+    pool: DbPool,
+    now: DateTime<Utc>,
+}
+
+impl Loader<TokensOf> for TokensUsedLoader {
+    type Value = i64;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[TokensOf]) -> Result<HashMap<TokensOf, i64>, AppError> {
+        let mut conn = self.pool.get().await?;
+        counters::tokens_used_many(&mut conn, keys, self.now).await
+    }
+}
+
+/// Quotas of many organizations (Organization.quota over a list), through
+/// [`quota::of_organizations`].
+pub struct QuotaLoader {
+    pool: DbPool,
+    now: DateTime<Utc>,
+}
+
+impl Loader<Uuid> for QuotaLoader {
+    type Value = QuotaSnapshot;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, QuotaSnapshot>, AppError> {
+        let mut conn = self.pool.get().await?;
+        quota::of_organizations(&mut conn, keys, self.now).await
+    }
+}
+
 /// Every loader of one request. Users, plans and memberships by user are
 /// cached for the request (the same people and plans recur across a list,
 /// e.g. the users of 1,000 receipts, and every organization field asks for
@@ -239,9 +278,9 @@ pub struct Loaders {
     /// API keys by organization id.
     pub api_keys_by_organization: GuardedLoader<ApiKeysByOrganizationLoader>,
     /// Tokens used in the current period by keys and members.
-    pub usage_tokens: GuardedLoader<crate::usage::counters::TokensUsedLoader>,
+    pub usage_tokens: GuardedLoader<TokensUsedLoader>,
     /// Organizations' quotas now.
-    pub quotas: GuardedLoader<crate::usage::quota::QuotaLoader>,
+    pub quotas: GuardedLoader<QuotaLoader>,
 }
 
 impl Loaders {
@@ -267,11 +306,11 @@ impl Loaders {
                 pool: pool.clone(),
                 now,
             }),
-            usage_tokens: loader(crate::usage::counters::TokensUsedLoader {
+            usage_tokens: loader(TokensUsedLoader {
                 pool: pool.clone(),
                 now,
             }),
-            quotas: loader(crate::usage::quota::QuotaLoader { pool, now }),
+            quotas: loader(QuotaLoader { pool, now }),
         }
     }
 }

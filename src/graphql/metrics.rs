@@ -15,8 +15,7 @@ use async_graphql::{
 };
 use futures_util::{StreamExt, stream::BoxStream};
 
-use crate::app::AppState;
-use crate::platform::metrics::{Metrics, lock};
+use crate::{app::AppState, platform::metrics::Metrics};
 
 /// Counts and times every GraphQL operation into the app's
 /// [`Metrics`]. Register it before the extension that labels
@@ -175,6 +174,12 @@ fn outcome(response: &Response) -> String {
         }
         _ => "OTHER".to_owned(),
     }
+}
+
+/// A poisoned lock only means a panic elsewhere mid-update; what was seen
+/// is still worth counting.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

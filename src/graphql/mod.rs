@@ -2,12 +2,15 @@
 //! and `tollgate export-schema`, plus the HTTP and websocket handlers that
 //! wrap its executor.
 
+pub mod access;
+pub mod api;
 pub mod context;
 pub mod cost;
 pub mod error;
 pub mod field_errors;
 pub mod http;
 pub mod input_guard;
+pub mod key_gate;
 pub mod limits;
 pub mod loaders;
 pub mod media;
@@ -19,16 +22,21 @@ pub mod websocket;
 
 use async_graphql::{MergedObject, Schema};
 
-use crate::{
-    accounts::{graphql::AccountsQuery, mutations::AccountsMutation},
-    billing::graphql::BillingQuery,
-    orgs::graphql::OrgsQuery,
-    platform::graphql::PlatformQuery,
-    usage::graphql::UsageQuery,
+use api::{
+    accounts::{
+        device::{DeviceMutation, DeviceQuery},
+        mutation::AccountsMutation,
+        profile::ProfileMutation,
+        query::AccountsQuery,
+    },
+    admin::{AdminMutation, AdminQuery},
+    billing::{mutation::BillingMutation, query::BillingQuery},
+    keys::{mutation::KeysMutation, query::KeysQuery},
+    orgs::{mutation::OrgsMutation, query::OrgsQuery},
+    platform::client_config::PlatformQuery,
+    usage::{mutation::UsageMutation, query::UsageQuery, subscription::UsageSubscription},
 };
 pub use limits::QueryLimits;
-
-use crate::usage::subscription::UsageSubscription;
 
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]
@@ -39,9 +47,9 @@ pub struct QueryRoot(
     BillingQuery,
     UsageQuery,
     PlatformQuery,
-    crate::accounts::device_graphql::DeviceQuery,
-    crate::keys::graphql::KeysQuery,
-    crate::admin::graphql::AdminQuery,
+    DeviceQuery,
+    KeysQuery,
+    AdminQuery,
 );
 
 /// Every mutation field, merged from the domains.
@@ -49,13 +57,13 @@ pub struct QueryRoot(
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     AccountsMutation,
-    crate::accounts::device_graphql::DeviceMutation,
-    crate::accounts::profile_graphql::ProfileMutation,
-    crate::keys::graphql::KeysMutation,
-    crate::orgs::mutations::OrgsMutation,
-    crate::usage::graphql::UsageMutation,
-    crate::billing::mutations::BillingMutation,
-    crate::admin::graphql::AdminMutation,
+    DeviceMutation,
+    ProfileMutation,
+    KeysMutation,
+    OrgsMutation,
+    UsageMutation,
+    BillingMutation,
+    AdminMutation,
 );
 
 /// The executable schema.
@@ -73,7 +81,7 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
         // Outside every extension that may fail a field, so that it sees
         // their errors too.
         .extension(field_errors::FieldErrors)
-        .extension(crate::keys::gate::KeyGate)
+        .extension(key_gate::KeyGate)
         .extension(loaders::FreshLoaders)
         // The parser's own guard against stack exhaustion; the configurable
         // depth limit (QUERY_TOO_COMPLEX) sits below it.

@@ -2,8 +2,6 @@
 
 pub mod cache;
 pub mod events;
-pub mod gate;
-pub mod graphql;
 pub mod model;
 pub mod resolve;
 pub mod scope;

@@ -10,7 +10,6 @@ use crate::{
     app::AppState,
     billing::subscription::plan_in_effect,
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     keys::{
         events,
         model::{self, ApiKeyRow},
@@ -25,6 +24,7 @@ use crate::{
     platform::announcements::{self, Recorded},
     platform::audit::{self, AuditEntry},
 };
+use tollgate_core::request::RequestMeta;
 
 /// Longest key name, in characters.
 const MAX_NAME_CHARS: usize = 100;

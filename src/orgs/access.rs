@@ -6,16 +6,15 @@
 //! contract, so a field without a rule fails the test (and fails closed at
 //! run time: an unknown name is an internal error, never access).
 
-use async_graphql::Context;
 use uuid::Uuid;
 
 use crate::{
-    accounts::model::Role,
+    accounts::model::{self as users, Role},
+    app::AppState,
     auth::{KeyIdentity, Principal},
     error::{AppError, AppResult},
-    graphql::context::ContextExt,
     keys::scope::{ApiKeyScope, ScopeSet},
-    orgs::model::OrgRole,
+    orgs::model::{self as orgs, MembershipRow, OrgRole},
 };
 
 /// Who may use a field or mutation of one organization.
@@ -183,33 +182,56 @@ fn require_key_scope(scopes: ScopeSet, rule: Rule) -> AppResult<()> {
     }
 }
 
-/// The caller's access to `organization_id`, from the per-request loaders
-/// (one query for the caller's memberships, whatever the number of
-/// organizations asked about). Anonymous callers are UNAUTHENTICATED.
-pub async fn access_to(ctx: &Context<'_>, organization_id: Uuid) -> AppResult<Access> {
-    let user_id = match ctx.principal()? {
-        Principal::User { user_id, .. } => *user_id,
-        Principal::Anonymous => return Err(AppError::unauthenticated()),
-        Principal::ApiKey(key) => return Ok(key_access(key, organization_id)),
-    };
-    let loaders = ctx.loaders()?;
-    let memberships = loaders.memberships_by_user.load_one(user_id).await?.unwrap_or_default();
+/// Whose memberships decide a caller's access: a person's, looked up by
+/// the caller of [`caller`]; a key's access needs no lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caller {
+    /// A signed-in person: their memberships and platform role decide.
+    User(Uuid),
+    /// An API key: its access, decided already.
+    Key(Access),
+}
+
+/// Who asks about `organization_id`. Anonymous callers are
+/// UNAUTHENTICATED.
+pub fn caller(principal: &Principal, organization_id: Uuid) -> AppResult<Caller> {
+    match principal {
+        Principal::User { user_id, .. } => Ok(Caller::User(*user_id)),
+        Principal::Anonymous => Err(AppError::unauthenticated()),
+        Principal::ApiKey(key) => Ok(Caller::Key(key_access(key, organization_id))),
+    }
+}
+
+/// A person's access to `organization_id`, from their memberships (of any
+/// organizations) and their platform role, when they are known.
+pub fn member_access(organization_id: Uuid, memberships: &[MembershipRow], platform_role: Option<Role>) -> Access {
     let role = memberships
         .iter()
         .find(|m| m.organization_id == organization_id)
         .map(|m| m.role);
-    let staff = loaders
-        .users
-        .load_one(user_id)
-        .await?
-        .map(|user| user.role)
-        .filter(|role| role.is_staff());
-    Ok(Access {
+    Access {
         organization_id,
         role,
-        staff,
+        staff: platform_role.filter(|role| role.is_staff()),
         key: KeyAccess::NotAKey,
-    })
+    }
+}
+
+/// The caller's access to `organization_id`, read from the database.
+/// Anonymous callers are UNAUTHENTICATED.
+pub async fn access_to(app: &AppState, principal: &Principal, organization_id: Uuid) -> AppResult<Access> {
+    let user_id = match caller(principal, organization_id)? {
+        Caller::User(user_id) => user_id,
+        Caller::Key(access) => return Ok(access),
+    };
+    let mut conn = app.db().await?;
+    let memberships = orgs::memberships_of_users(&mut conn, &[user_id]).await?;
+    let platform_role = users::find_by_ids(&mut conn, &[user_id])
+        .await?
+        .into_iter()
+        .next()
+        .map(|user| user.role);
+    Ok(member_access(organization_id, &memberships, platform_role))
 }
 
 fn key_access(key: &KeyIdentity, organization_id: Uuid) -> Access {
@@ -228,8 +250,8 @@ fn key_access(key: &KeyIdentity, organization_id: Uuid) -> Access {
 
 /// The caller's access to `organization_id`, refused unless `field`'s rule
 /// allows it.
-pub async fn authorize(ctx: &Context<'_>, organization_id: Uuid, field: &str) -> AppResult<Access> {
-    let access = access_to(ctx, organization_id).await?;
+pub async fn authorize(app: &AppState, principal: &Principal, organization_id: Uuid, field: &str) -> AppResult<Access> {
+    let access = access_to(app, principal, organization_id).await?;
     access.require(field)?;
     Ok(access)
 }

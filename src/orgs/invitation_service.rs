@@ -29,7 +29,6 @@ use crate::{
     billing::subscription::plan_in_effect,
     db::schema::{invitations, memberships, users as users_table},
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     orgs::{
         invitations::{INVITATION_LIFETIME, InvitationRow},
         model::{self as orgs, MembershipRow, OrgRole},
@@ -38,6 +37,7 @@ use crate::{
     platform::audit::{self, AuditEntry},
     platform::mail,
 };
+use tollgate_core::request::RequestMeta;
 
 /// Invitations one address may be sent per hour, from all organizations
 /// together: enough to re-send a few times, too few to spam someone.

@@ -17,7 +17,6 @@ use crate::{
     app::AppState,
     db::schema::{memberships, users},
     error::{AppError, AppResult},
-    graphql::context::RequestMeta,
     orgs::{
         events::{MemberRoleChanged, MembershipEnded},
         model::{MembershipRow, OrgRole, OrganizationRow},
@@ -26,6 +25,7 @@ use crate::{
     platform::announcements::{self, Recorded},
     platform::audit::{self, AuditEntry},
 };
+use tollgate_core::request::RequestMeta;
 
 /// What `updateMember` asked to change; `None` keeps a value.
 #[derive(Debug, Default, Clone, Copy)]

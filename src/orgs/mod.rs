@@ -3,11 +3,9 @@
 
 pub mod access;
 pub mod events;
-pub mod graphql;
 pub mod invitation_service;
 pub mod invitations;
 pub mod membership;
 pub mod model;
-pub mod mutations;
 pub mod service;
 pub mod slug;

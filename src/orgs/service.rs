@@ -21,7 +21,6 @@ use crate::{
     app::AppState,
     db::schema::{memberships, organizations},
     error::{AppError, AppResult, ErrorCode},
-    graphql::context::RequestMeta,
     orgs::{
         access::{Rule, rule_of},
         events::MembershipEnded,
@@ -31,6 +30,7 @@ use crate::{
     platform::announcements,
     platform::audit::{self, AuditEntry},
 };
+use tollgate_core::request::RequestMeta;
 
 /// The largest settings object accepted, as compact JSON.
 pub const MAX_SETTINGS_BYTES: usize = 16 * 1024;

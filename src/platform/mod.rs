@@ -3,7 +3,6 @@
 //! they keep honest), rate limiter, mail outbox and the client
 //! configuration query.
 
-pub mod graphql;
 pub mod health;
 pub mod playground;
 

@@ -7,7 +7,6 @@
 
 use std::time::Duration;
 
-use async_graphql::Enum;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -30,7 +29,7 @@ use crate::{
 const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Why authorizeUsage says no.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageDenial {
     /// The organization's tokens for the period are spent.
     OrganizationBudget,

@@ -4,7 +4,6 @@
 //! and are stored as integer micro-USD per million tokens, converted from
 //! the float's exact decimal text so 0.075 is 75000, not 74999.
 
-use async_graphql::InputObject;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -25,13 +24,12 @@ const MAX_LABEL_CHARS: usize = 100;
 /// Most other names one model may have.
 const MAX_ALIASES: usize = 100;
 
-/// A catalog entry to create or replace (by id).
-#[derive(Debug, Clone, InputObject)]
-pub struct ModelInput {
+/// A catalog entry to create or replace (by id), as staff sent it.
+#[derive(Debug, Clone)]
+pub struct ModelEntry {
     /// The model's id; stored lowercased.
     pub id: String,
     /// Other names that price as this model; stored lowercased, each once.
-    #[graphql(default)]
     pub aliases: Vec<String>,
     /// Who serves it: openai, anthropic, google, ...
     pub provider: String,
@@ -46,11 +44,10 @@ pub struct ModelInput {
     /// List price of completion tokens, USD per million.
     pub output_usd_per_million_tokens: f64,
     /// Disabled models are refused by authorizeUsage (usage is still recorded).
-    #[graphql(default = true)]
     pub enabled: bool,
 }
 
-/// A checked [`ModelInput`], prices in micro-USD per million tokens.
+/// A checked [`ModelEntry`], prices in micro-USD per million tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct CheckedModel {
     id: String,
@@ -67,7 +64,7 @@ struct CheckedModel {
 /// Creates or replaces a catalog entry. Past events keep the cost they were
 /// recorded with; only later ones see new prices. A name already used by
 /// another model (as id or alias) is CONFLICT.
-pub async fn upsert(conn: &mut AsyncPgConnection, input: ModelInput, now: DateTime<Utc>) -> AppResult<ModelRow> {
+pub async fn upsert(conn: &mut AsyncPgConnection, input: ModelEntry, now: DateTime<Utc>) -> AppResult<ModelRow> {
     let model = check(input)?;
     conn.transaction::<_, AppError, _>(async |conn| {
         // Two concurrent upserts could each miss the other's new alias;
@@ -135,7 +132,7 @@ async fn save(
         .await
 }
 
-fn check(input: ModelInput) -> AppResult<CheckedModel> {
+fn check(input: ModelEntry) -> AppResult<CheckedModel> {
     let id = input.id.trim().to_lowercase();
     check_name("id", &id)?;
     if input.aliases.len() > MAX_ALIASES {
@@ -227,8 +224,8 @@ mod tests {
         assert!(micro_usd("x", f64::INFINITY).is_err());
     }
 
-    fn input() -> ModelInput {
-        ModelInput {
+    fn input() -> ModelEntry {
+        ModelEntry {
             id: " My-Model ".into(),
             aliases: vec!["Alias-One".into(), "alias-one".into(), "my-model".into()],
             provider: "acme".into(),

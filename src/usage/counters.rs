@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use async_graphql::dataloader::Loader;
 use chrono::{DateTime, Utc};
 use diesel::{
     pg::Pg,
@@ -19,7 +18,7 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::{db::DbPool, error::AppError, usage::windows};
+use crate::{error::AppResult, usage::windows};
 use tollgate_db::text_enum;
 
 text_enum! {
@@ -267,7 +266,7 @@ pub async fn sum_many(
 }
 
 /// Whose tokens in the current token window: a key or a member of one
-/// organization. The key of [`TokensUsedLoader`].
+/// organization. The key of [`tokens_used_many`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TokensOf {
     /// The organization.
@@ -280,40 +279,32 @@ pub struct TokensOf {
 
 /// Tokens used in the current window by keys and members (ApiKey.tokensUsed,
 /// Membership.tokensUsed over a list): windows of every organization asked
-/// about in one or two queries, the counters in one more.
-pub struct TokensUsedLoader {
-    /// The request pool.
-    pub pool: DbPool,
-    /// The request's time.
-    pub now: DateTime<Utc>,
-}
-
-impl Loader<TokensOf> for TokensUsedLoader {
-    type Value = i64;
-    type Error = AppError;
-
-    async fn load(&self, keys: &[TokensOf]) -> Result<HashMap<TokensOf, i64>, AppError> {
-        let mut conn = self.pool.get().await?;
-        let organizations: Vec<Uuid> = keys
-            .iter()
-            .map(|k| k.organization_id)
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .collect();
-        let windows = windows::of_organizations(&mut conn, &organizations, self.now).await?;
-        let span_of = |of: &TokensOf| {
-            windows
-                .get(&of.organization_id)
-                .map(|(windows, _)| (of.organization_id, windows.span(of.kind, of.subject_id)))
-        };
-        let wanted: Vec<(Uuid, CounterSpan)> = keys.iter().filter_map(span_of).collect();
-        let totals = sum_many(&mut conn, &wanted).await?;
-        Ok(keys
-            .iter()
-            .map(|of| {
-                let tokens = span_of(of).and_then(|span| totals.get(&span)).map_or(0, |t| t.0);
-                (*of, tokens)
-            })
-            .collect())
-    }
+/// about in one or two queries, the counters in one more. Subjects of an
+/// organization that does not exist count 0.
+pub async fn tokens_used_many(
+    conn: &mut AsyncPgConnection,
+    keys: &[TokensOf],
+    now: DateTime<Utc>,
+) -> AppResult<HashMap<TokensOf, i64>> {
+    let organizations: Vec<Uuid> = keys
+        .iter()
+        .map(|k| k.organization_id)
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let windows = windows::of_organizations(conn, &organizations, now).await?;
+    let span_of = |of: &TokensOf| {
+        windows
+            .get(&of.organization_id)
+            .map(|(windows, _)| (of.organization_id, windows.span(of.kind, of.subject_id)))
+    };
+    let wanted: Vec<(Uuid, CounterSpan)> = keys.iter().filter_map(span_of).collect();
+    let totals = sum_many(conn, &wanted).await?;
+    Ok(keys
+        .iter()
+        .map(|of| {
+            let tokens = span_of(of).and_then(|span| totals.get(&span)).map_or(0, |t| t.0);
+            (*of, tokens)
+        })
+        .collect())
 }

@@ -4,7 +4,7 @@
 //! payload the JSON of [`UsageUpdateMessage`], one message per event that
 //! was recorded (duplicates publish nothing), after the transaction
 //! commits, in the order the events were recorded. Subscribers turn it into
-//! the GraphQL `UsageUpdate` with [`UsageUpdateMessage::into_update`]. The
+//! the GraphQL `UsageUpdate` (`crate::graphql::api::usage`). The
 //! JSON stays under 7 KB (metadata is capped at 4 KiB, names at 200
 //! characters), within PostgreSQL's 8000-byte NOTIFY limit.
 
@@ -13,11 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     error::{AppError, AppResult},
-    usage::{
-        event::UsageEventRow,
-        graphql::{UsageEvent, UsageUpdate},
-        quota::{Quota, QuotaSnapshot},
-    },
+    usage::{event::UsageEventRow, quota::QuotaSnapshot},
 };
 
 /// One recorded event, as it travels between instances.
@@ -43,15 +39,6 @@ impl UsageUpdateMessage {
     /// Reads a bus payload.
     pub fn from_json(payload: &str) -> AppResult<Self> {
         serde_json::from_str(payload).map_err(AppError::internal)
-    }
-
-    /// The GraphQL `UsageUpdate` a subscriber receives.
-    pub fn into_update(self) -> UsageUpdate {
-        UsageUpdate {
-            event: UsageEvent::from(self.event),
-            quota: Quota::from(self.quota),
-            threshold_crossed: self.threshold_crossed,
-        }
     }
 }
 

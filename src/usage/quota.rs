@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 
-use async_graphql::{Object, dataloader::Loader};
 use chrono::{DateTime, Utc};
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
@@ -12,9 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     billing::model::PlanRow,
-    db::DbPool,
     error::{AppError, AppResult},
-    graphql::scalars::{BigInt, Timestamp},
     usage::{
         counters::{self, CounterSpan, SubjectKind},
         windows::{self, Windows},
@@ -117,98 +114,32 @@ pub async fn read(
 }
 
 /// Quotas of many organizations (Organization.quota over a list): their
-/// windows in one or two queries, the counters in one more.
-pub struct QuotaLoader {
-    /// The request pool.
-    pub pool: DbPool,
-    /// The request's time.
-    pub now: DateTime<Utc>,
-}
-
-impl Loader<Uuid> for QuotaLoader {
-    type Value = QuotaSnapshot;
-    type Error = AppError;
-
-    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, QuotaSnapshot>, AppError> {
-        let mut conn = self.pool.get().await?;
-        let windows = windows::of_organizations(&mut conn, keys, self.now).await?;
-        let wanted: Vec<(Uuid, CounterSpan)> = windows
-            .iter()
-            .flat_map(|(organization_id, (windows, _))| {
-                spans(*organization_id, windows).map(|span| (*organization_id, span))
-            })
-            .collect();
-        let totals = counters::sum_many(&mut conn, &wanted).await?;
-        Ok(windows
-            .iter()
-            .map(|(organization_id, (windows, plan))| {
-                let [tokens, requests] = spans(*organization_id, windows)
-                    .map(|span| totals.get(&(*organization_id, span)).copied().unwrap_or_default());
-                (
-                    *organization_id,
-                    QuotaSnapshot::new(windows, plan, tokens.0, requests.1),
-                )
-            })
-            .collect())
-    }
-}
-
-/// A budget is spent when tokensUsed >= tokenLimit. Reported usage is
-/// never refused for a budget (its tokens were already used, and billing
-/// must see them); clients ask authorizeUsage before an LLM call. Counters
-/// count events by the time they were received, so back-dated events land
-/// in the current period; they always equal the sum of the events they
-/// count. requestsToday counts usage events received since 00:00 UTC.
-/// resetUsage restarts all of these counters.
-pub struct Quota(pub QuotaSnapshot);
-
-impl From<QuotaSnapshot> for Quota {
-    fn from(snapshot: QuotaSnapshot) -> Self {
-        Self(snapshot)
-    }
-}
-
-#[Object]
-impl Quota {
-    /// Where tokensUsed starts counting: the period's start, or the last resetUsage inside the period.
-    async fn period_start(&self) -> Timestamp {
-        self.0.period_start.into()
-    }
-
-    /// The end of the current quota period.
-    async fn period_end(&self) -> Timestamp {
-        self.0.period_end.into()
-    }
-
-    /// Tokens counted in the current period, by receive time.
-    async fn tokens_used(&self) -> BigInt {
-        BigInt(self.0.tokens_used)
-    }
-
-    /// null = unlimited.
-    async fn token_limit(&self) -> Option<BigInt> {
-        self.0.token_limit.map(BigInt)
-    }
-
-    /// null = unlimited; 0 once spent, never negative.
-    async fn remaining(&self) -> Option<BigInt> {
-        self.0.remaining().map(BigInt)
-    }
-
-    /// Whether tokensUsed >= tokenLimit.
-    async fn exceeded(&self) -> bool {
-        self.0.exceeded()
-    }
-
-    /// Usage events received since 00:00 UTC.
-    async fn requests_today(&self) -> i32 {
-        i32::try_from(self.0.requests_today).unwrap_or(i32::MAX)
-    }
-
-    /// Usage events allowed per UTC day; null = unlimited.
-    async fn daily_request_limit(&self) -> Option<i32> {
-        self.0.daily_request_limit
-    }
+/// windows in one or two queries, the counters in one more. Organizations
+/// that do not exist are left out.
+pub async fn of_organizations(
+    conn: &mut AsyncPgConnection,
+    organization_ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> AppResult<HashMap<Uuid, QuotaSnapshot>> {
+    let windows = windows::of_organizations(conn, organization_ids, now).await?;
+    let wanted: Vec<(Uuid, CounterSpan)> = windows
+        .iter()
+        .flat_map(|(organization_id, (windows, _))| {
+            spans(*organization_id, windows).map(|span| (*organization_id, span))
+        })
+        .collect();
+    let totals = counters::sum_many(conn, &wanted).await?;
+    Ok(windows
+        .iter()
+        .map(|(organization_id, (windows, plan))| {
+            let [tokens, requests] = spans(*organization_id, windows)
+                .map(|span| totals.get(&(*organization_id, span)).copied().unwrap_or_default());
+            (
+                *organization_id,
+                QuotaSnapshot::new(windows, plan, tokens.0, requests.1),
+            )
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -1,7 +1,6 @@
 //! Reading usage back: buckets from the daily rollup (never by scanning
 //! events), pages of events, and the platform totals of the staff stats.
 
-use async_graphql::Enum;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use diesel::{
     pg::Pg,
@@ -23,7 +22,7 @@ use crate::{
 pub const MAX_RANGE_DAYS: i64 = 400;
 
 /// What usage buckets are keyed by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UsageGroupBy {
     /// One bucket per UTC day of occurredAt (key YYYY-MM-DD).
     Day,

@@ -10,15 +10,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use async_graphql::{Context, ID, InputObject};
 use chrono::{DateTime, Duration, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use crate::{
     app::AppState,
+    auth::Principal,
     error::{AppError, AppResult},
-    graphql::{context::ContextExt, scalars::Timestamp},
     orgs::access,
     platform::mail,
     usage::{
@@ -47,24 +46,23 @@ const MAX_AGE_DAYS: i64 = 35;
 /// How far ahead occurredAt may lie (client clocks drift).
 const MAX_AHEAD_MINUTES: i64 = 5;
 
-/// One reported LLM call.
-#[derive(Debug, Clone, InputObject)]
-pub struct RecordUsageInput {
+/// One reported LLM call, as the client sent it.
+#[derive(Debug, Clone)]
+pub struct UsageReport {
     /// Required with a user's access token; implied by an API key.
-    pub organization_id: Option<ID>,
+    pub organization_id: Option<String>,
     /// The model name as the provider reported it.
     pub model: String,
     /// Prompt tokens, cached ones included.
     pub prompt_tokens: i32,
     /// Part of promptTokens served from the provider's prompt cache.
-    #[graphql(default = 0)]
     pub cached_tokens: i32,
     /// Completion tokens.
     pub completion_tokens: i32,
     /// Idempotency key: the same requestId in one organization is counted once; the same requestId with different numbers is CONFLICT.
     pub request_id: Option<String>,
     /// When the call happened; default now. At most 35 days back and 5 minutes ahead.
-    pub occurred_at: Option<Timestamp>,
+    pub occurred_at: Option<DateTime<Utc>>,
     /// Anything the client wants kept with the event: JSON of at most 4 KiB.
     pub metadata: Option<serde_json::Value>,
 }
@@ -111,14 +109,27 @@ pub struct Receipt {
 /// operation. With an API key the organization is the key's (another id
 /// is FORBIDDEN); with a user's token `organization_id` is required and
 /// the caller must be MEMBER or above.
-pub async fn reporter(ctx: &Context<'_>, organization_id: Option<&ID>, rule: &str) -> AppResult<Reporter> {
-    let principal = ctx.principal()?;
+pub async fn reporter(
+    app: &AppState,
+    principal: &Principal,
+    organization_id: Option<&str>,
+    rule: &str,
+) -> AppResult<Reporter> {
+    let reporter = reporter_unchecked(principal, organization_id)?;
+    access::authorize(app, principal, reporter.organization_id, rule).await?;
+    Ok(reporter)
+}
+
+/// Who reports for which organization, before the access rule is applied
+/// (the caller applies it to `organization_id` next, as [`reporter`] does).
+/// With an API key the organization is the key's (an id that does not
+/// parse is FORBIDDEN); with a user's token `organization_id` is required.
+pub fn reporter_unchecked(principal: &Principal, organization_id: Option<&str>) -> AppResult<Reporter> {
     if let Some(key) = principal.api_key() {
         let organization_id = match organization_id {
             None => key.organization_id,
-            Some(id) => Uuid::parse_str(id.as_str()).map_err(|_| AppError::forbidden())?,
+            Some(id) => Uuid::parse_str(id).map_err(|_| AppError::forbidden())?,
         };
-        access::authorize(ctx, organization_id, rule).await?;
         return Ok(Reporter {
             organization_id,
             api_key_id: Some(key.key_id),
@@ -128,8 +139,7 @@ pub async fn reporter(ctx: &Context<'_>, organization_id: Option<&ID>, rule: &st
     let user_id = principal.require_user()?;
     let id = organization_id
         .ok_or_else(|| AppError::bad_input("organizationId", "organizationId is required with a user's token"))?;
-    let organization_id = Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found("organization"))?;
-    access::authorize(ctx, organization_id, rule).await?;
+    let organization_id = Uuid::parse_str(id).map_err(|_| AppError::not_found("organization"))?;
     Ok(Reporter {
         organization_id,
         api_key_id: None,
@@ -140,8 +150,7 @@ pub async fn reporter(ctx: &Context<'_>, organization_id: Option<&ID>, rule: &st
 /// The organizationId a batch is for, checked input by input: with a key,
 /// none or the key's own (FORBIDDEN otherwise); with a user's token, given
 /// on every input and the same on all (BAD_USER_INPUT otherwise).
-pub fn batch_organization(ctx: &Context<'_>, inputs: &[RecordUsageInput]) -> AppResult<Option<ID>> {
-    let principal = ctx.principal()?;
+pub fn batch_organization(principal: &Principal, inputs: &[UsageReport]) -> AppResult<Option<String>> {
     if let Some(key) = principal.api_key() {
         for (index, input) in inputs.iter().enumerate() {
             let Some(id) = &input.organization_id else { continue };
@@ -168,11 +177,11 @@ pub fn batch_organization(ctx: &Context<'_>, inputs: &[RecordUsageInput]) -> App
             Some(_) => {}
         }
     }
-    Ok(first.map(|id| ID(id.to_string())))
+    Ok(first.map(|id| id.to_string()))
 }
 
 /// Checks one input against the rules of the contract at `now`.
-pub fn check(input: RecordUsageInput, now: DateTime<Utc>) -> AppResult<Report> {
+pub fn check(input: UsageReport, now: DateTime<Utc>) -> AppResult<Report> {
     let model = input.model.trim();
     check_name("model", model)?;
     for (field, value) in [
@@ -196,7 +205,7 @@ pub fn check(input: RecordUsageInput, now: DateTime<Utc>) -> AppResult<Report> {
     if let Some(request_id) = &input.request_id {
         check_name("requestId", request_id)?;
     }
-    let occurred_at = input.occurred_at.map(|t| t.0);
+    let occurred_at = input.occurred_at;
     if let Some(occurred_at) = occurred_at
         && (occurred_at < now - Duration::days(MAX_AGE_DAYS)
             || occurred_at > now + Duration::minutes(MAX_AHEAD_MINUTES))
@@ -216,7 +225,7 @@ pub fn check(input: RecordUsageInput, now: DateTime<Utc>) -> AppResult<Report> {
             ));
         }
     }
-    Ok(unchecked(RecordUsageInput { metadata, ..input }))
+    Ok(unchecked(UsageReport { metadata, ..input }))
 }
 
 /// A model name or requestId: 1 to 200 characters, no control characters
@@ -251,7 +260,7 @@ pub fn check_name(field: &'static str, value: &str) -> AppResult<()> {
 pub async fn check_reports(
     app: &AppState,
     organization_id: Uuid,
-    inputs: Vec<RecordUsageInput>,
+    inputs: Vec<UsageReport>,
     now: DateTime<Utc>,
     locate: fn(AppError, usize) -> AppError,
 ) -> AppResult<Vec<Report>> {
@@ -300,7 +309,7 @@ async fn stored_events(
 
 /// Whether `input` reports the same call with the same numbers as the
 /// stored `original`.
-fn repeats(original: &UsageEventRow, input: &RecordUsageInput) -> bool {
+fn repeats(original: &UsageEventRow, input: &UsageReport) -> bool {
     original.numbers()
         == (
             input.model.trim(),
@@ -312,7 +321,7 @@ fn repeats(original: &UsageEventRow, input: &RecordUsageInput) -> bool {
 
 /// A repeat as a report, without the checks: the write path finds its
 /// requestId stored and answers with the original.
-fn unchecked(input: RecordUsageInput) -> Report {
+fn unchecked(input: UsageReport) -> Report {
     Report {
         model: input.model.trim().to_owned(),
         tokens: Tokens {
@@ -321,7 +330,7 @@ fn unchecked(input: RecordUsageInput) -> Report {
             completion: i64::from(input.completion_tokens),
         },
         request_id: input.request_id,
-        occurred_at: input.occurred_at.map(|t| t.0),
+        occurred_at: input.occurred_at,
         metadata: input.metadata.filter(|m| !m.is_null()),
     }
 }
@@ -686,8 +695,8 @@ mod tests {
     use super::*;
     use crate::error::field_of as field;
 
-    fn input() -> RecordUsageInput {
-        RecordUsageInput {
+    fn input() -> UsageReport {
+        UsageReport {
             organization_id: None,
             model: " gpt-4o ".into(),
             prompt_tokens: 100,
@@ -703,7 +712,7 @@ mod tests {
     fn inputs_are_checked_field_by_field() {
         let now = Utc::now();
         assert_eq!(check(input(), now).unwrap().model, "gpt-4o");
-        let with = |f: fn(&mut RecordUsageInput)| {
+        let with = |f: fn(&mut UsageReport)| {
             let mut input = input();
             f(&mut input);
             check(input, now)
@@ -730,10 +739,10 @@ mod tests {
         too_big.metadata = Some(big);
         assert_eq!(field(check(too_big, now)).as_deref(), Some("metadata"));
         let mut old = input();
-        old.occurred_at = Some(Timestamp(now - Duration::days(36)));
+        old.occurred_at = Some(now - Duration::days(36));
         assert_eq!(field(check(old, now)).as_deref(), Some("occurredAt"));
         let mut ahead = input();
-        ahead.occurred_at = Some(Timestamp(now + Duration::minutes(6)));
+        ahead.occurred_at = Some(now + Duration::minutes(6));
         assert_eq!(field(check(ahead, now)).as_deref(), Some("occurredAt"));
     }
 }

@@ -4,8 +4,9 @@
 //! a value is a constraint change, not an `ALTER TYPE` that cannot run in a
 //! transaction.
 
-/// Declares an enum that is stored as text and exposed to GraphQL under
-/// the same value names.
+/// Declares an enum that is stored as text. It knows nothing of GraphQL:
+/// the schema mirrors the enums it exposes (under the stored names) with
+/// remote enums of its own.
 ///
 /// ```text
 /// text_enum! {
@@ -33,7 +34,7 @@ macro_rules! text_enum {
         @stored $name:ident { $( $variant:ident => $text:literal ),+ }
     ) => {
         impl $name {
-            /// The stored (and GraphQL) name.
+            /// The stored name.
             pub fn as_str(self) -> &'static str {
                 match self { $( Self::$variant => $text ),+ }
             }

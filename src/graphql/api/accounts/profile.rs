@@ -7,12 +7,9 @@ use async_graphql::{Context, InputObject, MaybeUndefined, Object, Upload};
 use secrecy::SecretString;
 
 use crate::{
-    accounts::{
-        graphql::User,
-        profile::{self, MAX_AVATAR_BYTES, ProfileUpdate},
-    },
+    accounts::profile::{self, MAX_AVATAR_BYTES, ProfileUpdate},
     error::{ApiResult, AppError},
-    graphql::context::ContextExt,
+    graphql::{api::accounts::query::User, context::ContextExt},
 };
 
 /// Changes to one's own profile; an omitted field keeps its value.

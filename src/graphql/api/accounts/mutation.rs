@@ -6,13 +6,15 @@ use uuid::Uuid;
 
 use crate::{
     accounts::{
-        graphql::{AuthPayload, User},
         login, recovery,
         registration::{self, Registration},
         sessions::{self, Ending},
     },
     error::{ApiResult, AppError},
-    graphql::context::ContextExt,
+    graphql::{
+        api::accounts::query::{AuthPayload, User},
+        context::ContextExt,
+    },
 };
 
 /// Sign-up details.

@@ -5,14 +5,15 @@ use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
 use crate::{
-    accounts::graphql::User,
     error::{ApiResult, AppError},
     graphql::{
+        access,
+        api::{accounts::query::User, enums as gql},
         context::ContextExt,
         scalars::{BigInt, Timestamp},
     },
     orgs::{
-        access::{self, Access, KeyAccess},
+        access::{Access, KeyAccess},
         invitations::InvitationRow,
         model::{self as orgs, MembershipRow, OrgRole, OrganizationRow},
         slug::well_formed,
@@ -108,8 +109,8 @@ impl Organization {
     }
 
     /// The caller's role here; null for platform staff who are not members.
-    async fn viewer_role(&self) -> Option<OrgRole> {
-        self.access.role
+    async fn viewer_role(&self) -> Option<gql::OrgRole> {
+        self.access.role.map(Into::into)
     }
 
     /// Everyone in the organization, longest-standing first.
@@ -136,13 +137,16 @@ impl Organization {
     }
 
     /// The subscription: what the organization pays for, and where the payments stand.
-    async fn subscription(&self, ctx: &Context<'_>) -> ApiResult<crate::billing::graphql::BillingSubscription> {
-        crate::billing::graphql::subscription_of(ctx, self.row.id).await
+    async fn subscription(
+        &self,
+        ctx: &Context<'_>,
+    ) -> ApiResult<crate::graphql::api::billing::query::BillingSubscription> {
+        crate::graphql::api::billing::query::subscription_of(ctx, self.row.id).await
     }
 
     /// The plan in effect now, whose limits apply (the free plan once a grace period or a cancelled period has ended).
-    async fn plan(&self, ctx: &Context<'_>) -> ApiResult<crate::billing::graphql::Plan> {
-        crate::billing::graphql::plan_of(ctx, self.row.id).await
+    async fn plan(&self, ctx: &Context<'_>) -> ApiResult<crate::graphql::api::billing::query::Plan> {
+        crate::graphql::api::billing::query::plan_of(ctx, self.row.id).await
     }
 
     /// Free-form settings shared by the organization's clients.
@@ -156,22 +160,22 @@ impl Organization {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Option<crate::admin::graphql::AuditEntryConnection>> {
+    ) -> ApiResult<Option<crate::graphql::api::admin::AuditEntryConnection>> {
         self.access.require("Organization.auditLog")?;
-        crate::admin::graphql::organization_audit_log(ctx, self.row.id, first, after)
+        crate::graphql::api::admin::organization_audit_log(ctx, self.row.id, first, after)
             .await
             .map(Some)
     }
 
     /// OWNER/ADMIN see all keys; others see the keys they created.
-    async fn api_keys(&self, ctx: &Context<'_>) -> ApiResult<Vec<crate::keys::graphql::ApiKey>> {
-        crate::keys::graphql::keys_of_organization(ctx, self.access).await
+    async fn api_keys(&self, ctx: &Context<'_>) -> ApiResult<Vec<crate::graphql::api::keys::query::ApiKey>> {
+        crate::graphql::api::keys::query::keys_of_organization(ctx, self.access).await
     }
 
     /// Tokens and requests of the current period against the plan's limits.
-    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::usage::quota::Quota> {
+    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::graphql::api::usage::quota::Quota> {
         self.access.require("Organization.quota")?;
-        crate::usage::graphql::organization_quota(ctx, self.row.id).await
+        crate::graphql::api::usage::query::organization_quota(ctx, self.row.id).await
     }
 
     /// By occurredAt, in whole UTC days (from/to are truncated to their day); default: the days of the current period.
@@ -180,10 +184,10 @@ impl Organization {
         ctx: &Context<'_>,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
-        #[graphql(default_with = "crate::usage::reads::UsageGroupBy::Day")] group_by: crate::usage::reads::UsageGroupBy,
-    ) -> ApiResult<Vec<crate::usage::graphql::UsageBucket>> {
+        #[graphql(default_with = "gql::UsageGroupBy::Day")] group_by: gql::UsageGroupBy,
+    ) -> ApiResult<Vec<crate::graphql::api::usage::query::UsageBucket>> {
         self.access.require("Organization.usage")?;
-        crate::usage::graphql::organization_usage(ctx, self.row.id, from, to, group_by).await
+        crate::graphql::api::usage::query::organization_usage(ctx, self.row.id, from, to, group_by).await
     }
 
     /// Newest received first. from/to bound occurredAt. model matches the reported name or the catalog id it resolved to.
@@ -198,9 +202,9 @@ impl Organization {
         user_id: Option<ID>,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
-    ) -> ApiResult<crate::usage::graphql::UsageEventConnection> {
+    ) -> ApiResult<crate::graphql::api::usage::query::UsageEventConnection> {
         self.access.require("Organization.usageEvents")?;
-        let args = crate::usage::graphql::UsageEventsArgs {
+        let args = crate::graphql::api::usage::query::UsageEventsArgs {
             first,
             after,
             model,
@@ -209,7 +213,7 @@ impl Organization {
             from,
             to,
         };
-        crate::usage::graphql::organization_usage_events(ctx, self.row.id, args).await
+        crate::graphql::api::usage::query::organization_usage_events(ctx, self.row.id, args).await
     }
 }
 
@@ -253,8 +257,8 @@ impl Membership {
     }
 
     /// Their role here.
-    async fn role(&self) -> OrgRole {
-        self.0.role
+    async fn role(&self) -> gql::OrgRole {
+        self.0.role.into()
     }
 
     /// When they joined.
@@ -269,7 +273,7 @@ impl Membership {
 
     /// Tokens counted against this member in the current period: usage reported with their token and with keys they created.
     async fn tokens_used(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
-        crate::usage::graphql::member_tokens_used(ctx, self.0.organization_id, self.0.user_id).await
+        crate::graphql::api::usage::query::member_tokens_used(ctx, self.0.organization_id, self.0.user_id).await
     }
 }
 
@@ -289,8 +293,8 @@ impl Invitation {
     }
 
     /// The role the invitee gets on accepting.
-    async fn role(&self) -> OrgRole {
-        self.0.role
+    async fn role(&self) -> gql::OrgRole {
+        self.0.role.into()
     }
 
     /// Where the invitation leads.

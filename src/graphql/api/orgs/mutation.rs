@@ -8,13 +8,18 @@ use uuid::Uuid;
 
 use crate::{
     error::{ApiResult, AppError, ErrorCode},
-    graphql::{context::ContextExt, scalars::BigInt},
-    orgs::{
+    graphql::{
         access::authorize,
-        graphql::{Invitation, Membership, Organization, SeenBy},
+        api::{
+            enums as gql,
+            orgs::query::{Invitation, Membership, Organization, SeenBy},
+        },
+        context::ContextExt,
+        scalars::BigInt,
+    },
+    orgs::{
         invitation_service,
         membership::{self, MemberUpdate},
-        model::OrgRole,
         service::{self, OrganizationUpdate},
     },
 };
@@ -106,12 +111,12 @@ impl OrgsMutation {
         ctx: &Context<'_>,
         organization_id: ID,
         email: String,
-        #[graphql(default_with = "OrgRole::Member")] role: OrgRole,
+        #[graphql(default_with = "gql::OrgRole::Member")] role: gql::OrgRole,
     ) -> ApiResult<Invitation> {
         let user_id = ctx.principal()?.require_user()?;
         let id = self::organization_id(&organization_id)?;
         authorize(ctx, id, "Mutation.inviteMember").await?;
-        let row = invitation_service::invite(ctx.app()?, user_id, id, &email, role, ctx.request_meta()?).await?;
+        let row = invitation_service::invite(ctx.app()?, user_id, id, &email, role.into(), ctx.request_meta()?).await?;
         Ok(Invitation(row))
     }
 
@@ -152,14 +157,14 @@ impl OrgsMutation {
         ctx: &Context<'_>,
         organization_id: ID,
         user_id: ID,
-        role: Option<OrgRole>,
+        role: Option<gql::OrgRole>,
         token_limit: MaybeUndefined<BigInt>,
     ) -> ApiResult<Membership> {
         let actor = ctx.principal()?.require_user()?;
         let id = self::organization_id(&organization_id)?;
         authorize(ctx, id, "Mutation.updateMember").await?;
         let update = MemberUpdate {
-            role,
+            role: role.map(Into::into),
             token_limit: match token_limit {
                 MaybeUndefined::Undefined => None,
                 MaybeUndefined::Null => Some(None),

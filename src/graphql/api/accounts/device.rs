@@ -6,12 +6,9 @@
 use async_graphql::{Context, Object, SimpleObject};
 
 use crate::{
-    accounts::{
-        device::{self, Decision, DeviceLoginRow, StartedDeviceLogin},
-        graphql::AuthPayload,
-    },
+    accounts::device::{self, Decision, DeviceLoginRow, StartedDeviceLogin},
     error::ApiResult,
-    graphql::{context::ContextExt, scalars::Timestamp},
+    graphql::{api::accounts::query::AuthPayload, context::ContextExt, scalars::Timestamp},
 };
 
 /// RFC 8628-style sign-in for editors and CLIs.

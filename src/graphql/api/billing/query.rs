@@ -7,12 +7,13 @@ use uuid::Uuid;
 use crate::{
     accounts::model::Role,
     billing::{
-        model::{self, BillingInterval, FREE_PLAN_KEY, PlanRow},
+        model::{self, FREE_PLAN_KEY, PlanRow},
         stripe_api::CheckoutLink,
-        subscription::{SubscriptionRow, SubscriptionStatus, calendar_month},
+        subscription::{SubscriptionRow, calendar_month},
     },
     error::{ApiResult, AppError},
     graphql::{
+        api::enums as gql,
         context::ContextExt,
         scalars::{BigInt, Timestamp},
     },
@@ -54,8 +55,8 @@ impl Plan {
     }
 
     /// How often the price is charged.
-    async fn interval(&self) -> BillingInterval {
-        self.0.billing_interval
+    async fn interval(&self) -> gql::BillingInterval {
+        self.0.billing_interval.into()
     }
 
     /// Tokens per quota period (see Quota); null = unlimited.
@@ -136,8 +137,8 @@ impl BillingSubscription {
     }
 
     /// Stripe's status; free and admin-assigned plans are ACTIVE.
-    async fn status(&self) -> SubscriptionStatus {
-        self.0.status
+    async fn status(&self) -> gql::SubscriptionStatus {
+        self.0.status.into()
     }
 
     /// Start of the billing period; the UTC calendar month on plans

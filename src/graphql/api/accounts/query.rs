@@ -4,12 +4,18 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 
 use crate::{
     accounts::{
-        model::{Role, UserRow},
+        model::UserRow,
         sessions::{self, IssuedTokens, SessionRow},
     },
     error::{ApiResult, AppError},
-    graphql::{context::ContextExt, scalars::Timestamp},
-    orgs::graphql::{Membership, SeenBy},
+    graphql::{
+        api::{
+            enums as gql,
+            orgs::query::{Membership, SeenBy},
+        },
+        context::ContextExt,
+        scalars::Timestamp,
+    },
 };
 
 /// A person with an account.
@@ -69,8 +75,8 @@ impl User {
     }
 
     /// Platform-wide role.
-    async fn role(&self) -> Role {
-        self.row.role
+    async fn role(&self) -> gql::Role {
+        self.row.role.into()
     }
 
     /// Whether the person proved they own the email address.

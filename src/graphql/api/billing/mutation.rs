@@ -11,13 +11,18 @@ use crate::{
         cancel,
         changes::ChangeCause,
         checkout::{self, CheckoutInput},
-        graphql::{BillingSubscription, CheckoutSession, Plan},
-        model::BillingInterval,
         portal,
     },
     error::{ApiResult, AppError},
-    graphql::{context::ContextExt, scalars::BigInt},
-    orgs::access::authorize,
+    graphql::{
+        access::authorize,
+        api::{
+            billing::query::{BillingSubscription, CheckoutSession, Plan},
+            enums as gql,
+        },
+        context::ContextExt,
+        scalars::BigInt,
+    },
 };
 
 /// A plan as ADMINs write it.
@@ -36,8 +41,8 @@ pub struct PlanInput {
     #[graphql(default_with = "\"usd\".to_owned()")]
     pub currency: String,
     /// How often the price is charged.
-    #[graphql(default_with = "BillingInterval::Month")]
-    pub interval: BillingInterval,
+    #[graphql(default_with = "gql::BillingInterval::Month")]
+    pub interval: gql::BillingInterval,
     /// Tokens per quota period; null = unlimited.
     pub monthly_token_limit: Option<BigInt>,
     /// Usage events per UTC day; null = unlimited.
@@ -67,7 +72,7 @@ impl From<PlanInput> for PlanDraft {
             description: input.description,
             price_cents: input.price_cents,
             currency: input.currency,
-            interval: input.interval,
+            interval: input.interval.into(),
             monthly_token_limit: input.monthly_token_limit.map(|limit| limit.0),
             daily_request_limit: input.daily_request_limit,
             requests_per_minute: input.requests_per_minute,

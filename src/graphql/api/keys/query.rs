@@ -1,27 +1,18 @@
-//! The ApiKey, CreatedApiKey and ApiKeyInfo types, `apiKeyInfo`, and the
-//! key mutations.
+//! The ApiKey, CreatedApiKey and ApiKeyInfo types and `apiKeyInfo`.
 
-use async_graphql::{Context, ID, InputObject, Object};
-use uuid::Uuid;
+use async_graphql::{Context, ID, Object};
 
 use crate::{
-    accounts::graphql::User,
     auth::Principal,
     error::{ApiResult, AppError},
     graphql::{
+        access::authorize,
+        api::{accounts::query::User, enums as gql, orgs::query::Organization},
         context::ContextExt,
         scalars::{BigInt, Timestamp},
     },
-    keys::{
-        model::{self, ApiKeyRow},
-        scope::ApiKeyScope,
-        service::{self, KeyRequest},
-    },
-    orgs::{
-        access::{Access, access_to, authorize},
-        graphql::Organization,
-        model::OrgRole,
-    },
+    keys::model::{self, ApiKeyRow},
+    orgs::{access::Access, model::OrgRole},
 };
 
 /// A credential LLM tools report usage with, acting for one organization.
@@ -52,8 +43,8 @@ impl ApiKey {
     }
 
     /// What the key may do.
-    async fn scopes(&self) -> Vec<ApiKeyScope> {
-        self.0.scope_list()
+    async fn scopes(&self) -> Vec<gql::ApiKeyScope> {
+        self.0.scope_list().into_iter().map(Into::into).collect()
     }
 
     /// null = every enabled model.
@@ -73,7 +64,7 @@ impl ApiKey {
 
     /// Tokens reported with this key in the current quota period.
     async fn tokens_used(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
-        crate::usage::graphql::api_key_tokens_used(ctx, self.0.organization_id, self.0.id).await
+        crate::graphql::api::usage::query::api_key_tokens_used(ctx, self.0.organization_id, self.0.id).await
     }
 
     /// The organization the key acts for.
@@ -86,7 +77,7 @@ impl ApiKey {
         // A person is organization data: a key reads it only with ORG_READ,
         // as it would through Organization.members.
         if ctx.principal()?.api_key().is_some() {
-            crate::orgs::access::authorize(ctx, self.0.organization_id, "Organization.members").await?;
+            authorize(ctx, self.0.organization_id, "Organization.members").await?;
         }
         let user = ctx.loaders()?.users.load_one(self.0.created_by).await?;
         Ok(user.map(User::new).ok_or_else(|| AppError::not_found("user"))?)
@@ -115,8 +106,8 @@ impl ApiKey {
 
 /// A key just created, with its secret.
 pub struct CreatedApiKey {
-    key: ApiKeyRow,
-    secret: String,
+    pub(super) key: ApiKeyRow,
+    pub(super) secret: String,
 }
 
 #[Object]
@@ -157,8 +148,8 @@ impl ApiKeyInfo {
     }
 
     /// The organization's quota now (any scope may read it).
-    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::usage::quota::Quota> {
-        crate::usage::graphql::organization_quota(ctx, self.key.organization_id).await
+    async fn quota(&self, ctx: &Context<'_>) -> ApiResult<crate::graphql::api::usage::quota::Quota> {
+        crate::graphql::api::usage::query::organization_quota(ctx, self.key.organization_id).await
     }
 }
 
@@ -188,26 +179,6 @@ fn is_own(principal: &Principal, key: &ApiKeyRow) -> bool {
     principal.user_id() == Some(key.created_by) || principal.api_key().is_some_and(|k| k.key_id == key.id)
 }
 
-/// A new API key.
-#[derive(InputObject)]
-pub struct CreateApiKeyInput {
-    /// The organization the key acts for; the caller must be MEMBER or above there.
-    pub organization_id: ID,
-    /// Display name, 1 to 100 characters.
-    pub name: String,
-    /// What the key may do; at least one.
-    #[graphql(default_with = "vec![ApiKeyScope::UsageWrite]")]
-    pub scopes: Vec<ApiKeyScope>,
-    /// Model names it may be authorized for (matched after resolving aliases); null = every enabled model.
-    pub allowed_models: Option<Vec<String>>,
-    /// Client addresses or CIDR ranges (IPv4 or IPv6) allowed to use it; null = any.
-    pub allowed_ips: Option<Vec<String>>,
-    /// Monthly token budget of this key; null = only the organization's.
-    pub token_limit: Option<BigInt>,
-    /// When it stops working by itself; must be in the future. null = never.
-    pub expires_at: Option<Timestamp>,
-}
-
 /// Queries about API keys.
 #[derive(Default)]
 pub struct KeysQuery;
@@ -229,58 +200,5 @@ impl KeysQuery {
             .await?
             .ok_or_else(AppError::unauthenticated)?;
         Ok(ApiKeyInfo { key })
-    }
-}
-
-/// Creating and revoking API keys.
-#[derive(Default)]
-pub struct KeysMutation;
-
-#[Object]
-impl KeysMutation {
-    /// Creates a key for an organization (MEMBER and above, within the plan's maxApiKeys). FORBIDDEN until the caller has verified their email. The secret is in the answer only.
-    async fn create_api_key(&self, ctx: &Context<'_>, input: CreateApiKeyInput) -> ApiResult<CreatedApiKey> {
-        let actor = ctx.principal()?.require_user()?;
-        let organization_id =
-            Uuid::parse_str(input.organization_id.as_str()).map_err(|_| AppError::not_found("organization"))?;
-        authorize(ctx, organization_id, "Mutation.createApiKey").await?;
-        let app = ctx.app()?;
-        let draft = service::validate(
-            KeyRequest {
-                name: input.name,
-                scopes: input.scopes,
-                allowed_models: input.allowed_models,
-                allowed_ips: input.allowed_ips,
-                token_limit: input.token_limit.map(|limit| limit.0),
-                expires_at: input.expires_at.map(|at| at.0),
-            },
-            app.now(),
-        )?;
-        let (key, secret) = service::create(app, actor, organization_id, draft, ctx.request_meta()?).await?;
-        Ok(CreatedApiKey { key, secret })
-    }
-
-    /// Revokes a key at once, on every instance. OWNER/ADMIN revoke any key of the organization, others their own; a key revoked already comes back unchanged.
-    async fn revoke_api_key(&self, ctx: &Context<'_>, id: ID) -> ApiResult<ApiKey> {
-        let actor = ctx.principal()?.require_user()?;
-        let key_id = Uuid::parse_str(id.as_str()).map_err(|_| AppError::not_found("API key"))?;
-        let app = ctx.app()?;
-        let key = model::find(&mut *app.db().await?, key_id)
-            .await?
-            .ok_or_else(|| AppError::not_found("API key"))?;
-        let access = access_to(ctx, key.organization_id).await?;
-        if !service::may_revoke(&key, actor, access.role) {
-            // Staff and ADMINs see every key, so for them it exists;
-            // anyone else cannot tell another member's key from none.
-            let visible = access.staff.is_some() || access.has_role(OrgRole::Admin);
-            return Err(if visible {
-                AppError::forbidden()
-            } else {
-                AppError::not_found("API key")
-            }
-            .into());
-        }
-        let row = service::revoke(app, actor, key_id, ctx.request_meta()?).await?;
-        Ok(ApiKey(row))
     }
 }

@@ -1,5 +1,5 @@
 //! The usage types (Model, UsageEvent, UsageBucket, UsageAuthorization,
-//! UsageReceipt, UsageUpdate), the usage queries and mutations, and the
+//! UsageReceipt, UsageUpdate), the usage queries, and the
 //! resolvers other types' usage fields call (Organization.quota, usage,
 //! usageEvents; Membership.tokensUsed; ApiKey.tokensUsed; ApiKeyInfo.quota).
 
@@ -7,25 +7,29 @@ use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
 use crate::{
-    accounts::{graphql::User, model::Role},
     error::{ApiResult, AppError},
     graphql::{
+        access,
+        api::{
+            accounts::query::User,
+            enums as gql,
+            keys::query::{ApiKey, keys_of_organization},
+            orgs::query::Organization,
+            usage::quota::Quota,
+        },
         context::ContextExt,
         pagination::{Page, PageInfo, PageRequest, SortOrder},
         scalars::{BigInt, Timestamp},
     },
-    keys::graphql::{ApiKey, keys_of_organization},
-    orgs::{access, graphql::Organization, service::audit_ip},
     usage::{
         authorize::{self, UsageDenial},
-        catalog::{self, ModelInput},
         counters::{SubjectKind, TokensOf},
         event::UsageEventRow,
+        live_message::UsageUpdateMessage,
         model::{self, ModelRow},
-        quota::Quota,
         reads::{self, BucketRow, DayRange, EventFilter, UsageGroupBy},
-        record::{self, MAX_BATCH, Receipt, RecordUsageInput},
-        reset, windows,
+        record::{self, Receipt, Reporter},
+        windows,
     },
 };
 
@@ -305,8 +309,8 @@ impl UsageAuthorization {
     }
 
     /// Set when allowed is false.
-    async fn reason(&self) -> Option<UsageDenial> {
-        self.reason
+    async fn reason(&self) -> Option<gql::UsageDenial> {
+        self.reason.map(Into::into)
     }
 
     /// The organization's quota now.
@@ -326,7 +330,8 @@ pub struct UsageReceipt {
 }
 
 impl UsageReceipt {
-    fn new(receipt: Receipt, quota: crate::usage::quota::QuotaSnapshot) -> Self {
+    /// The answer for one recorded input, with the quota after the write.
+    pub fn new(receipt: Receipt, quota: crate::usage::quota::QuotaSnapshot) -> Self {
         Self {
             event: UsageEvent(receipt.event),
             quota: Quota(quota),
@@ -363,6 +368,17 @@ pub struct UsageUpdate {
     pub threshold_crossed: Option<i32>,
 }
 
+impl From<UsageUpdateMessage> for UsageUpdate {
+    /// The GraphQL `UsageUpdate` a subscriber receives.
+    fn from(message: UsageUpdateMessage) -> Self {
+        UsageUpdate {
+            event: UsageEvent::from(message.event),
+            quota: Quota::from(message.quota),
+            threshold_crossed: message.threshold_crossed,
+        }
+    }
+}
+
 #[Object]
 impl UsageUpdate {
     /// The recorded event.
@@ -395,8 +411,9 @@ pub async fn organization_usage(
     organization_id: Uuid,
     from: Option<Timestamp>,
     to: Option<Timestamp>,
-    group_by: UsageGroupBy,
+    group_by: gql::UsageGroupBy,
 ) -> ApiResult<Vec<UsageBucket>> {
+    let group_by = UsageGroupBy::from(group_by);
     let app = ctx.app()?;
     let mut conn = app.db().await?;
     let (windows, _) = windows::of_organization(&mut conn, organization_id, app.now())
@@ -503,7 +520,12 @@ impl UsageQuery {
         organization_id: Option<ID>,
         model: String,
     ) -> ApiResult<UsageAuthorization> {
-        let reporter = record::reporter(ctx, organization_id.as_ref(), "Query.authorizeUsage").await?;
+        let reporter = reporter(
+            ctx,
+            organization_id.as_ref().map(|id| id.as_str()),
+            "Query.authorizeUsage",
+        )
+        .await?;
         let key = ctx.principal()?.api_key();
         let decision = authorize::decide(ctx.app()?, reporter, key, &model).await?;
         Ok(UsageAuthorization {
@@ -514,69 +536,10 @@ impl UsageQuery {
     }
 }
 
-/// Reporting usage, and the staff tools of metering.
-#[derive(Default)]
-pub struct UsageMutation;
-
-#[Object]
-impl UsageMutation {
-    /// Records one LLM call. With an API key (USAGE_WRITE) the organization is the key's; with a user's token organizationId is required and the caller must be MEMBER or above. Never refused for a spent budget (ask authorizeUsage before the call).
-    async fn record_usage(&self, ctx: &Context<'_>, input: RecordUsageInput) -> ApiResult<UsageReceipt> {
-        let reporter = record::reporter(ctx, input.organization_id.as_ref(), "Mutation.recordUsage").await?;
-        let app = ctx.app()?;
-        let reports =
-            record::check_reports(app, reporter.organization_id, vec![input], app.now(), |error, _| error).await?;
-        let (receipts, quota) = record::record(app, reporter, reports).await?;
-        let receipt = receipts
-            .into_iter()
-            .next()
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("recording one input gave no receipt")))?;
-        Ok(UsageReceipt::new(receipt, quota))
-    }
-
-    /// At most 1,000 inputs of one organization, all or nothing: if any input is refused, nothing is recorded and the error's extensions.index (0-based) names it; more than 1,000 is BAD_USER_INPUT. Repeated requestIds come back with duplicate: true.
-    async fn record_usage_batch(
-        &self,
-        ctx: &Context<'_>,
-        inputs: Vec<RecordUsageInput>,
-    ) -> ApiResult<Vec<UsageReceipt>> {
-        if inputs.len() > MAX_BATCH {
-            return Err(AppError::bad_input("inputs", format!("a batch holds at most {MAX_BATCH} inputs")).into());
-        }
-        let organization_id = record::batch_organization(ctx, &inputs)?;
-        if inputs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let reporter = record::reporter(ctx, organization_id.as_ref(), "Mutation.recordUsageBatch").await?;
-        let app = ctx.app()?;
-        let reports =
-            record::check_reports(app, reporter.organization_id, inputs, app.now(), AppError::at_index).await?;
-        let (receipts, quota) = record::record(app, reporter, reports).await?;
-        Ok(receipts
-            .into_iter()
-            .map(|receipt| UsageReceipt::new(receipt, quota))
-            .collect())
-    }
-
-    /// ADMIN: start the current period's counters (organization, keys, members) and thresholds afresh; events stay, counters count from this moment.
-    async fn reset_usage(&self, ctx: &Context<'_>, organization_id: ID) -> ApiResult<Quota> {
-        let actor = ctx.principal()?.require_user()?;
-        let organization_id =
-            Uuid::parse_str(organization_id.as_str()).map_err(|_| AppError::not_found("organization"))?;
-        access::authorize(ctx, organization_id, "Mutation.resetUsage").await?;
-        let ip = audit_ip(ctx.request_meta()?);
-        Ok(Quota(reset::reset(ctx.app()?, actor, organization_id, ip).await?))
-    }
-
-    /// ADMIN.
-    async fn upsert_model(&self, ctx: &Context<'_>, input: ModelInput) -> ApiResult<Model> {
-        let user_id = ctx.principal()?.require_user()?;
-        let user = ctx.loaders()?.users.load_one(user_id).await?;
-        if !user.is_some_and(|user| user.role == Role::Admin) {
-            return Err(AppError::forbidden().into());
-        }
-        let app = ctx.app()?;
-        let mut conn = app.db().await?;
-        Ok(Model(catalog::upsert(&mut conn, input, app.now()).await?))
-    }
+/// Who reports for which organization ([`record::reporter_unchecked`]),
+/// with `rule` applied through the request's loaders.
+pub(super) async fn reporter(ctx: &Context<'_>, organization_id: Option<&str>, rule: &str) -> ApiResult<Reporter> {
+    let reporter = record::reporter_unchecked(ctx.principal()?, organization_id)?;
+    access::authorize(ctx, reporter.organization_id, rule).await?;
+    Ok(reporter)
 }

@@ -10,10 +10,8 @@ use crate::{
     app::AppState,
     auth::Principal,
     error::{ApiError, ApiResult, AppError, ErrorCode},
-    graphql::context::ContextExt,
-    orgs::access,
+    graphql::{access, api::usage::query::UsageUpdate, context::ContextExt},
     usage::{
-        graphql::UsageUpdate,
         live::{self, AccessChange},
         live_message::UsageUpdateMessage,
     },
@@ -76,7 +74,7 @@ impl Feed {
             tokio::select! {
                 update = self.updates.recv() => match update {
                     Ok(payload) => match UsageUpdateMessage::from_json(&payload) {
-                        Ok(message) => return Some((Ok(message.into_update()), self)),
+                        Ok(message) => return Some((Ok(UsageUpdate::from(message)), self)),
                         Err(e) => tracing::warn!(error = ?e, "unreadable usage update skipped"),
                     },
                     Err(RecvError::Lagged(missed)) => {

@@ -1,0 +1,4 @@
+//! Billing in GraphQL: plans, subscriptions, checkout and the portal.
+
+pub mod mutation;
+pub mod query;

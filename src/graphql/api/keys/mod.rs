@@ -1,0 +1,4 @@
+//! API keys in GraphQL.
+
+pub mod mutation;
+pub mod query;

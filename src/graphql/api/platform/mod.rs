@@ -1,0 +1,3 @@
+//! Platform fields in GraphQL: the client configuration.
+
+pub mod client_config;
