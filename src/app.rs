@@ -19,6 +19,8 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+pub use tollgate_auth::AppState;
+use tollgate_auth::AuthParts;
 use tollgate_platform::{Platform, PlatformParts};
 
 use crate::{
@@ -51,69 +53,6 @@ const JOBS_POOL_SIZE: usize = 4;
 /// How long shutdown waits for websockets and jobs to finish.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Everything a request handler may need, cheap to clone: the
-/// [`Platform`] (which it dereferences to) plus credentials and the caches
-/// of the layers above it.
-#[derive(Clone)]
-pub struct AppState {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    platform: Platform,
-    access_tokens: AccessTokens,
-    refresh_tokens: RefreshTokens,
-    passwords: PasswordHasher,
-    session_cache: SessionCache,
-    key_cache: KeyCache,
-    usage_hub: UsageHub,
-}
-
-impl std::ops::Deref for AppState {
-    type Target = Platform;
-
-    fn deref(&self) -> &Platform {
-        &self.inner.platform
-    }
-}
-
-impl AppState {
-    /// The foundation every layer shares.
-    pub fn platform(&self) -> &Platform {
-        &self.inner.platform
-    }
-
-    /// Access token minting and checking.
-    pub fn access_tokens(&self) -> &AccessTokens {
-        &self.inner.access_tokens
-    }
-
-    /// Refresh token minting and checking.
-    pub fn refresh_tokens(&self) -> &RefreshTokens {
-        &self.inner.refresh_tokens
-    }
-
-    /// Password hashing.
-    pub fn passwords(&self) -> &PasswordHasher {
-        &self.inner.passwords
-    }
-
-    /// Live sessions known to this instance.
-    pub fn session_cache(&self) -> &SessionCache {
-        &self.inner.session_cache
-    }
-
-    /// API keys resolved recently by this instance.
-    pub fn key_cache(&self) -> &KeyCache {
-        &self.inner.key_cache
-    }
-
-    /// Routes live usage and access changes to this instance's websockets.
-    pub fn usage_hub(&self) -> &UsageHub {
-        &self.inner.usage_hub
-    }
-}
-
 /// State of the HTTP handlers.
 #[derive(Clone)]
 pub struct HttpState {
@@ -123,6 +62,8 @@ pub struct HttpState {
     pub schema: AppSchema,
     /// Documents registered by automatic persisted queries.
     pub persisted: PersistedQueries,
+    /// Routes live usage and access changes to this instance's websockets.
+    pub usage_hub: UsageHub,
 }
 
 impl axum::extract::FromRef<HttpState> for AppState {
@@ -278,17 +219,16 @@ async fn assemble(
         shutdown,
         tasks,
     });
-    let state = AppState {
-        inner: Arc::new(Inner {
-            platform,
+    let state = AppState::new(
+        platform,
+        AuthParts {
             access_tokens,
             refresh_tokens,
             passwords: PasswordHasher::default(),
             session_cache,
             key_cache,
-            usage_hub,
-        }),
-    };
+        },
+    );
     crate::platform::mail::spawn_worker(&state);
     crate::billing::jobs(&state);
     let passwords = state.passwords().clone();
@@ -298,6 +238,7 @@ async fn assemble(
         app: state.clone(),
         schema,
         persisted,
+        usage_hub,
     });
     Ok((state, router))
 }

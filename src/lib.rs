@@ -6,7 +6,6 @@
 pub mod accounts;
 pub mod admin;
 pub mod app;
-pub mod auth;
 pub mod billing;
 pub mod graphql;
 pub mod keys;
@@ -21,6 +20,7 @@ pub mod error {
     pub use crate::graphql::error::{ApiError, ApiResult};
     pub use tollgate_core::error::*;
 }
+pub use tollgate_auth as auth;
 pub use tollgate_db as db;
 
 pub use app::{App, AppState, build_app, build_app_with_clock};

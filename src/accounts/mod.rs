@@ -3,19 +3,17 @@
 
 pub mod avatars;
 pub mod device;
-pub mod email;
-pub mod email_tokens;
 pub mod lockout;
 pub mod login;
-pub mod model;
 pub mod pages;
 pub mod password_policy;
 pub mod profile;
 pub mod recovery;
 pub mod registration;
 pub mod service;
-pub mod sessions;
 pub mod throttle;
+
+pub use tollgate_auth::{email, email_tokens, sessions, users as model};
 
 use axum::{Router, extract::FromRef, routing::get};
 

@@ -1,8 +1,10 @@
 //! Account rules that outgrow a resolver.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncConnection;
 use secrecy::SecretString;
 use uuid::Uuid;
+
+pub use tollgate_auth::users::require_verified;
 
 use crate::{
     accounts::{
@@ -11,23 +13,8 @@ use crate::{
         password_policy, registration,
     },
     app::AppState,
-    error::{AppError, AppResult, ErrorCode},
+    error::AppResult,
 };
-
-/// FORBIDDEN until the account has proved its email address. Anyone can
-/// sign up with someone else's address; what such an account creates
-/// beyond its personal organization (API keys, team organizations) would
-/// outlive the real owner's takeover by password reset, so it creates
-/// nothing until the address is proved.
-pub async fn require_verified(conn: &mut AsyncPgConnection, user_id: Uuid) -> AppResult<()> {
-    let user = model::find_live(conn, user_id)
-        .await?
-        .ok_or_else(AppError::unauthenticated)?;
-    if user.email_verified_at.is_none() {
-        return Err(AppError::client(ErrorCode::Forbidden, "verify your email first"));
-    }
-    Ok(())
-}
 
 /// `tollgate create-admin`: creates the user (with a personal organization,
 /// like every user) as an ADMIN with a verified email, or promotes an existing one (and sets the given password, so the

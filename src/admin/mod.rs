@@ -2,7 +2,7 @@
 //! mutations, system statistics, and the audit log's writer and readers.
 
 pub use tollgate_platform::audit;
-pub mod events;
 pub mod search;
 pub mod stats;
 pub mod users;
+pub use tollgate_auth::role_events as events;

@@ -320,11 +320,11 @@ impl Connection {
             };
         }
         let authorization = payload.as_ref().and_then(authorization_from_payload);
-        let access_changes = self.app().usage_hub().access_changes();
+        let access_changes = self.http.usage_hub.access_changes();
         match principal::resolve_until(self.app(), authorization.as_deref(), self.meta.client_ip).await {
             Ok((principal, expires_at)) => {
                 if let Some(owner) = connection_owner(&principal) {
-                    let Some(slot) = self.app().usage_hub().open_connection(owner) else {
+                    let Some(slot) = self.http.usage_hub.open_connection(owner) else {
                         return Flow::Close(
                             close_code::TOO_MANY_CONNECTIONS,
                             format!("at most {MAX_CONNECTIONS_PER_PRINCIPAL} connections per account or key"),
@@ -392,7 +392,8 @@ impl Connection {
         // update) runs outside an execution, so it gets loaders here; each
         // update it sends gets fresh ones.
         let request = with_request_data(self.app(), request, principal, self.meta.clone())
-            .data(Loaders::new(self.app().pool(), self.app().now()));
+            .data(Loaders::new(self.app().pool(), self.app().now()))
+            .data(self.http.usage_hub.clone());
         let stream = self
             .http
             .schema

@@ -2,10 +2,11 @@
 //! access rules every organization-scoped field goes through.
 
 pub mod access;
-pub mod events;
 pub mod invitation_service;
 pub mod invitations;
 pub mod membership;
 pub mod model;
 pub mod service;
 pub mod slug;
+
+pub use tollgate_auth::membership_events as events;

@@ -16,9 +16,7 @@
 /// ```
 #[macro_export]
 macro_rules! text_enum {
-    // An enum that is only stored, never shown to GraphQL clients.
     (
-        plain:
         $(#[$meta:meta])*
         pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
     ) => {
@@ -62,17 +60,5 @@ macro_rules! text_enum {
                 text.parse().map_err(Into::into)
             }
         }
-    };
-    (
-        $(#[$meta:meta])*
-        pub enum $name:ident { $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)? }
-    ) => {
-        $(#[$meta])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, async_graphql::Enum, diesel::expression::AsExpression, diesel::deserialize::FromSqlRow)]
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        pub enum $name {
-            $( $(#[$vmeta])* #[graphql(name = $text)] $variant ),+
-        }
-        $crate::text_enum!(@stored $name { $( $variant => $text ),+ });
     };
 }

@@ -13,7 +13,6 @@ use tollgate_db::schema::email_outbox;
 use tollgate_db::text_enum;
 
 text_enum! {
-    plain:
     /// Where an outbox email is in its delivery.
     pub enum MailStatus {
         /// Waiting for (another) delivery attempt.

@@ -12,7 +12,7 @@ use crate::{
     error::{ApiError, ApiResult, AppError, ErrorCode},
     graphql::{access, api::usage::query::UsageUpdate, context::ContextExt},
     usage::{
-        live::{self, AccessChange},
+        live::{self, AccessChange, UsageHub},
         live_message::UsageUpdateMessage,
     },
 };
@@ -31,13 +31,15 @@ impl UsageSubscription {
     ) -> Result<impl Stream<Item = ApiResult<UsageUpdate>> + use<>, ApiError> {
         let organization_id = Uuid::parse_str(&organization_id).map_err(|_| AppError::not_found("organization"))?;
         let app = ctx.app()?.clone();
+        let hub = ctx.data::<UsageHub>()?.clone();
         // Access changes are heard from before the check, so none that
         // happens right after it is missed. The organization's channel is
         // made only after it: refused callers leave nothing behind.
-        let changes = app.usage_hub().access_changes();
+        let changes = hub.access_changes();
         access::authorize(ctx, organization_id, "Subscription.usageUpdated").await?;
         let feed = Feed {
-            updates: app.usage_hub().follow_organization(organization_id),
+            updates: hub.follow_organization(organization_id),
+            hub,
             changes,
             principal: ctx.principal()?.clone(),
             organization_id,
@@ -51,6 +53,7 @@ impl UsageSubscription {
 /// One subscriber's view of the hub.
 struct Feed {
     app: AppState,
+    hub: UsageHub,
     principal: Principal,
     organization_id: Uuid,
     updates: broadcast::Receiver<std::sync::Arc<str>>,
@@ -60,7 +63,7 @@ struct Feed {
 
 impl Drop for Feed {
     fn drop(&mut self) {
-        self.app.usage_hub().release_organization(self.organization_id);
+        self.hub.release_organization(self.organization_id);
     }
 }
 

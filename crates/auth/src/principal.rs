@@ -5,12 +5,8 @@ use std::{net::IpAddr, sync::Arc};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{
-    accounts::sessions,
-    app::AppState,
-    error::{AppError, AppResult},
-    keys::scope::ScopeSet,
-};
+use crate::{sessions, AppState, keys::scope::ScopeSet};
+use tollgate_core::error::{AppError, AppResult};
 
 /// An API key as its secret resolved: what every request made with it
 /// needs, so the hot path does not go back to the database for the key.

@@ -10,7 +10,7 @@ use argon2::{Algorithm, Argon2, Params, PasswordHasher as _, PasswordVerifier as
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::error::{AppError, AppResult};
+use tollgate_core::error::{AppError, AppResult};
 
 /// OWASP (2024): argon2id, m = 19 MiB, t = 2, p = 1.
 const MEMORY_KIB: u32 = 19 * 1024;

@@ -1,6 +1,6 @@
 //! What an API key may do.
 
-use crate::orgs::model::OrgRole;
+use crate::roles::OrgRole;
 use tollgate_db::text_enum;
 
 text_enum! {

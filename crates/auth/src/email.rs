@@ -1,6 +1,6 @@
 //! Email addresses as the server stores and compares them.
 
-use crate::error::{AppError, AppResult};
+use tollgate_core::error::{AppError, AppResult};
 
 /// The longest address SMTP allows.
 const MAX_EMAIL_LEN: usize = 254;

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::error::{AppError, AppResult};
+use tollgate_core::error::{AppError, AppResult};
 
 /// The audience every access token is minted for.
 pub const AUDIENCE: &str = "tollgate";

@@ -5,7 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::db::schema::users;
+use tollgate_db::schema::users;
+use tollgate_core::error::{AppError, AppResult, ErrorCode};
 use tollgate_db::text_enum;
 
 text_enum! {
@@ -177,4 +178,19 @@ pub async fn lock_live(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
         .first(conn)
         .await
         .optional()
+}
+
+/// FORBIDDEN until the account has proved its email address. Anyone can
+/// sign up with someone else's address; what such an account creates
+/// beyond its personal organization (API keys, team organizations) would
+/// outlive the real owner's takeover by password reset, so it creates
+/// nothing until the address is proved.
+pub async fn require_verified(conn: &mut AsyncPgConnection, user_id: Uuid) -> AppResult<()> {
+    let user = find_live(conn, user_id)
+        .await?
+        .ok_or_else(AppError::unauthenticated)?;
+    if user.email_verified_at.is_none() {
+        return Err(AppError::client(ErrorCode::Forbidden, "verify your email first"));
+    }
+    Ok(())
 }

@@ -8,14 +8,10 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::{
-    app::AppState,
-    auth::session_cache::Revocation,
-    db::schema::{sessions, users},
-    error::{AppError, AppResult},
-    platform::announcements::{self, Recorded},
-    platform::audit::{self, AuditEntry},
-};
+use crate::{AppState, session_cache::Revocation};
+use tollgate_db::schema::{sessions, users};
+use tollgate_core::error::{AppError, AppResult};
+use tollgate_platform::{announcements::{self, Recorded}, audit::{self, AuditEntry}};
 use tollgate_core::request::RequestMeta;
 
 /// How long the just-rotated refresh token is still answered (with the

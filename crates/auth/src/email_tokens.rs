@@ -9,7 +9,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::db::schema::email_tokens;
+use tollgate_db::schema::email_tokens;
 use tollgate_db::text_enum;
 
 text_enum! {

@@ -4,7 +4,7 @@
 //! Ending a session (logout, revocation, password reset, suspension)
 //! announces `session.revoked` in the transaction that ends it; every
 //! instance drops the session from its cache at once (the rules every
-//! announced cache follows are in [`crate::platform::announced_cache`]).
+//! announced cache follows are in [`tollgate_platform::announced_cache`]).
 
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::platform::{
+use tollgate_platform::{
     announced_cache::AnnouncedCache,
     announcements::{Announcement, Announcements},
 };

@@ -7,7 +7,7 @@
 //! creator's role there changes, `session.revoked` naming a user whose
 //! every session ended, as a suspension does) and every instance drops it
 //! at once; the rules every announced cache follows are in
-//! [`crate::platform::announced_cache`].
+//! [`tollgate_platform::announced_cache`].
 //!
 //! It also throttles `lastUsedAt` writes to one a minute per key.
 
@@ -21,17 +21,16 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use uuid::Uuid;
 
+use tollgate_platform::{announced_cache::AnnouncedCache, announcements::Announcements};
+
 use crate::{
-    auth::{
-        KeyIdentity,
-        session_cache::{Revocation, SESSION_REVOKED},
-    },
+    KeyIdentity,
     keys::{
         events::{KEY_REVOKED, KeyRevoked},
         model::LAST_USED_RESOLUTION,
     },
-    orgs::events::{MEMBERSHIP_ENDED, MEMBERSHIP_ROLE_CHANGED, MemberRoleChanged, MembershipEnded},
-    platform::{announced_cache::AnnouncedCache, announcements::Announcements},
+    membership_events::{MEMBERSHIP_ENDED, MEMBERSHIP_ROLE_CHANGED, MemberRoleChanged, MembershipEnded},
+    session_cache::{Revocation, SESSION_REVOKED},
 };
 
 /// How long a cached key is trusted at most (a backstop: changes arrive as

@@ -1,12 +1,12 @@
 //! The `user.role_changed` announcement: someone's platform role changed.
-//! Every instance hears it ([`crate::platform::announcements`]), so a live
+//! Every instance hears it ([`tollgate_platform::announcements`]), so a live
 //! usage subscription that only staff may hold (an organization the person
 //! is not a member of) ends at once when they stop being staff.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::platform::announcements::Announcement;
+use tollgate_platform::announcements::Announcement;
 
 /// Topic of [`RoleChanged`].
 pub const ROLE_CHANGED: &str = "user.role_changed";

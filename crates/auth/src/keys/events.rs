@@ -1,12 +1,12 @@
 //! The `api_key.revoked` announcement: a key stopped working (revoked, or
 //! its creator left the organization). Every instance hears it
-//! ([`crate::platform::announcements`]): key caches drop the key and
+//! ([`tollgate_platform::announcements`]): key caches drop the key and
 //! websocket connections authenticated with it close at once.
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::platform::announcements::Announcement;
+use tollgate_platform::announcements::Announcement;
 
 /// Topic of [`KeyRevoked`].
 pub const KEY_REVOKED: &str = "api_key.revoked";

@@ -12,18 +12,13 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use uuid::Uuid;
 
-use crate::{
-    app::AppState,
-    auth::KeyIdentity,
-    error::{AppError, AppResult},
-    keys::{
+use crate::{AppState, KeyIdentity, keys::{
         cache::CachedKey,
         model::{self, ApiKeyRow},
         secret,
-    },
-    orgs::model::OrgRole,
-    platform::client_ip::canonical,
-};
+    }, roles::OrgRole};
+use tollgate_core::error::{AppError, AppResult};
+use tollgate_platform::client_ip::canonical;
 
 /// The key behind `secret`, used from `client_ip`, with its expiry.
 pub async fn resolve_key(app: &AppState, secret: &str, client_ip: IpAddr) -> AppResult<CachedKey> {
@@ -38,7 +33,7 @@ pub async fn resolve_key(app: &AppState, secret: &str, client_ip: IpAddr) -> App
     }
     if !ip_allowed(key.allowed_ips.as_deref(), client_ip) {
         return Err(AppError::client(
-            crate::error::ErrorCode::Forbidden,
+            tollgate_core::error::ErrorCode::Forbidden,
             "this API key may not be used from this address",
         ));
     }
@@ -126,7 +121,7 @@ fn record_use(app: &AppState, key_id: Uuid, now: DateTime<Utc>) {
         return;
     }
     let pool = app.jobs_pool().clone();
-    app.tasks().spawn(crate::db::hold::scoped(async move {
+    app.tasks().spawn(tollgate_db::hold::scoped(async move {
         let written = match pool.get().await {
             Ok(mut conn) => model::touch_last_used(&mut conn, key_id, now)
                 .await

@@ -1,5 +1,5 @@
 //! What an organization announces to every instance
-//! ([`crate::platform::announcements`]): `membership.ended` when someone
+//! ([`tollgate_platform::announcements`]): `membership.ended` when someone
 //! stops being a member (removed, left, or the organization was deleted),
 //! so whatever that person holds open there (usage subscriptions over
 //! websockets, keys they created) stops at once; and
@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::platform::announcements::Announcement;
+use tollgate_platform::announcements::Announcement;
 
 /// Topic of [`MembershipEnded`].
 pub const MEMBERSHIP_ENDED: &str = "membership.ended";
