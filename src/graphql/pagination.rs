@@ -5,8 +5,11 @@
 //! Unlike offsets, rows inserted or deleted meanwhile never shift a page,
 //! so walking a list gives no gaps and no repeats, and every page costs
 //! one index range scan however deep it is.
+//!
+//! Plain values only (the GraphQL `PageInfo` type mirrors [`PageInfo`] in
+//! [`crate::graphql::api::page_info`]), so services page their lists with
+//! it without knowing GraphQL.
 
-use async_graphql::SimpleObject;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
 use diesel::{
@@ -27,7 +30,7 @@ pub const DEFAULT_PAGE_SIZE: i64 = 20;
 pub const MAX_PAGE_SIZE: i64 = 100;
 
 /// Where a page sits in its list.
-#[derive(SimpleObject, Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PageInfo {
     /// A cursor was given: rows come before this page.
     pub has_previous_page: bool,

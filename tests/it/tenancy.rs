@@ -537,3 +537,33 @@ async fn a_removed_members_keys_stay_dead_when_they_rejoin_and_keys_see_people_o
         Some("UNAUTHENTICATED")
     );
 }
+
+#[tokio::test]
+async fn the_rules_answer_the_same_to_a_service_caller_without_graphql() {
+    use tollgate::{auth::Principal, orgs::access::authorize};
+
+    let app = TestApp::spawn().await;
+    let team = crate::usage::team(&app, "service-rules.test", &[("viewer", OrgRole::Viewer)]).await;
+    let outsider = register_verified(&app, "outsider@service-rules.test").await;
+    let organization: Uuid = team.id.parse().unwrap();
+    let person = |user_id| Principal::User {
+        user_id,
+        session_id: Uuid::nil(),
+    };
+    let code = |result: Result<_, tollgate::error::AppError>| match result {
+        Ok(_) => "OK",
+        Err(error) => error.code().as_str(),
+    };
+    let viewer = person(team.people[0].user_id);
+    let owner = person(team.owner.user_id);
+    for (principal, field, expected) in [
+        (&owner, "Mutation.deleteOrganization", "OK"),
+        (&viewer, "Organization.name", "OK"),
+        (&viewer, "Mutation.inviteMember", "FORBIDDEN"),
+        (&person(outsider.user_id), "Organization.name", "NOT_FOUND"),
+        (&Principal::Anonymous, "Organization.name", "UNAUTHENTICATED"),
+    ] {
+        let answer = code(authorize(&app.state, principal, organization, field).await);
+        assert_eq!(answer, expected, "{principal:?} on {field}");
+    }
+}

@@ -13,5 +13,6 @@ pub mod billing;
 pub mod enums;
 pub mod keys;
 pub mod orgs;
+pub mod page_info;
 pub mod platform;
 pub mod usage;

@@ -4,13 +4,14 @@
 use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
+use crate::graphql::api::page_info::PageInfo;
 use crate::{
     admin::search::{self, AuditFilter, AuditRow},
     error::{ApiResult, AppError},
     graphql::{
         api::{accounts::query::User, orgs::query::Organization},
         context::ContextExt,
-        pagination::{Page, PageInfo, PageRequest, SortOrder},
+        pagination::{Page, PageRequest, SortOrder},
         scalars::{BigInt, Timestamp},
     },
 };
@@ -123,8 +124,8 @@ impl AuditEntryConnection {
     }
 
     /// Where this page sits in the log.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page.info
+    async fn page_info(&self) -> PageInfo {
+        PageInfo::from(&self.page.info)
     }
 
     /// How many entries match the filters, across all pages.

@@ -2,6 +2,7 @@
 
 use async_graphql::{Context, Object, SimpleObject};
 
+use crate::graphql::api::page_info::PageInfo;
 use crate::{
     accounts::model::UserRow,
     admin::search::{self, OrganizationFilter, UserFilter},
@@ -9,7 +10,7 @@ use crate::{
     graphql::{
         api::{accounts::query::User, orgs::query::Organization},
         context::ContextExt,
-        pagination::{Page, PageInfo},
+        pagination::Page,
         scalars::BigInt,
     },
     orgs::{access::Access, model::OrganizationRow},
@@ -41,8 +42,8 @@ impl UserConnection {
     }
 
     /// Where this page sits in the list.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page.info
+    async fn page_info(&self) -> PageInfo {
+        PageInfo::from(&self.page.info)
     }
 
     /// How many users match the filters, across all pages.
@@ -101,8 +102,8 @@ impl OrganizationConnection {
     }
 
     /// Where this page sits in the list.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page.info
+    async fn page_info(&self) -> PageInfo {
+        PageInfo::from(&self.page.info)
     }
 
     /// How many organizations match the filters, across all pages.

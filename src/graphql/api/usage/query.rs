@@ -6,6 +6,7 @@
 use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
+use crate::graphql::api::page_info::PageInfo;
 use crate::{
     error::{ApiResult, AppError},
     graphql::{
@@ -18,7 +19,7 @@ use crate::{
             usage::quota::Quota,
         },
         context::ContextExt,
-        pagination::{Page, PageInfo, PageRequest, SortOrder},
+        pagination::{Page, PageRequest, SortOrder},
         scalars::{BigInt, Timestamp},
     },
     usage::{
@@ -242,8 +243,8 @@ impl UsageEventConnection {
     }
 
     /// Where this page sits in the list.
-    async fn page_info(&self) -> &PageInfo {
-        &self.page.info
+    async fn page_info(&self) -> PageInfo {
+        PageInfo::from(&self.page.info)
     }
 
     /// How many events match the filters, over all pages.
