@@ -3,15 +3,9 @@
 //! `build_app(config)` assembles the whole server; `main.rs` and the
 //! integration tests both go through it.
 
-pub mod accounts;
-pub mod admin;
 pub mod app;
-pub mod billing;
 pub mod graphql;
-pub mod keys;
-pub mod orgs;
 pub mod platform;
-pub mod usage;
 
 pub use tollgate_core::config;
 
@@ -22,6 +16,7 @@ pub mod error {
 }
 pub use tollgate_auth as auth;
 pub use tollgate_db as db;
+pub use tollgate_services::{accounts, admin, billing, keys, orgs, plans, usage};
 
 pub use app::{App, AppState, build_app, build_app_with_clock};
 pub use config::Config;

@@ -15,7 +15,6 @@ pub mod limits;
 pub mod loaders;
 pub mod media;
 pub mod metrics;
-pub mod pagination;
 pub mod persisted;
 pub mod scalars;
 pub mod websocket;
@@ -37,6 +36,7 @@ use api::{
     usage::{mutation::UsageMutation, query::UsageQuery, subscription::UsageSubscription},
 };
 pub use limits::QueryLimits;
+pub use tollgate_db::pagination;
 
 /// Every query field, merged from the domains.
 #[derive(MergedObject, Default)]

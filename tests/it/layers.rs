@@ -18,7 +18,14 @@ use std::{
 
 /// The workspace's crates, lowest layer first. A crate may depend only on
 /// crates listed before it.
-const LAYERS: &[&str] = &["tollgate-core", "tollgate-db", "tollgate-platform", "tollgate"];
+const LAYERS: &[&str] = &[
+    "tollgate-core",
+    "tollgate-db",
+    "tollgate-platform",
+    "tollgate-auth",
+    "tollgate-services",
+    "tollgate",
+];
 
 /// The crates that may depend on async-graphql: the GraphQL layer and the
 /// server that serves it.

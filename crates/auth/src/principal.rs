@@ -5,7 +5,7 @@ use std::{net::IpAddr, sync::Arc};
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::{sessions, AppState, keys::scope::ScopeSet};
+use crate::{AppState, keys::scope::ScopeSet, sessions};
 use tollgate_core::error::{AppError, AppResult};
 
 /// An API key as its secret resolved: what every request made with it

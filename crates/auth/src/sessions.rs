@@ -9,10 +9,13 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use crate::{AppState, session_cache::Revocation};
-use tollgate_db::schema::{sessions, users};
 use tollgate_core::error::{AppError, AppResult};
-use tollgate_platform::{announcements::{self, Recorded}, audit::{self, AuditEntry}};
 use tollgate_core::request::RequestMeta;
+use tollgate_db::schema::{sessions, users};
+use tollgate_platform::{
+    announcements::{self, Recorded},
+    audit::{self, AuditEntry},
+};
 
 /// How long the just-rotated refresh token is still answered (with the
 /// current token) instead of being treated as stolen.

@@ -1,12 +1,12 @@
 //! User rows and their queries.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use diesel::{dsl::count_star, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use tollgate_db::schema::users;
 use tollgate_core::error::{AppError, AppResult, ErrorCode};
+use tollgate_db::schema::users;
 use tollgate_db::text_enum;
 
 text_enum! {
@@ -186,11 +186,43 @@ pub async fn lock_live(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
 /// outlive the real owner's takeover by password reset, so it creates
 /// nothing until the address is proved.
 pub async fn require_verified(conn: &mut AsyncPgConnection, user_id: Uuid) -> AppResult<()> {
-    let user = find_live(conn, user_id)
-        .await?
-        .ok_or_else(AppError::unauthenticated)?;
+    let user = find_live(conn, user_id).await?.ok_or_else(AppError::unauthenticated)?;
     if user.email_verified_at.is_none() {
         return Err(AppError::client(ErrorCode::Forbidden, "verify your email first"));
     }
     Ok(())
+}
+
+/// Advisory lock key serializing staff actions on accounts ("staffusr").
+pub const STAFF_ACTIONS_LOCK: i64 = 0x7374_6166_6675_7372;
+
+/// Refuses (CONFLICT) to let the platform's last active ADMIN go, under
+/// the staff actions' lock so that two admins leaving at once cannot both
+/// pass. For a person deleting their own account.
+pub async fn refuse_last_admin(conn: &mut AsyncPgConnection, user: &UserRow) -> AppResult<()> {
+    if user.role != Role::Admin {
+        return Ok(());
+    }
+    diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(STAFF_ACTIONS_LOCK)
+        .execute(conn)
+        .await?;
+    if other_active_admins(conn, user.id).await? == 0 {
+        return Err(AppError::conflict(
+            "the last ADMIN cannot delete their account: make someone else ADMIN first",
+        ));
+    }
+    Ok(())
+}
+
+/// Active (live, unsuspended) ADMINs other than `except`.
+pub async fn other_active_admins(conn: &mut AsyncPgConnection, except: Uuid) -> QueryResult<i64> {
+    users::table
+        .filter(users::role.eq(Role::Admin))
+        .filter(users::deleted_at.is_null())
+        .filter(users::suspended_at.is_null())
+        .filter(users::id.ne(except))
+        .select(count_star())
+        .get_result(conn)
+        .await
 }

@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod request;
+pub mod validate;
 
 pub use config::Config;
 pub use error::{AppError, AppResult, ErrorCode};

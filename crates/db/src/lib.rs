@@ -8,6 +8,7 @@
 pub mod hold;
 pub mod local_postgres;
 pub mod migrations;
+pub mod pagination;
 pub mod pool;
 #[rustfmt::skip]
 pub mod schema;

@@ -5,8 +5,11 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::{
+    keys::scope::{ApiKeyScope, ScopeSet},
+    roles::OrgRole,
+};
 use tollgate_db::schema::{api_keys, memberships, users};
-use crate::{keys::scope::{ApiKeyScope, ScopeSet}, roles::OrgRole};
 
 /// How often `last_used_at` is written per key at most.
 pub const LAST_USED_RESOLUTION: Duration = Duration::minutes(1);

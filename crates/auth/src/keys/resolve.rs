@@ -12,11 +12,15 @@ use chrono::{DateTime, Utc};
 use ipnet::IpNet;
 use uuid::Uuid;
 
-use crate::{AppState, KeyIdentity, keys::{
+use crate::{
+    AppState, KeyIdentity,
+    keys::{
         cache::CachedKey,
         model::{self, ApiKeyRow},
         secret,
-    }, roles::OrgRole};
+    },
+    roles::OrgRole,
+};
 use tollgate_core::error::{AppError, AppResult};
 use tollgate_platform::client_ip::canonical;
 

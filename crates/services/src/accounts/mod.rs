@@ -1,0 +1,35 @@
+//! People and their accounts: users, registration, sign-in, sessions,
+//! email tokens, recovery, profiles, avatars and device login.
+
+pub mod avatars;
+pub mod device;
+pub mod lockout;
+pub mod login;
+pub mod pages;
+pub mod password_policy;
+pub mod profile;
+pub mod recovery;
+pub mod registration;
+pub mod service;
+pub mod throttle;
+
+pub use tollgate_auth::{email, email_tokens, sessions, users as model};
+
+use axum::{Router, extract::FromRef, routing::get};
+
+use tollgate_auth::AppState;
+
+/// What accounts adds to the server besides GraphQL: the pages that email
+/// links open, and avatar images.
+pub fn routes<S>() -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+    AppState: FromRef<S>,
+{
+    Router::new()
+        .route("/avatars/{id}", get(avatars::serve))
+        .route("/device", get(pages::device_page))
+        .route("/verify-email", get(pages::verify_email_page))
+        .route("/reset-password", get(pages::reset_password_page))
+        .route("/accept-invitation", get(pages::accept_invitation_page))
+}

@@ -1,0 +1,94 @@
+//! Usage event rows: what was reported, priced at record time.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use tollgate_db::schema::usage_events;
+
+/// A row of `usage_events`; also its serde form on the event bus (inside
+/// [`crate::usage::live_message::UsageUpdateMessage`]).
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[diesel(table_name = usage_events, check_for_backend(diesel::pg::Pg))]
+pub struct UsageEventRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    /// The key it was reported with, if any.
+    pub api_key_id: Option<Uuid>,
+    /// The member it counts against: the reporting user, or the key's creator.
+    pub user_id: Option<Uuid>,
+    /// The model name as reported.
+    pub model: String,
+    /// The catalog id it resolved to; None when unpriced.
+    pub model_id: Option<String>,
+    pub prompt_tokens: i32,
+    pub cached_tokens: i32,
+    pub completion_tokens: i32,
+    pub total_tokens: i32,
+    pub cost_micro_usd: i64,
+    pub priced: bool,
+    pub request_id: Option<String>,
+    pub metadata: Option<serde_json::Value>,
+    pub occurred_at: DateTime<Utc>,
+    /// Receive time: what counters and "newest first" go by.
+    pub created_at: DateTime<Utc>,
+}
+
+impl UsageEventRow {
+    /// Whether `other` reports the same call with the same numbers (what
+    /// makes a repeated requestId a duplicate rather than a CONFLICT).
+    pub fn same_numbers(&self, other: &Self) -> bool {
+        self.numbers() == other.numbers()
+    }
+
+    /// What a repeated requestId must match: model, prompt, cached and
+    /// completion tokens.
+    pub fn numbers(&self) -> (&str, i32, i32, i32) {
+        (
+            &self.model,
+            self.prompt_tokens,
+            self.cached_tokens,
+            self.completion_tokens,
+        )
+    }
+
+    /// The rollup's model key: the catalog id, or the reported name when
+    /// unpriced.
+    pub fn model_key(&self) -> &str {
+        self.model_id.as_deref().unwrap_or(&self.model)
+    }
+}
+
+/// Inserts `rows` in one statement; a row whose requestId the organization
+/// already has is skipped (a concurrent insert of the same requestId waits
+/// for the other transaction, then skips). Returns the rows inserted.
+pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[UsageEventRow]) -> QueryResult<Vec<UsageEventRow>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::insert_into(usage_events::table)
+        .values(rows)
+        .on_conflict_do_nothing()
+        .returning(UsageEventRow::as_returning())
+        .get_results(conn)
+        .await
+}
+
+/// The organization's events with these requestIds.
+pub async fn find_by_request_ids(
+    conn: &mut AsyncPgConnection,
+    organization_id: Uuid,
+    request_ids: &[&str],
+) -> QueryResult<Vec<UsageEventRow>> {
+    if request_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    usage_events::table
+        .filter(usage_events::organization_id.eq(organization_id))
+        .filter(usage_events::request_id.eq_any(request_ids))
+        .select(UsageEventRow::as_select())
+        .load(conn)
+        .await
+}
