@@ -34,13 +34,13 @@ use crate::{
         local_postgres::{LocalPostgres, LocalPostgresOptions},
         migrations, pool,
     },
-    graphql::{self, AppSchema, QueryLimits, persisted::PersistedQueries},
+    graphql::{self, HttpState, QueryLimits, persisted::PersistedQueries},
     keys::cache::KeyCache,
     platform::{
         announcements::Announcements,
         clock::{SharedClock, SystemClock},
         events::{BusConfig, EventBus},
-        health, metrics,
+        metrics,
         rate_limit::RateLimiter,
     },
     usage::live::UsageHub,
@@ -52,25 +52,6 @@ const LOCAL_DATABASE: &str = "tollgate";
 const JOBS_POOL_SIZE: usize = 4;
 /// How long shutdown waits for websockets and jobs to finish.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// State of the HTTP handlers.
-#[derive(Clone)]
-pub struct HttpState {
-    /// The application.
-    pub app: AppState,
-    /// The executable schema.
-    pub schema: AppSchema,
-    /// Documents registered by automatic persisted queries.
-    pub persisted: PersistedQueries,
-    /// Routes live usage and access changes to this instance's websockets.
-    pub usage_hub: UsageHub,
-}
-
-impl axum::extract::FromRef<HttpState> for AppState {
-    fn from_ref(http: &HttpState) -> Self {
-        http.app.clone()
-    }
-}
 
 /// A built application, ready to serve.
 pub struct App {
@@ -261,13 +242,13 @@ fn router(state: HttpState) -> Router {
             "/graphql",
             get(graphql::http::graphql_get).post(graphql::http::graphql_post),
         )
-        .route("/health", get(health::health))
-        .route("/ready", get(health::ready))
-        .route("/metrics", get(health::metrics))
+        .route("/health", get(crate::routes::health::health))
+        .route("/ready", get(crate::routes::health::ready))
+        .route("/metrics", get(crate::routes::health::metrics))
         .merge(crate::accounts::routes())
         .merge(crate::billing::routes())
         .merge(if state.app.config().playground {
-            crate::platform::playground::routes()
+            crate::routes::playground::routes()
         } else {
             Router::new()
         })

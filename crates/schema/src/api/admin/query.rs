@@ -1,0 +1,132 @@
+//! The staff queries.
+
+use async_graphql::{Context, ID, Object};
+use uuid::Uuid;
+
+use super::{
+    audit::{AuditEntryConnection, audit_action, audit_page},
+    directory::{OrganizationConnection, UserConnection},
+    filter_id, require_staff,
+    statistics::SystemStats,
+};
+use crate::{
+    access,
+    api::{accounts::query::User, enums as gql},
+    context::ContextExt,
+    error::ApiResult,
+    pagination::{PageRequest, SortOrder},
+};
+use tollgate_services::admin::{
+    search::{self, AuditFilter, OrganizationFilter, Search, UserFilter},
+    stats,
+};
+
+/// The staff queries.
+#[derive(Default)]
+pub struct AdminQuery;
+
+#[Object]
+impl AdminQuery {
+    /// The caller themself, or anyone for ADMIN/SUPPORT. Null for anyone else, for deleted accounts and when anonymous.
+    async fn user(&self, ctx: &Context<'_>, id: ID) -> ApiResult<Option<User>> {
+        let Some(caller) = ctx.principal()?.user_id() else {
+            return Ok(None);
+        };
+        let Ok(id) = Uuid::parse_str(&id) else {
+            return Ok(None);
+        };
+        let loaders = ctx.loaders()?;
+        if id != caller {
+            let staff = loaders.users.load_one(caller).await?.is_some_and(|u| u.role.is_staff());
+            if !staff {
+                return Ok(None);
+            }
+        }
+        let user = loaders.users.load_one(id).await?;
+        Ok(user.filter(|u| !u.is_deleted()).map(User::new))
+    }
+
+    /// ADMIN/SUPPORT. Search matches email and name. Oldest first; deleted accounts are not listed.
+    async fn users(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        search: Option<String>,
+        role: Option<gql::Role>,
+        suspended: Option<bool>,
+    ) -> ApiResult<UserConnection> {
+        require_staff(ctx).await?;
+        let request = PageRequest::new(first, after.as_deref(), SortOrder::Ascending)?;
+        let filter = UserFilter {
+            search: Search::new(search.as_deref())?,
+            role: role.map(Into::into),
+            suspended,
+        };
+        let mut conn = ctx.app()?.db().await?;
+        let rows = search::list_users(&mut conn, &filter, &request).await?;
+        Ok(UserConnection {
+            page: request.page(rows, search::user_cursor),
+            filter,
+        })
+    }
+
+    /// ADMIN/SUPPORT: every organization. Search matches name and slug. Oldest first.
+    async fn organizations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        search: Option<String>,
+    ) -> ApiResult<OrganizationConnection> {
+        require_staff(ctx).await?;
+        let request = PageRequest::new(first, after.as_deref(), SortOrder::Ascending)?;
+        let filter = OrganizationFilter {
+            search: Search::new(search.as_deref())?,
+        };
+        let rows = {
+            let mut conn = ctx.app()?.db().await?;
+            search::list_organizations(&mut conn, &filter, &request).await?
+        };
+        let mut page = Vec::with_capacity(rows.len());
+        for row in rows {
+            let access = access::access_to(ctx, row.id).await?;
+            page.push((row, access));
+        }
+        Ok(OrganizationConnection {
+            page: request.page(page, |(row, _)| search::organization_cursor(row)),
+            filter,
+        })
+    }
+
+    /// ADMIN/SUPPORT.
+    async fn stats(&self, ctx: &Context<'_>) -> ApiResult<SystemStats> {
+        require_staff(ctx).await?;
+        let app = ctx.app()?;
+        let mut conn = app.db().await?;
+        Ok(stats::read(&mut conn, app.now()).await?.into())
+    }
+
+    /// ADMIN/SUPPORT: every audit entry, including those with no organization (logins, staff actions). Newest first; `action` matches exactly.
+    async fn audit_log(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        organization_id: Option<ID>,
+        actor_id: Option<ID>,
+        action: Option<String>,
+    ) -> ApiResult<AuditEntryConnection> {
+        require_staff(ctx).await?;
+        let filter = AuditFilter {
+            organization_id: filter_id(organization_id.as_ref(), "organizationId")?,
+            actor_id: filter_id(actor_id.as_ref(), "actorId")?,
+            action: audit_action(action)?,
+        };
+        if let Some(organization_id) = filter.organization_id {
+            // The rule table has the last word on organization-scoped reads.
+            access::authorize(ctx, organization_id, "Query.auditLog").await?;
+        }
+        audit_page(ctx, filter, first, after).await
+    }
+}
