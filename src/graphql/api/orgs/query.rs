@@ -8,7 +8,9 @@ use crate::{
     error::{ApiResult, AppError},
     graphql::{
         access,
-        api::{accounts::query::User, enums as gql},
+        api::{
+            accounts::query::User, admin::AuditRecord, connection::Connection, enums as gql, usage::query::UsageEvent,
+        },
         context::ContextExt,
         scalars::{BigInt, Timestamp},
     },
@@ -160,7 +162,7 @@ impl Organization {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Option<crate::graphql::api::admin::AuditEntryConnection>> {
+    ) -> ApiResult<Option<Connection<AuditRecord>>> {
         self.access.require("Organization.auditLog")?;
         crate::graphql::api::admin::organization_audit_log(ctx, self.row.id, first, after)
             .await
@@ -202,7 +204,7 @@ impl Organization {
         user_id: Option<ID>,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
-    ) -> ApiResult<crate::graphql::api::usage::query::UsageEventConnection> {
+    ) -> ApiResult<Connection<UsageEvent>> {
         self.access.require("Organization.usageEvents")?;
         let args = crate::graphql::api::usage::query::UsageEventsArgs {
             first,
