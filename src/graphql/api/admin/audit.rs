@@ -41,10 +41,10 @@ pub(super) fn audit_action(action: Option<String>) -> ApiResult<Option<String>> 
 }
 
 /// Who did what, to what, from where.
-pub struct AuditRecord(AuditRow);
+pub struct AuditEntry(AuditRow);
 
-#[Object(name = "AuditEntry")]
-impl AuditRecord {
+#[Object]
+impl AuditEntry {
     /// Stable identifier.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
@@ -100,12 +100,12 @@ impl AuditRecord {
 }
 
 /// Audit entries, newest first, a page at a time (`AuditEntryConnection`).
-impl ConnectionNode for AuditRecord {
+impl ConnectionNode for AuditEntry {
     type Row = AuditRow;
     type Filter = AuditFilter;
 
     fn from_row(row: &AuditRow) -> Self {
-        AuditRecord(row.clone())
+        AuditEntry(row.clone())
     }
 
     async fn count(conn: &mut AsyncPgConnection, filter: &AuditFilter) -> QueryResult<i64> {
@@ -119,7 +119,7 @@ pub(super) async fn audit_page(
     filter: AuditFilter,
     first: Option<i32>,
     after: Option<String>,
-) -> ApiResult<Connection<AuditRecord>> {
+) -> ApiResult<Connection<AuditEntry>> {
     let request = PageRequest::new(first, after.as_deref(), SortOrder::Descending)?;
     let mut conn = ctx.app()?.db().await?;
     let rows = search::list_entries(&mut conn, &filter, &request).await?;
@@ -133,7 +133,7 @@ pub async fn organization_audit_log(
     organization_id: Uuid,
     first: Option<i32>,
     after: Option<String>,
-) -> ApiResult<Connection<AuditRecord>> {
+) -> ApiResult<Connection<AuditEntry>> {
     let filter = AuditFilter {
         organization_id: Some(organization_id),
         ..AuditFilter::default()

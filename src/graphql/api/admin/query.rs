@@ -4,7 +4,7 @@ use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
 use super::{
-    audit::{AuditRecord, audit_action, audit_page},
+    audit::{AuditEntry, audit_action, audit_page},
     filter_id, require_staff,
     statistics::SystemStats,
 };
@@ -114,7 +114,7 @@ impl AdminQuery {
         organization_id: Option<ID>,
         actor_id: Option<ID>,
         action: Option<String>,
-    ) -> ApiResult<Connection<AuditRecord>> {
+    ) -> ApiResult<Connection<AuditEntry>> {
         require_staff(ctx).await?;
         let filter = AuditFilter {
             organization_id: filter_id(organization_id.as_ref(), "organizationId")?,

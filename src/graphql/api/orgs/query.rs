@@ -9,7 +9,7 @@ use crate::{
     graphql::{
         access,
         api::{
-            accounts::query::User, admin::AuditRecord, connection::Connection, enums as gql, usage::query::UsageEvent,
+            accounts::query::User, admin::AuditEntry, connection::Connection, enums as gql, usage::query::UsageEvent,
         },
         context::ContextExt,
         scalars::{BigInt, Timestamp},
@@ -143,7 +143,7 @@ impl Organization {
         &self,
         ctx: &Context<'_>,
     ) -> ApiResult<crate::graphql::api::billing::query::BillingSubscription> {
-        crate::graphql::api::billing::query::subscription_of(ctx, self.row.id).await
+        crate::graphql::api::billing::query::billing_subscription_of(ctx, self.row.id).await
     }
 
     /// The plan in effect now, whose limits apply (the free plan once a grace period or a cancelled period has ended).
@@ -162,7 +162,7 @@ impl Organization {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Option<Connection<AuditRecord>>> {
+    ) -> ApiResult<Option<Connection<AuditEntry>>> {
         self.access.require("Organization.auditLog")?;
         crate::graphql::api::admin::organization_audit_log(ctx, self.row.id, first, after)
             .await
