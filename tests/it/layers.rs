@@ -32,7 +32,6 @@ const LAYERS: &[&str] = &[
 /// server that serves it.
 const GRAPHQL_CRATES: &[&str] = &["tollgate-schema", "tollgate"];
 
-
 struct Member {
     name: String,
     src: PathBuf,

@@ -7,7 +7,7 @@
 //! one index range scan however deep it is.
 //!
 //! Plain values only (the GraphQL `PageInfo` type mirrors [`PageInfo`] in
-//! the GraphQL layer's `page_info`), so services page their lists with
+//! the GraphQL layer's `connection`), so services page their lists with
 //! it without knowing GraphQL.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};

@@ -34,7 +34,7 @@ use api::{
     keys::{mutation::KeysMutation, query::KeysQuery},
     orgs::{mutation::OrgsMutation, query::OrgsQuery},
     platform::client_config::PlatformQuery,
-    usage::{mutation::UsageMutation, query::UsageQuery, subscription::UsageSubscription},
+    usage::{live_usage::SubscriptionRoot, mutation::UsageMutation, query::UsageQuery},
 };
 pub use limits::QueryLimits;
 use persisted::PersistedQueries;
@@ -90,13 +90,13 @@ pub struct MutationRoot(
 );
 
 /// The executable schema.
-pub type AppSchema = Schema<QueryRoot, MutationRoot, UsageSubscription>;
+pub type AppSchema = Schema<QueryRoot, MutationRoot, SubscriptionRoot>;
 
 /// Builds the schema. Request data (application, principal) is attached
 /// per request and loaders per execution, so the schema itself needs no
 /// running server.
 pub fn build_schema(limits: QueryLimits) -> AppSchema {
-    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), UsageSubscription)
+    let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
         // First, so it sees the codes the extensions after it set.
         .extension(metrics::GraphqlMetrics)
         .extension(limits::Limits::new(limits, cost_model()))
@@ -119,7 +119,7 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
 /// exported SDL (the public form of the schema), so it cannot drift from
 /// the fields that exist.
 pub fn cost_model() -> cost::CostModel {
-    let sdl = Schema::build(QueryRoot::default(), MutationRoot::default(), UsageSubscription)
+    let sdl = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
         .finish()
         .sdl();
     // Our own SDL, the same at every start; a test reads it too.

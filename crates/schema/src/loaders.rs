@@ -116,12 +116,12 @@ impl Loader<Uuid> for PlanLoader {
     }
 }
 
-/// Subscription rows by organization id.
-pub struct SubscriptionLoader {
+/// Billing subscription rows by organization id.
+pub struct BillingSubscriptionLoader {
     pool: DbPool,
 }
 
-impl Loader<Uuid> for SubscriptionLoader {
+impl Loader<Uuid> for BillingSubscriptionLoader {
     type Value = SubscriptionRow;
     type Error = AppError;
 
@@ -259,7 +259,7 @@ impl Loader<Uuid> for QuotaLoader {
 /// e.g. the users of 1,000 receipts, and every organization field asks for
 /// the caller's memberships); a mutation that changes memberships calls
 /// [`Loaders::forget_memberships`] before it answers. Loaders of other
-/// things mutations change (subscriptions, invitations, keys, counters)
+/// things mutations change (billing subscriptions, invitations, keys, counters)
 /// keep nothing, so an answer never shows what the request read before it
 /// changed them.
 pub struct Loaders {
@@ -273,8 +273,8 @@ pub struct Loaders {
     pub memberships_by_user: GuardedLoader<MembershipsByUserLoader, HashMapCache>,
     /// Plans by id.
     pub plans: GuardedLoader<PlanLoader, HashMapCache>,
-    /// Subscription rows by organization id.
-    pub subscriptions: GuardedLoader<SubscriptionLoader>,
+    /// Billing subscription rows by organization id.
+    pub billing_subscriptions: GuardedLoader<BillingSubscriptionLoader>,
     /// Pending invitations by organization id.
     pub pending_invitations: GuardedLoader<PendingInvitationsLoader>,
     /// API keys by organization id.
@@ -302,7 +302,7 @@ impl Loaders {
             memberships_by_organization: loader(MembershipsByOrganizationLoader { pool: pool.clone() }),
             memberships_by_user: cached_loader(MembershipsByUserLoader { pool: pool.clone() }),
             plans: cached_loader(PlanLoader { pool: pool.clone() }),
-            subscriptions: loader(SubscriptionLoader { pool: pool.clone() }),
+            billing_subscriptions: loader(BillingSubscriptionLoader { pool: pool.clone() }),
             api_keys_by_organization: loader(ApiKeysByOrganizationLoader { pool: pool.clone() }),
             pending_invitations: loader(PendingInvitationsLoader {
                 pool: pool.clone(),

@@ -111,7 +111,7 @@ pub fn accept(http: HttpState, peer: SocketAddr, headers: &HeaderMap, upgrade: W
     let tasks = http.app.tasks().clone();
     upgrade.on_upgrade(move |socket| {
         tasks.track_future(tollgate_db::hold::scoped(async move {
-            Connection::new(http, protocol, meta).run(socket).await;
+            SocketConnection::new(http, protocol, meta).run(socket).await;
         }))
     })
 }
@@ -134,7 +134,10 @@ enum Flow {
 /// One subscription's responses, ending with `None` so completion is seen.
 type OperationStream = BoxStream<'static, Option<GqlResponse>>;
 
-struct Connection {
+/// One websocket connection: its protocol, credentials and running
+/// operations. (Not a Relay connection: those are
+/// [`crate::api::connection`].)
+struct SocketConnection {
     http: HttpState,
     protocol: Protocol,
     meta: RequestMeta,
@@ -149,7 +152,7 @@ struct Connection {
     expiry: Option<Pin<Box<Sleep>>>,
 }
 
-impl Connection {
+impl SocketConnection {
     fn new(http: HttpState, protocol: Protocol, meta: RequestMeta) -> Self {
         Self {
             http,

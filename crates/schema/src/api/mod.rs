@@ -10,9 +10,9 @@
 pub mod accounts;
 pub mod admin;
 pub mod billing;
+pub mod connection;
 pub mod enums;
 pub mod keys;
 pub mod orgs;
-pub mod page_info;
 pub mod platform;
 pub mod usage;

@@ -2,15 +2,20 @@
 //! OWNER/ADMIN.
 
 use async_graphql::{Context, ID, Object};
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use crate::api::page_info::PageInfo;
 use crate::{
-    api::{accounts::query::User, orgs::query::Organization},
+    api::{
+        accounts::query::User,
+        connection::{Connection, ConnectionNode},
+        orgs::query::Organization,
+    },
     context::ContextExt,
     error::ApiResult,
-    pagination::{Page, PageRequest, SortOrder},
-    scalars::{BigInt, Timestamp},
+    pagination::{PageRequest, SortOrder},
+    scalars::Timestamp,
 };
 use tollgate_core::error::AppError;
 use tollgate_services::admin::search::{self, AuditFilter, AuditRow};
@@ -35,10 +40,10 @@ pub(super) fn audit_action(action: Option<String>) -> ApiResult<Option<String>> 
 }
 
 /// Who did what, to what, from where.
-pub struct AuditRecord(AuditRow);
+pub struct AuditEntry(AuditRow);
 
-#[Object(name = "AuditEntry")]
-impl AuditRecord {
+#[Object]
+impl AuditEntry {
     /// Stable identifier.
     async fn id(&self) -> ID {
         ID(self.0.id.to_string())
@@ -93,63 +98,17 @@ impl AuditRecord {
     }
 }
 
-/// Audit entries, newest first, a page at a time.
-pub struct AuditEntryConnection {
-    page: Page<AuditRow>,
-    filter: AuditFilter,
-}
+/// Audit entries, newest first, a page at a time (`AuditEntryConnection`).
+impl ConnectionNode for AuditEntry {
+    type Row = AuditRow;
+    type Filter = AuditFilter;
 
-#[Object]
-impl AuditEntryConnection {
-    /// The entries of this page, each with its cursor.
-    async fn edges(&self) -> Vec<AuditEntryEdge> {
-        self.page
-            .items
-            .iter()
-            .map(|(cursor, row)| AuditEntryEdge {
-                cursor: cursor.clone(),
-                row: row.clone(),
-            })
-            .collect()
+    fn from_row(row: &AuditRow) -> Self {
+        AuditEntry(row.clone())
     }
 
-    /// The entries of this page.
-    async fn nodes(&self) -> Vec<AuditRecord> {
-        self.page
-            .items
-            .iter()
-            .map(|(_, row)| AuditRecord(row.clone()))
-            .collect()
-    }
-
-    /// Where this page sits in the log.
-    async fn page_info(&self) -> PageInfo {
-        PageInfo::from(&self.page.info)
-    }
-
-    /// How many entries match the filters, across all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
-        let mut conn = ctx.app()?.db().await?;
-        Ok(BigInt(search::count_entries(&mut conn, &self.filter).await?))
-    }
-}
-
-/// One audit entry in a log.
-pub struct AuditEntryEdge {
-    cursor: String,
-    row: AuditRow,
-}
-
-#[Object]
-impl AuditEntryEdge {
-    /// Pass as `after` to continue after this entry.
-    async fn cursor(&self) -> &str {
-        &self.cursor
-    }
-
-    /// The entry.
-    async fn node(&self) -> AuditRecord {
-        AuditRecord(self.row.clone())
+    async fn count(conn: &mut AsyncPgConnection, filter: &AuditFilter) -> QueryResult<i64> {
+        search::count_entries(conn, filter).await
     }
 }
 
@@ -159,14 +118,11 @@ pub(super) async fn audit_page(
     filter: AuditFilter,
     first: Option<i32>,
     after: Option<String>,
-) -> ApiResult<AuditEntryConnection> {
+) -> ApiResult<Connection<AuditEntry>> {
     let request = PageRequest::new(first, after.as_deref(), SortOrder::Descending)?;
     let mut conn = ctx.app()?.db().await?;
     let rows = search::list_entries(&mut conn, &filter, &request).await?;
-    Ok(AuditEntryConnection {
-        page: request.page(rows, search::entry_cursor),
-        filter,
-    })
+    Ok(Connection::new(request.page(rows, search::entry_cursor), filter))
 }
 
 /// `Organization.auditLog`: the organization's entries, newest first. The
@@ -176,7 +132,7 @@ pub async fn organization_audit_log(
     organization_id: Uuid,
     first: Option<i32>,
     after: Option<String>,
-) -> ApiResult<AuditEntryConnection> {
+) -> ApiResult<Connection<AuditEntry>> {
     let filter = AuditFilter {
         organization_id: Some(organization_id),
         ..AuditFilter::default()

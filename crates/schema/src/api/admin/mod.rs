@@ -57,6 +57,6 @@ fn filter_id(id: Option<&ID>, field: &'static str) -> ApiResult<Option<Uuid>> {
         .transpose()?)
 }
 
-pub use audit::{AuditEntryConnection, organization_audit_log};
+pub use audit::{AuditEntry, organization_audit_log};
 pub use mutation::AdminMutation;
 pub use query::AdminQuery;

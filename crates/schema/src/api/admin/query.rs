@@ -4,14 +4,13 @@ use async_graphql::{Context, ID, Object};
 use uuid::Uuid;
 
 use super::{
-    audit::{AuditEntryConnection, audit_action, audit_page},
-    directory::{OrganizationConnection, UserConnection},
+    audit::{AuditEntry, audit_action, audit_page},
     filter_id, require_staff,
     statistics::SystemStats,
 };
 use crate::{
     access,
-    api::{accounts::query::User, enums as gql},
+    api::{accounts::query::User, connection::Connection, enums as gql, orgs::query::Organization},
     context::ContextExt,
     error::ApiResult,
     pagination::{PageRequest, SortOrder},
@@ -55,7 +54,7 @@ impl AdminQuery {
         search: Option<String>,
         role: Option<gql::Role>,
         suspended: Option<bool>,
-    ) -> ApiResult<UserConnection> {
+    ) -> ApiResult<Connection<User>> {
         require_staff(ctx).await?;
         let request = PageRequest::new(first, after.as_deref(), SortOrder::Ascending)?;
         let filter = UserFilter {
@@ -65,10 +64,7 @@ impl AdminQuery {
         };
         let mut conn = ctx.app()?.db().await?;
         let rows = search::list_users(&mut conn, &filter, &request).await?;
-        Ok(UserConnection {
-            page: request.page(rows, search::user_cursor),
-            filter,
-        })
+        Ok(Connection::new(request.page(rows, search::user_cursor), filter))
     }
 
     /// ADMIN/SUPPORT: every organization. Search matches name and slug. Oldest first.
@@ -78,7 +74,7 @@ impl AdminQuery {
         first: Option<i32>,
         after: Option<String>,
         search: Option<String>,
-    ) -> ApiResult<OrganizationConnection> {
+    ) -> ApiResult<Connection<Organization>> {
         require_staff(ctx).await?;
         let request = PageRequest::new(first, after.as_deref(), SortOrder::Ascending)?;
         let filter = OrganizationFilter {
@@ -93,10 +89,10 @@ impl AdminQuery {
             let access = access::access_to(ctx, row.id).await?;
             page.push((row, access));
         }
-        Ok(OrganizationConnection {
-            page: request.page(page, |(row, _)| search::organization_cursor(row)),
+        Ok(Connection::new(
+            request.page(page, |(row, _)| search::organization_cursor(row)),
             filter,
-        })
+        ))
     }
 
     /// ADMIN/SUPPORT.
@@ -116,7 +112,7 @@ impl AdminQuery {
         organization_id: Option<ID>,
         actor_id: Option<ID>,
         action: Option<String>,
-    ) -> ApiResult<AuditEntryConnection> {
+    ) -> ApiResult<Connection<AuditEntry>> {
         require_staff(ctx).await?;
         let filter = AuditFilter {
             organization_id: filter_id(organization_id.as_ref(), "organizationId")?,

@@ -192,15 +192,18 @@ impl From<CheckoutLink> for CheckoutSession {
     }
 }
 
-/// `Organization.subscription`, batched through the subscriptions loader.
-pub async fn subscription_of(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<BillingSubscription> {
-    Ok(BillingSubscription(subscription_row(ctx, organization_id).await?))
+/// `Organization.subscription`, batched through the billing subscriptions
+/// loader.
+pub async fn billing_subscription_of(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<BillingSubscription> {
+    Ok(BillingSubscription(
+        billing_subscription_row(ctx, organization_id).await?,
+    ))
 }
 
 /// `Organization.plan`: the plan in effect now (see
 /// [`SubscriptionRow::plan_counts_at`]), batched through the loaders.
 pub async fn plan_of(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<Plan> {
-    let row = subscription_row(ctx, organization_id).await?;
+    let row = billing_subscription_row(ctx, organization_id).await?;
     if row.plan_counts_at(ctx.app()?.now()) {
         return load_plan(ctx, row.plan_id).await;
     }
@@ -212,10 +215,10 @@ pub async fn plan_of(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<Plan
     Ok(Plan(free))
 }
 
-async fn subscription_row(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<SubscriptionRow> {
+async fn billing_subscription_row(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<SubscriptionRow> {
     Ok(ctx
         .loaders()?
-        .subscriptions
+        .billing_subscriptions
         .load_one(organization_id)
         .await?
         .ok_or_else(|| {

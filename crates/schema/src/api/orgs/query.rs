@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use crate::{
     access,
-    api::{accounts::query::User, enums as gql},
+    api::{accounts::query::User, admin::AuditEntry, connection::Connection, enums as gql, usage::query::UsageEvent},
     context::ContextExt,
     error::ApiResult,
     scalars::{BigInt, Timestamp},
@@ -138,7 +138,7 @@ impl Organization {
 
     /// The subscription: what the organization pays for, and where the payments stand.
     async fn subscription(&self, ctx: &Context<'_>) -> ApiResult<crate::api::billing::query::BillingSubscription> {
-        crate::api::billing::query::subscription_of(ctx, self.row.id).await
+        crate::api::billing::query::billing_subscription_of(ctx, self.row.id).await
     }
 
     /// The plan in effect now, whose limits apply (the free plan once a grace period or a cancelled period has ended).
@@ -157,7 +157,7 @@ impl Organization {
         ctx: &Context<'_>,
         first: Option<i32>,
         after: Option<String>,
-    ) -> ApiResult<Option<crate::api::admin::AuditEntryConnection>> {
+    ) -> ApiResult<Option<Connection<AuditEntry>>> {
         self.access.require("Organization.auditLog")?;
         crate::api::admin::organization_audit_log(ctx, self.row.id, first, after)
             .await
@@ -199,7 +199,7 @@ impl Organization {
         user_id: Option<ID>,
         from: Option<Timestamp>,
         to: Option<Timestamp>,
-    ) -> ApiResult<crate::api::usage::query::UsageEventConnection> {
+    ) -> ApiResult<Connection<UsageEvent>> {
         self.access.require("Organization.usageEvents")?;
         let args = crate::api::usage::query::UsageEventsArgs {
             first,

@@ -4,13 +4,15 @@
 //! usageEvents; Membership.tokensUsed; ApiKey.tokensUsed; ApiKeyInfo.quota).
 
 use async_graphql::{Context, ID, Object};
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
-use crate::api::page_info::PageInfo;
 use crate::{
     access,
     api::{
         accounts::query::User,
+        connection::{Connection, ConnectionNode},
         enums as gql,
         keys::query::{ApiKey, keys_of_organization},
         orgs::query::Organization,
@@ -18,7 +20,7 @@ use crate::{
     },
     context::ContextExt,
     error::ApiResult,
-    pagination::{Page, PageRequest, SortOrder},
+    pagination::{PageRequest, SortOrder},
     scalars::{BigInt, Timestamp},
 };
 use tollgate_core::error::AppError;
@@ -192,66 +194,25 @@ impl UsageEvent {
     }
 }
 
-/// A page of usage events, newest received first.
-pub struct UsageEventConnection {
-    page: Page<UsageEventRow>,
-    organization_id: Uuid,
-    filter: EventFilter,
+/// The usage events of one organization that match a filter.
+pub struct OrganizationEvents {
+    /// The organization whose events are listed.
+    pub organization_id: Uuid,
+    /// The usageEvents arguments that narrow the list.
+    pub filter: EventFilter,
 }
 
-/// A usage event and its cursor.
-pub struct UsageEventEdge {
-    cursor: String,
-    node: UsageEventRow,
-}
+/// A page of usage events, newest received first (`UsageEventConnection`).
+impl ConnectionNode for UsageEvent {
+    type Row = UsageEventRow;
+    type Filter = OrganizationEvents;
 
-#[Object]
-impl UsageEventEdge {
-    /// Pass as `after` to continue after this event.
-    async fn cursor(&self) -> &str {
-        &self.cursor
+    fn from_row(row: &UsageEventRow) -> Self {
+        UsageEvent(row.clone())
     }
 
-    /// The event.
-    async fn node(&self) -> UsageEvent {
-        UsageEvent(self.node.clone())
-    }
-}
-
-#[Object]
-impl UsageEventConnection {
-    /// The events of this page with their cursors.
-    async fn edges(&self) -> Vec<UsageEventEdge> {
-        self.page
-            .items
-            .iter()
-            .map(|(cursor, node)| UsageEventEdge {
-                cursor: cursor.clone(),
-                node: node.clone(),
-            })
-            .collect()
-    }
-
-    /// The events of this page.
-    async fn nodes(&self) -> Vec<UsageEvent> {
-        self.page
-            .items
-            .iter()
-            .map(|(_, node)| UsageEvent(node.clone()))
-            .collect()
-    }
-
-    /// Where this page sits in the list.
-    async fn page_info(&self) -> PageInfo {
-        PageInfo::from(&self.page.info)
-    }
-
-    /// How many events match the filters, over all pages.
-    async fn total_count(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
-        let mut conn = ctx.app()?.db().await?;
-        Ok(BigInt(
-            reads::count_events(&mut conn, self.organization_id, &self.filter).await?,
-        ))
+    async fn count(conn: &mut AsyncPgConnection, events: &OrganizationEvents) -> QueryResult<i64> {
+        reads::count_events(conn, events.organization_id, &events.filter).await
     }
 }
 
@@ -448,7 +409,7 @@ pub async fn organization_usage_events(
     ctx: &Context<'_>,
     organization_id: Uuid,
     args: UsageEventsArgs,
-) -> ApiResult<UsageEventConnection> {
+) -> ApiResult<Connection<UsageEvent>> {
     let page = PageRequest::new(args.first, args.after.as_deref(), SortOrder::Descending)?;
     let id_arg = |field: &'static str, id: Option<ID>| {
         id.map(|id| Uuid::parse_str(id.as_str()).map_err(|_| AppError::bad_input(field, "not an id")))
@@ -468,11 +429,13 @@ pub async fn organization_usage_events(
     };
     let mut conn = ctx.app()?.db().await?;
     let rows = reads::list_events(&mut conn, organization_id, &filter, &page).await?;
-    Ok(UsageEventConnection {
-        page: page.page(rows, reads::event_cursor),
-        organization_id,
-        filter,
-    })
+    Ok(Connection::new(
+        page.page(rows, reads::event_cursor),
+        OrganizationEvents {
+            organization_id,
+            filter,
+        },
+    ))
 }
 
 /// ApiKey.tokensUsed: the key's tokens in the current period, batched over

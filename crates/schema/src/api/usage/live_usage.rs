@@ -1,5 +1,7 @@
-//! The `usageUpdated` subscription: an organization's usage as it is
-//! recorded, on any instance, until the subscriber loses access.
+//! Live usage: the GraphQL subscription root, whose `usageUpdated` field
+//! streams an organization's usage as it is recorded, on any instance,
+//! until the subscriber loses access. (Not a billing subscription: those
+//! are [`crate::api::billing`]'s.)
 
 use async_graphql::{Context, ID, Subscription};
 use futures_util::{Stream, stream};
@@ -19,12 +21,12 @@ use tollgate_services::usage::{
     live_message::UsageUpdateMessage,
 };
 
-/// Every subscription field.
+/// The GraphQL `Subscription` root: every subscription field.
 #[derive(Default)]
-pub struct UsageSubscription;
+pub struct SubscriptionRoot;
 
 #[Subscription(name = "Subscription")]
-impl UsageSubscription {
+impl SubscriptionRoot {
     /// Every usage event of the organization as it is recorded, on any server instance. For members (VIEWER and above), staff, or an API key of the organization with USAGE_READ.
     async fn usage_updated(
         &self,
