@@ -26,7 +26,7 @@ use tollgate_services::{
     },
     keys::{model as api_keys, model::ApiKeyRow},
     orgs::{
-        invitations::{self, InvitationRow},
+        invitation_rows::{self, InvitationRow},
         model as orgs,
         model::{MembershipRow, OrganizationRow},
     },
@@ -144,7 +144,7 @@ impl Loader<Uuid> for PendingInvitationsLoader {
 
     async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, Vec<InvitationRow>>, AppError> {
         let mut conn = self.pool.get().await?;
-        let rows = invitations::pending_of_organizations(&mut conn, keys, self.now).await?;
+        let rows = invitation_rows::pending_of_organizations(&mut conn, keys, self.now).await?;
         Ok(group(keys, rows, |row| row.organization_id))
     }
 }

@@ -14,7 +14,7 @@ use crate::{
         throttle::{self, AuthAction},
     },
     orgs::{
-        invitation_service, model as orgs,
+        invitations, model as orgs,
         model::{NewOrganization, OrganizationRow},
     },
 };
@@ -117,7 +117,7 @@ pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -
     let invitation = match token {
         Some(token) => {
             let mut conn = app.db().await?;
-            Some(invitation_service::pending_for(&mut conn, token, &email, app.now(), INVITATION_FIELD).await?)
+            Some(invitations::pending_for(&mut conn, token, &email, app.now(), INVITATION_FIELD).await?)
         }
         None => None,
     };
@@ -162,7 +162,7 @@ pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -
                 .await?;
                 match &invitation {
                     Some(invitation) => {
-                        invitation_service::join(conn, invitation, user.id, ip.clone(), now, INVITATION_FIELD).await?;
+                        invitations::join(conn, invitation, user.id, ip.clone(), now, INVITATION_FIELD).await?;
                         let entry = AuditEntry::new("email.verified", Some(user.id), ip)
                             .target("user", user.id)
                             .metadata(serde_json::json!({ "via": "invitation" }));

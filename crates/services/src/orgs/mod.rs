@@ -2,7 +2,7 @@
 //! access rules every organization-scoped field goes through.
 
 pub mod access;
-pub mod invitation_service;
+pub mod invitation_rows;
 pub mod invitations;
 pub mod membership;
 pub mod model;

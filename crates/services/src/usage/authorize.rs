@@ -137,7 +137,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::usage::model::ModelRow;
+    use crate::usage::llm_models::ModelRow;
 
     fn model(id: &str, aliases: &[&str], enabled: bool) -> ModelRow {
         ModelRow {

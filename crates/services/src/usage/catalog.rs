@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::usage::{
-    model::{self, ModelRow},
+    llm_models::{self, ModelRow},
     record::check_name,
 };
 use tollgate_core::error::{AppError, AppResult};
@@ -70,7 +70,7 @@ pub async fn upsert(conn: &mut AsyncPgConnection, input: ModelEntry, now: DateTi
         diesel::sql_query("LOCK TABLE models IN SHARE ROW EXCLUSIVE MODE")
             .execute(conn)
             .await?;
-        let others: Vec<ModelRow> = model::list(conn)
+        let others: Vec<ModelRow> = llm_models::list(conn)
             .await?
             .into_iter()
             .filter(|other| other.id != model.id)

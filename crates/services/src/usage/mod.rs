@@ -8,7 +8,7 @@ pub mod daily;
 pub mod event;
 pub mod live;
 pub mod live_message;
-pub mod model;
+pub mod llm_models;
 pub mod pricing;
 pub mod quota;
 pub mod reads;

@@ -7,7 +7,7 @@
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
-use crate::usage::model::{self, ModelRow};
+use crate::usage::llm_models::{self, ModelRow};
 
 /// Tokens in the unit prices are quoted for.
 const TOKENS_PER_PRICE_UNIT: i128 = 1_000_000;
@@ -44,7 +44,7 @@ pub struct Tokens {
 impl Catalog {
     /// Loads the whole catalog.
     pub async fn load(conn: &mut AsyncPgConnection) -> QueryResult<Self> {
-        Ok(Self::new(model::list(conn).await?))
+        Ok(Self::new(llm_models::list(conn).await?))
     }
 
     /// A catalog of these rows.

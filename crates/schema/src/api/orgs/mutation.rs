@@ -18,7 +18,7 @@ use crate::{
 };
 use tollgate_core::error::{AppError, ErrorCode};
 use tollgate_services::orgs::{
-    invitation_service,
+    invitations,
     membership::{self, MemberUpdate},
     service::{self, OrganizationUpdate},
 };
@@ -115,7 +115,7 @@ impl OrgsMutation {
         let user_id = ctx.principal()?.require_user()?;
         let id = self::organization_id(&organization_id)?;
         authorize(ctx, id, "Mutation.inviteMember").await?;
-        let row = invitation_service::invite(ctx.app()?, user_id, id, &email, role.into(), ctx.request_meta()?).await?;
+        let row = invitations::invite(ctx.app()?, user_id, id, &email, role.into(), ctx.request_meta()?).await?;
         Ok(Invitation(row))
     }
 
@@ -125,7 +125,7 @@ impl OrgsMutation {
         let not_found = || AppError::not_found("invitation");
         let id = Uuid::parse_str(id.as_str()).map_err(|_| not_found())?;
         let app = ctx.app()?;
-        let invitation = invitation_service::find(&mut *app.db().await?, id)
+        let invitation = invitations::find(&mut *app.db().await?, id)
             .await?
             .ok_or_else(not_found)?;
         // Another organization's invitation is as unknown as a made-up id.
@@ -138,14 +138,14 @@ impl OrgsMutation {
                     e
                 }
             })?;
-        invitation_service::revoke(app, user_id, &invitation, ctx.request_meta()?).await?;
+        invitations::revoke(app, user_id, &invitation, ctx.request_meta()?).await?;
         Ok(true)
     }
 
     /// Joins with the invited role, using the token from the invitation email; the caller must be signed in with the invited address (which this verifies).
     async fn accept_invitation(&self, ctx: &Context<'_>, token: String) -> ApiResult<Membership> {
         let user_id = ctx.principal()?.require_user()?;
-        let row = invitation_service::accept(ctx.app()?, user_id, &token, ctx.request_meta()?).await?;
+        let row = invitations::accept(ctx.app()?, user_id, &token, ctx.request_meta()?).await?;
         ctx.loaders()?.forget_memberships();
         Ok(Membership(row, SeenBy::Caller))
     }

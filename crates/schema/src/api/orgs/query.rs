@@ -14,7 +14,7 @@ use crate::{
 use tollgate_core::error::AppError;
 use tollgate_services::orgs::{
     access::{Access, KeyAccess},
-    invitations::InvitationRow,
+    invitation_rows::InvitationRow,
     model as orgs,
     model::{MembershipRow, OrgRole, OrganizationRow},
     slug::well_formed,

@@ -29,7 +29,7 @@ use tollgate_services::usage::{
     counters::{SubjectKind, TokensOf},
     event::UsageEventRow,
     live_message::UsageUpdateMessage,
-    model::{self, ModelRow},
+    llm_models::{self, ModelRow},
     reads::{self, BucketRow, DayRange, EventFilter, UsageGroupBy},
     record::{self, Receipt, Reporter},
     windows,
@@ -473,7 +473,7 @@ impl UsageQuery {
     /// The model catalog that prices usage.
     async fn models(&self, ctx: &Context<'_>) -> ApiResult<Vec<Model>> {
         let mut conn = ctx.app()?.db().await?;
-        Ok(model::list(&mut conn).await?.into_iter().map(Model).collect())
+        Ok(llm_models::list(&mut conn).await?.into_iter().map(Model).collect())
     }
 
     /// Before an LLM call: every budget, the daily request limit and the key's model allow-list (matched after resolving aliases and dated names; an unknown model is allowed unless the key has an allow-list), checked without writing anything. With an API key (USAGE_WRITE) or the token of a MEMBER or above and organizationId. requestsPerMinute applies (RATE_LIMITED).

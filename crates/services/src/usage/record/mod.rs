@@ -1,0 +1,83 @@
+//! recordUsage and recordUsageBatch: reported LLM calls become events,
+//! priced at record time and counted in one transaction.
+//!
+//! Reported usage is billing truth, so a report is refused only for who
+//! sends it (credentials, scope, organization) and for impossible numbers;
+//! budgets are enforced before the call by authorizeUsage. A batch is one
+//! transaction of a fixed number of statements whatever its size: one
+//! insert for the events, one upsert for the counters (organization row
+//! first), one for the daily rollup.
+//!
+//! One file per concern: [`reporter`] (who reports for which
+//! organization), [`check`] (the contract's rules for one input),
+//! [`repeats`] (a refused input that repeats a stored requestId),
+//! [`plan`] (pricing and folding repeats within a batch), [`write`] (the
+//! transaction), [`alerts`] (thresholds crossed and the managers' email)
+//! and [`publish`] (metrics and the events sent to every instance).
+
+mod alerts;
+mod check;
+mod plan;
+mod publish;
+mod repeats;
+mod reporter;
+mod write;
+
+use diesel_async::AsyncConnection;
+
+use crate::usage::{pricing::Catalog, quota::QuotaSnapshot, windows};
+use tollgate_auth::AppState;
+use tollgate_core::error::{AppError, AppResult};
+
+pub use check::{MAX_BATCH, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_TOKENS, Report, UsageReport, check, check_name};
+pub use repeats::check_reports;
+pub use reporter::{Reporter, batch_organization, reporter, reporter_unchecked};
+
+use crate::usage::event::UsageEventRow;
+use plan::Planned;
+use write::{WriteContext, write};
+
+/// What recording answered for one input.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// The event: the new one, or the original of a repeated requestId.
+    pub event: UsageEventRow,
+    /// True when the requestId was already recorded.
+    pub duplicate: bool,
+}
+
+/// Records `reports` for `reporter`, all or nothing, and returns one
+/// receipt per report with the organization's quota after the write. Each
+/// recorded event is published after commit.
+pub async fn record(
+    app: &AppState,
+    reporter: Reporter,
+    reports: Vec<Report>,
+) -> AppResult<(Vec<Receipt>, QuotaSnapshot)> {
+    let mut conn = app.db().await?;
+    let catalog = Catalog::load(&mut conn).await?;
+    let written = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            // Receive time is read under the organization's lock, which
+            // resetUsage takes exclusively: every event then falls wholly
+            // before or after a reset, in the window its created_at says.
+            windows::lock_for_recording(conn, reporter.organization_id).await?;
+            let now = app.now();
+            let (windows, plan) = windows::of_organization(conn, reporter.organization_id, now)
+                .await?
+                .ok_or_else(|| AppError::not_found("organization"))?;
+            let planned = Planned::new(&reporter, &catalog, reports, now)?;
+            let context = WriteContext {
+                reporter: &reporter,
+                windows: &windows,
+                plan: &plan,
+                now,
+            };
+            write(conn, &context, &planned).await
+        })
+        .await?;
+    // Back to the pool before anything else: nothing below needs it.
+    drop(conn);
+    publish::after_commit(app, &written);
+    Ok((written.receipts, written.quota))
+}
