@@ -15,11 +15,7 @@ pub struct AppState {
 
 struct Inner {
     platform: Platform,
-    access_tokens: AccessTokens,
-    refresh_tokens: RefreshTokens,
-    passwords: PasswordHasher,
-    session_cache: SessionCache,
-    key_cache: KeyCache,
+    parts: AuthParts,
 }
 
 impl std::ops::Deref for AppState {
@@ -47,22 +43,8 @@ pub struct AuthParts {
 impl AppState {
     /// Puts the platform and the auth layer's parts together.
     pub fn new(platform: Platform, parts: AuthParts) -> Self {
-        let AuthParts {
-            access_tokens,
-            refresh_tokens,
-            passwords,
-            session_cache,
-            key_cache,
-        } = parts;
         Self {
-            inner: Arc::new(Inner {
-                platform,
-                access_tokens,
-                refresh_tokens,
-                passwords,
-                session_cache,
-                key_cache,
-            }),
+            inner: Arc::new(Inner { platform, parts }),
         }
     }
 
@@ -73,26 +55,26 @@ impl AppState {
 
     /// Access token minting and checking.
     pub fn access_tokens(&self) -> &AccessTokens {
-        &self.inner.access_tokens
+        &self.inner.parts.access_tokens
     }
 
     /// Refresh token minting and checking.
     pub fn refresh_tokens(&self) -> &RefreshTokens {
-        &self.inner.refresh_tokens
+        &self.inner.parts.refresh_tokens
     }
 
     /// Password hashing.
     pub fn passwords(&self) -> &PasswordHasher {
-        &self.inner.passwords
+        &self.inner.parts.passwords
     }
 
     /// Live sessions known to this instance.
     pub fn session_cache(&self) -> &SessionCache {
-        &self.inner.session_cache
+        &self.inner.parts.session_cache
     }
 
     /// API keys resolved recently by this instance.
     pub fn key_cache(&self) -> &KeyCache {
-        &self.inner.key_cache
+        &self.inner.parts.key_cache
     }
 }

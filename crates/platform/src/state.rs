@@ -27,19 +27,9 @@ pub struct Platform {
 }
 
 struct Inner {
-    config: Config,
-    pool: DbPool,
-    jobs_pool: DbPool,
-    clock: SharedClock,
-    redis: Option<redis::aio::ConnectionManager>,
-    events: EventBus,
-    announcements: Announcements,
-    rate_limiter: RateLimiter,
+    parts: PlatformParts,
     metrics: Metrics,
-    queries: QueryCounter,
     started: Instant,
-    shutdown: CancellationToken,
-    tasks: TaskTracker,
 }
 
 /// The parts a [`Platform`] is made of; the server assembles them.
@@ -71,88 +61,65 @@ pub struct PlatformParts {
 impl Platform {
     /// Puts the parts together; the uptime starts now.
     pub fn new(parts: PlatformParts) -> Self {
-        let PlatformParts {
-            config,
-            pool,
-            jobs_pool,
-            clock,
-            redis,
-            events,
-            announcements,
-            rate_limiter,
-            queries,
-            shutdown,
-            tasks,
-        } = parts;
         Self {
             inner: Arc::new(Inner {
-                config,
-                pool,
-                jobs_pool,
-                clock,
-                redis,
-                events,
-                announcements,
-                rate_limiter,
+                parts,
                 metrics: Metrics::default(),
-                queries,
                 started: Instant::now(),
-                shutdown,
-                tasks,
             }),
         }
     }
 
     /// The configuration the app was built with.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.inner.parts.config
     }
 
     /// A pooled connection; SERVICE_UNAVAILABLE when none can be had.
     pub async fn db(&self) -> AppResult<DbConn> {
-        Ok(self.inner.pool.get().await?)
+        Ok(self.inner.parts.pool.get().await?)
     }
 
     /// The request pool, for loaders. Its statements are counted.
     pub fn pool(&self) -> &DbPool {
-        &self.inner.pool
+        &self.inner.parts.pool
     }
 
     /// A small pool of its own for background jobs, so their polling
     /// neither competes with requests for connections nor shows up in the
     /// request statement count.
     pub fn jobs_pool(&self) -> &DbPool {
-        &self.inner.jobs_pool
+        &self.inner.parts.jobs_pool
     }
 
     /// The current time, from the application clock.
     pub fn now(&self) -> DateTime<Utc> {
-        self.inner.clock.now()
+        self.inner.parts.clock.now()
     }
 
     /// The application clock.
     pub fn clock(&self) -> &SharedClock {
-        &self.inner.clock
+        &self.inner.parts.clock
     }
 
     /// Events to and from every instance.
     pub fn events(&self) -> &EventBus {
-        &self.inner.events
+        &self.inner.parts.events
     }
 
     /// Revocations and role changes, from every instance.
     pub fn announcements(&self) -> &Announcements {
-        &self.inner.announcements
+        &self.inner.parts.announcements
     }
 
     /// Attempt counters (shared through Redis when configured).
     pub fn rate_limiter(&self) -> &RateLimiter {
-        &self.inner.rate_limiter
+        &self.inner.parts.rate_limiter
     }
 
     /// Redis, when configured.
     pub fn redis(&self) -> Option<&redis::aio::ConnectionManager> {
-        self.inner.redis.as_ref()
+        self.inner.parts.redis.as_ref()
     }
 
     /// This instance's counters for `/metrics`.
@@ -162,7 +129,7 @@ impl Platform {
 
     /// SQL statements run so far by this instance.
     pub fn query_count(&self) -> u64 {
-        self.inner.queries.get()
+        self.inner.parts.queries.get()
     }
 
     /// Seconds since the app was built.
@@ -173,7 +140,7 @@ impl Platform {
     /// Cancelled when the server begins to shut down; long-lived work
     /// (websockets, jobs) watches it.
     pub fn shutdown_signal(&self) -> &CancellationToken {
-        &self.inner.shutdown
+        &self.inner.parts.shutdown
     }
 
     /// Every metric of this instance, in Prometheus' text format.
@@ -188,6 +155,6 @@ impl Platform {
 
     /// Tracks long-lived tasks so shutdown can wait for them.
     pub fn tasks(&self) -> &TaskTracker {
-        &self.inner.tasks
+        &self.inner.parts.tasks
     }
 }
