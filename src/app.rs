@@ -24,6 +24,7 @@ use tollgate_auth::AuthParts;
 use tollgate_platform::{Platform, PlatformParts};
 
 use crate::{
+    auth::keys::cache::KeyCache,
     auth::{
         AccessTokens, PasswordHasher, RefreshTokens, access_token::load_or_create_dev_secret,
         session_cache::SessionCache,
@@ -35,7 +36,6 @@ use crate::{
         migrations, pool,
     },
     graphql::{self, HttpState, QueryLimits, persisted::PersistedQueries},
-    keys::cache::KeyCache,
     platform::{
         announcements::Announcements,
         clock::{SharedClock, SystemClock},

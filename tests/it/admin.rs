@@ -8,9 +8,12 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tollgate::{
-    accounts::model::{self, NewUser, Role},
+    auth::{
+        roles::OrgRole,
+        users as model,
+        users::{NewUser, Role},
+    },
     db::schema::{audit_log, memberships, users},
-    orgs::model::OrgRole,
 };
 use uuid::Uuid;
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tollgate::orgs::model::OrgRole;
+use tollgate::auth::roles::OrgRole;
 
 use crate::{
     harness::{GqlResponse, TestApp},

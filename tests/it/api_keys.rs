@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
 use tollgate::{
-    accounts::model::Role,
+    auth::{roles::OrgRole, users::Role},
     db::schema::{api_keys, audit_log},
-    orgs::model::{self as orgs, MembershipRow, OrgRole},
+    orgs::{model as orgs, model::MembershipRow},
 };
 use uuid::Uuid;
 

@@ -5,7 +5,10 @@
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
-use tollgate::{accounts::model::Role, db::schema::audit_log, orgs::model::OrgRole};
+use tollgate::{
+    auth::{roles::OrgRole, users::Role},
+    db::schema::audit_log,
+};
 use uuid::Uuid;
 
 use crate::{

@@ -11,9 +11,8 @@ use futures_util::future::join_all;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tollgate::{
-    accounts::model::Role,
+    auth::{roles::OrgRole, users::Role},
     db::schema::{audit_log, email_outbox, plans, stripe_events, subscriptions, usage_counters, usage_events},
-    orgs::model::OrgRole,
 };
 use uuid::Uuid;
 

@@ -1,7 +1,7 @@
 //! The public read-only queries: plans, models, clientConfig and me.
 
 use serde_json::json;
-use tollgate::accounts::model::Role;
+use tollgate::auth::users::Role;
 
 use crate::harness::{TestApp, create_user};
 

@@ -9,11 +9,8 @@
 
 use serde_json::{Value, json};
 use tollgate::{
-    keys::scope::ApiKeyScope,
-    orgs::{
-        access::{Access, KeyAccess, rule_of},
-        model::OrgRole,
-    },
+    auth::{keys::scope::ApiKeyScope, roles::OrgRole},
+    orgs::access::{Access, KeyAccess, rule_of},
 };
 use uuid::Uuid;
 

@@ -31,7 +31,7 @@ use async_graphql::parser::types::{BaseType, FieldDefinition, InputValueDefiniti
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value as Json, json};
 use tokio_tungstenite::tungstenite::Message;
-use tollgate::orgs::model::OrgRole;
+use tollgate::auth::roles::OrgRole;
 use uuid::Uuid;
 
 use crate::{

@@ -294,7 +294,7 @@ async fn two_instances_share_one_database() {
     let a = TestApp::spawn().await;
     let b = a.spawn_sibling().await;
     assert_ne!(a.addr, b.addr);
-    let id = crate::harness::create_user(&a, "shared@example.com", tollgate::accounts::model::Role::User).await;
+    let id = crate::harness::create_user(&a, "shared@example.com", tollgate::auth::users::Role::User).await;
     // A token minted by one instance works on the other.
     let me = b
         .graphql_as(&a.token_for(id).await, "{ me { email } }", json!({}))

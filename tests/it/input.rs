@@ -2,7 +2,7 @@
 //! too long to store, refused with BAD_USER_INPUT naming the field.
 
 use serde_json::{Value, json};
-use tollgate::accounts::model::Role;
+use tollgate::auth::users::Role;
 
 use crate::harness::{
     TestApp, create_user,

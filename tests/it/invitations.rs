@@ -7,9 +7,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tollgate::{
-    accounts::model::Role,
+    auth::{roles::OrgRole, users::Role},
     db::schema::{email_outbox, users},
-    orgs::model::OrgRole,
 };
 use uuid::Uuid;
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use tollgate::orgs::model::OrgRole;
+use tollgate::auth::roles::OrgRole;
 
 use crate::harness::{
     TestApp, TestAppOptions,
@@ -212,8 +212,7 @@ async fn a_demoted_staff_members_subscription_to_a_foreign_organization_ends() {
     let other = app.spawn_sibling().await;
     let owner = register(&app, "watched@example.com").await;
     let organization = personal_organization(&app, &owner).await;
-    let support =
-        crate::harness::create_user(&app, "support@staff.test", tollgate::accounts::model::Role::Support).await;
+    let support = crate::harness::create_user(&app, "support@staff.test", tollgate::auth::users::Role::Support).await;
     let support_token = app.token_for(support).await;
     let mut socket = connect_as(&other, "graphql-transport-ws", &support_token).await;
     subscribe(&mut socket, false, "usage", &organization).await;

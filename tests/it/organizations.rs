@@ -8,11 +8,12 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tollgate::{
-    db::schema::{audit_log, invitations, memberships, organizations, plans, subscriptions},
-    orgs::{
-        events::{MEMBERSHIP_ENDED, MembershipEnded},
-        model::{self as orgs, MembershipRow, OrgRole},
+    auth::{
+        membership_events::{MEMBERSHIP_ENDED, MembershipEnded},
+        roles::OrgRole,
     },
+    db::schema::{audit_log, invitations, memberships, organizations, plans, subscriptions},
+    orgs::{model as orgs, model::MembershipRow},
 };
 use uuid::Uuid;
 
@@ -744,8 +745,7 @@ struct Waiting {
 #[tokio::test]
 async fn platform_staff_who_are_not_members_cannot_manage_an_organization() {
     let team = Team::new().await;
-    let staff =
-        crate::harness::create_user(&team.app, "staff@example.com", tollgate::accounts::model::Role::Admin).await;
+    let staff = crate::harness::create_user(&team.app, "staff@example.com", tollgate::auth::users::Role::Admin).await;
     let token = team.app.token_for(staff).await;
     let org = team.org.to_string();
     let update = team

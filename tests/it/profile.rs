@@ -9,8 +9,12 @@ use reqwest::{
 };
 use serde_json::{Value, json};
 use tollgate::{
+    auth::roles::OrgRole,
     db::schema::{audit_log, avatars, memberships, organizations, users},
-    orgs::model::{self as orgs, MembershipRow, NewOrganization, OrgRole},
+    orgs::{
+        model as orgs,
+        model::{MembershipRow, NewOrganization},
+    },
 };
 use uuid::Uuid;
 

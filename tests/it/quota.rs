@@ -11,8 +11,8 @@ use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 use tollgate::{
+    auth::roles::OrgRole,
     db::schema::{audit_log, plans, subscriptions, usage_counters, usage_daily, usage_events, usage_thresholds},
-    orgs::model::OrgRole,
     platform::events::BusMessage,
     usage::live_message::UsageUpdateMessage,
 };

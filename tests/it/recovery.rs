@@ -7,8 +7,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tollgate::{
+    auth::keys::{model::ApiKeyRow, scope::ApiKeyScope, secret},
     db::schema::audit_log,
-    keys::{model::ApiKeyRow, scope::ApiKeyScope, secret},
 };
 use uuid::Uuid;
 
@@ -331,7 +331,7 @@ async fn key_made_before_the_rule(app: &TestApp, creator: Uuid, organization: &s
         revoked_at: None,
     };
     let mut conn = app.db().await;
-    tollgate::keys::model::insert(&mut conn, &row)
+    tollgate::auth::keys::model::insert(&mut conn, &row)
         .await
         .expect("inserting a key");
     (row.id, minted.secret)

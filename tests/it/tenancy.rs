@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use async_graphql::parser::types::{BaseType, FieldDefinition, InputValueDefinition, Type, TypeKind};
 use serde_json::{Value, json};
-use tollgate::orgs::{access::rule_of, model::OrgRole};
+use tollgate::{auth::roles::OrgRole, orgs::access::rule_of};
 use uuid::Uuid;
 
 use crate::{
@@ -335,7 +335,7 @@ async fn fixture(app: &TestApp, n: usize) -> String {
         let id = crate::harness::create_user(
             app,
             &format!("member{n}-{i}@example.com"),
-            tollgate::accounts::model::Role::User,
+            tollgate::auth::users::Role::User,
         )
         .await;
         people.push(id);

@@ -13,9 +13,9 @@ use diesel_async::RunQueryDsl;
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 use tollgate::{
-    accounts::model::Role,
+    auth::{roles::OrgRole, users::Role},
     db::schema::{plans, usage_counters, usage_daily, usage_events},
-    orgs::model::{self as orgs, MembershipRow, OrgRole},
+    orgs::{model as orgs, model::MembershipRow},
 };
 use uuid::Uuid;
 

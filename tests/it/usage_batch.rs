@@ -8,7 +8,7 @@ use std::time::Duration as StdDuration;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
-use tollgate::{db::schema::usage_events, orgs::model::OrgRole, platform::events::BusMessage};
+use tollgate::{auth::roles::OrgRole, db::schema::usage_events, platform::events::BusMessage};
 use uuid::Uuid;
 
 use crate::{

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::{Message, client::IntoClientRequest};
-use tollgate::accounts::model::Role;
+use tollgate::auth::users::Role;
 
 use crate::harness::{
     TestApp, create_user,

@@ -15,20 +15,23 @@ use futures_util::future::BoxFuture;
 use uuid::Uuid;
 
 use tollgate_auth::AppState;
+use tollgate_auth::{
+    keys::{model as api_keys, model::ApiKeyRow},
+    users as accounts,
+    users::UserRow,
+};
 use tollgate_core::error::AppError;
 use tollgate_db::{DbPool, hold, pool::spawn_in_operation};
 use tollgate_services::{
-    accounts::{model as accounts, model::UserRow},
-    billing::{
-        model as plans,
-        model::PlanRow,
-        subscription::{self, SubscriptionRow},
-    },
-    keys::{model as api_keys, model::ApiKeyRow},
     orgs::{
         invitation_rows::{self, InvitationRow},
         model as orgs,
         model::{MembershipRow, OrganizationRow},
+    },
+    plans::{
+        model as plans,
+        model::PlanRow,
+        subscription::{self, SubscriptionRow},
     },
     usage::{
         counters::{self, TokensOf},

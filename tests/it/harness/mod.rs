@@ -12,7 +12,7 @@ pub mod ws;
 pub use services::services;
 pub use test_app::{GqlResponse, TestApp, TestAppOptions};
 
-use tollgate::accounts::model::{self, NewUser, Role};
+use tollgate::auth::users::{self, NewUser, Role};
 use uuid::Uuid;
 
 /// Inserts a user straight into the app's database (no password that can
@@ -20,7 +20,7 @@ use uuid::Uuid;
 pub async fn create_user(app: &TestApp, email: &str, role: Role) -> Uuid {
     let now = app.state.now();
     let mut conn = app.db().await;
-    let user = model::insert(
+    let user = users::insert(
         &mut conn,
         &NewUser {
             id: Uuid::now_v7(),

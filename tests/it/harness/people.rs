@@ -1,7 +1,7 @@
 //! Signing people up through the API, as a client does.
 
 use serde_json::{Value, json};
-use tollgate::accounts::email_tokens::{self, TokenPurpose};
+use tollgate::auth::email_tokens::{self, TokenPurpose};
 use uuid::Uuid;
 
 use super::TestApp;

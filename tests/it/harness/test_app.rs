@@ -189,10 +189,10 @@ impl TestApp {
             user_agent: Some("tests".to_owned()),
         };
         let mut conn = self.db().await;
-        let session = tollgate::accounts::sessions::create(&mut conn, &self.state, user_id, &meta, None)
+        let session = tollgate::auth::sessions::create(&mut conn, &self.state, user_id, &meta, None)
             .await
             .expect("creating a session");
-        tollgate::accounts::sessions::tokens_for(&self.state, session)
+        tollgate::auth::sessions::tokens_for(&self.state, session)
             .expect("issuing tokens")
             .access_token
     }

@@ -6,7 +6,7 @@ use async_graphql::Enum;
 
 /// Platform-wide role.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "tollgate_services::accounts::model::Role", name = "Role")]
+#[graphql(remote = "tollgate_auth::users::Role", name = "Role")]
 pub enum Role {
     /// An ordinary account.
     #[graphql(name = "USER")]
@@ -21,7 +21,7 @@ pub enum Role {
 
 /// Role inside one organization. OWNER > ADMIN > MEMBER > VIEWER.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "tollgate_services::orgs::model::OrgRole", name = "OrgRole")]
+#[graphql(remote = "tollgate_auth::roles::OrgRole", name = "OrgRole")]
 pub enum OrgRole {
     /// The one owner: everything, including deletion and transfer.
     #[graphql(name = "OWNER")]
@@ -39,7 +39,7 @@ pub enum OrgRole {
 
 /// What an API key may do.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
-#[graphql(remote = "tollgate_services::keys::scope::ApiKeyScope", name = "ApiKeyScope")]
+#[graphql(remote = "tollgate_auth::keys::scope::ApiKeyScope", name = "ApiKeyScope")]
 pub enum ApiKeyScope {
     /// authorizeUsage and recordUsage(Batch).
     #[graphql(name = "USAGE_WRITE")]
@@ -55,7 +55,7 @@ pub enum ApiKeyScope {
 /// How often a plan is billed.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(
-    remote = "tollgate_services::billing::model::BillingInterval",
+    remote = "tollgate_services::plans::model::BillingInterval",
     name = "BillingInterval"
 )]
 pub enum BillingInterval {
@@ -70,7 +70,7 @@ pub enum BillingInterval {
 /// Stripe's statuses; incomplete_expired reads as CANCELED.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(
-    remote = "tollgate_services::billing::subscription::SubscriptionStatus",
+    remote = "tollgate_services::plans::subscription::SubscriptionStatus",
     name = "SubscriptionStatus"
 )]
 pub enum SubscriptionStatus {

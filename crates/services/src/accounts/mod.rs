@@ -13,8 +13,6 @@ pub mod registration;
 pub mod service;
 pub mod throttle;
 
-pub use tollgate_auth::{email, email_tokens, sessions, users as model};
-
 use axum::{Router, extract::FromRef, routing::get};
 
 use tollgate_auth::AppState;

@@ -182,7 +182,7 @@ pub async fn reset_password(
             let user = model::mark_verified(conn, &user, now).await?;
             let announced = replace_password(conn, app, &user, &password_hash, None, "password.reset", ip).await?;
             lockout::clear(conn, &email).await?;
-            let keys_ended = announcements::record(conn, keys::events::revoked(&revoked_keys)).await?;
+            let keys_ended = announcements::record(conn, tollgate_auth::keys::events::revoked(&revoked_keys)).await?;
             Ok(announced.and(keys_ended))
         })
         .await?;

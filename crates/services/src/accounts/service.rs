@@ -4,8 +4,6 @@ use diesel_async::AsyncConnection;
 use secrecy::SecretString;
 use uuid::Uuid;
 
-pub use tollgate_auth::users::require_verified;
-
 use crate::accounts::{password_policy, registration};
 use tollgate_auth::{
     AppState,

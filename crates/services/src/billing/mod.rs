@@ -15,10 +15,6 @@ pub mod portal;
 pub mod urls;
 pub mod webhooks;
 
-// The plan rows, subscriptions and the Stripe client live a layer down, in
-// `plans`; the GraphQL layer still names them through billing.
-pub use crate::plans::{model, stripe_api, subscription};
-
 use axum::{Router, extract::FromRef, routing::post};
 
 use tollgate_auth::AppState;

@@ -8,5 +8,3 @@ pub mod membership;
 pub mod model;
 pub mod service;
 pub mod slug;
-
-pub use tollgate_auth::membership_events as events;

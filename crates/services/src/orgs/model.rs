@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-pub use tollgate_auth::roles::OrgRole;
+use tollgate_auth::roles::OrgRole;
 use tollgate_db::schema::{memberships, organizations};
 
 /// A row of `organizations`.

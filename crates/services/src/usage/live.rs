@@ -28,7 +28,6 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::keys;
 use tollgate_auth::{
     AppState, Principal,
     keys::events::{KEY_REVOKED, KeyRevoked},
@@ -288,7 +287,7 @@ pub async fn still_valid(app: &AppState, principal: &Principal) -> AppResult<boo
         Principal::User { user_id, session_id } => Ok(sessions::check_live(&mut conn, *session_id, *user_id, now)
             .await?
             .is_some()),
-        Principal::ApiKey(key) => Ok(keys::model::is_usable(&mut conn, key.key_id, now).await?),
+        Principal::ApiKey(key) => Ok(tollgate_auth::keys::model::is_usable(&mut conn, key.key_id, now).await?),
     }
 }
 

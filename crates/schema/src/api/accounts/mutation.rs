@@ -9,11 +9,11 @@ use crate::{
     context::ContextExt,
     error::ApiResult,
 };
+use tollgate_auth::sessions::{self, Ending};
 use tollgate_core::error::AppError;
 use tollgate_services::accounts::{
     login, recovery,
     registration::{self, Registration},
-    sessions::{self, Ending},
 };
 
 /// Sign-up details.

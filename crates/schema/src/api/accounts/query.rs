@@ -11,11 +11,11 @@ use crate::{
     error::ApiResult,
     scalars::Timestamp,
 };
-use tollgate_core::error::AppError;
-use tollgate_services::accounts::{
-    model::UserRow,
+use tollgate_auth::{
     sessions::{self, IssuedTokens, SessionRow},
+    users::UserRow,
 };
+use tollgate_core::error::AppError;
 
 /// A person with an account.
 pub struct User {

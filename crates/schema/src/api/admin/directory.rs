@@ -6,8 +6,8 @@ use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
 use crate::api::{accounts::query::User, connection::ConnectionNode, orgs::query::Organization};
+use tollgate_auth::users::UserRow;
 use tollgate_services::{
-    accounts::model::UserRow,
     admin::search::{self, OrganizationFilter, UserFilter},
     orgs::{access::Access, model::OrganizationRow},
 };

@@ -12,11 +12,9 @@ use async_graphql::{Context, ID};
 use uuid::Uuid;
 
 use crate::{context::ContextExt, error::ApiResult};
+use tollgate_auth::users::{Role, UserRow};
 use tollgate_core::error::AppError;
-use tollgate_services::{
-    accounts::model::{Role, UserRow},
-    admin::users::Actor,
-};
+use tollgate_services::admin::users::Actor;
 
 /// The caller's account when they are platform staff (ADMIN or SUPPORT);
 /// FORBIDDEN for anyone else signed in, UNAUTHENTICATED when anonymous.

@@ -14,16 +14,14 @@ use crate::{
     error::ApiResult,
     scalars::BigInt,
 };
+use tollgate_auth::users::Role;
 use tollgate_core::error::AppError;
-use tollgate_services::{
-    accounts::model::Role,
-    billing::{
-        admin::{self, PlanDraft},
-        cancel,
-        changes::ChangeCause,
-        checkout::{self, CheckoutInput},
-        portal,
-    },
+use tollgate_services::billing::{
+    admin::{self, PlanDraft},
+    cancel,
+    changes::ChangeCause,
+    checkout::{self, CheckoutInput},
+    portal,
 };
 
 /// A plan as ADMINs write it.

@@ -10,14 +10,12 @@ use crate::{
     error::ApiResult,
     scalars::{BigInt, Timestamp},
 };
+use tollgate_auth::users::Role;
 use tollgate_core::error::AppError;
-use tollgate_services::{
-    accounts::model::Role,
-    billing::{
-        model::{self, FREE_PLAN_KEY, PlanRow},
-        stripe_api::CheckoutLink,
-        subscription::{SubscriptionRow, calendar_month},
-    },
+use tollgate_services::plans::{
+    model::{self, FREE_PLAN_KEY, PlanRow},
+    stripe_api::CheckoutLink,
+    subscription::{SubscriptionRow, calendar_month},
 };
 
 /// Something an organization can subscribe to.

@@ -11,14 +11,9 @@ use crate::{
     error::ApiResult,
     scalars::{BigInt, Timestamp},
 };
+use tollgate_auth::{keys::model, roles::OrgRole};
 use tollgate_core::error::AppError;
-use tollgate_services::{
-    keys::{
-        model,
-        service::{self, KeyRequest},
-    },
-    orgs::model::OrgRole,
-};
+use tollgate_services::keys::service::{self, KeyRequest};
 
 /// A new API key.
 #[derive(InputObject)]

@@ -10,11 +10,12 @@ use crate::{
     scalars::{BigInt, Timestamp},
 };
 use tollgate_auth::Principal;
-use tollgate_core::error::AppError;
-use tollgate_services::{
+use tollgate_auth::{
     keys::model::{self, ApiKeyRow},
-    orgs::{access::Access, model::OrgRole},
+    roles::OrgRole,
 };
+use tollgate_core::error::AppError;
+use tollgate_services::orgs::access::Access;
 
 /// A credential LLM tools report usage with, acting for one organization.
 pub struct ApiKey(pub ApiKeyRow);

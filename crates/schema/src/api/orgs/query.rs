@@ -11,12 +11,13 @@ use crate::{
     error::ApiResult,
     scalars::{BigInt, Timestamp},
 };
+use tollgate_auth::roles::OrgRole;
 use tollgate_core::error::AppError;
 use tollgate_services::orgs::{
     access::{Access, KeyAccess},
     invitation_rows::InvitationRow,
     model as orgs,
-    model::{MembershipRow, OrgRole, OrganizationRow},
+    model::{MembershipRow, OrganizationRow},
     slug::well_formed,
 };
 

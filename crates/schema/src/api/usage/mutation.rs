@@ -14,9 +14,9 @@ use crate::{
     context::ContextExt,
     error::ApiResult,
 };
+use tollgate_auth::users::Role;
 use tollgate_core::error::AppError;
 use tollgate_services::{
-    accounts::model::Role,
     orgs::service::audit_ip,
     usage::{
         catalog,
