@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
-use tollgate::graphql::{
-    cost_model,
-    limits::{DEFAULT_MAX_COMPLEXITY, DEFAULT_MAX_RESPONSE_BYTES},
+use tollgate::{
+    config::limits::{DEFAULT_MAX_COMPLEXITY, DEFAULT_MAX_RESPONSE_BYTES},
+    graphql::cost_model,
 };
 
 use crate::{

@@ -7,7 +7,7 @@ use crate::{
     loaders::Loaders,
 };
 use tollgate_auth::{AppState, Principal};
-pub use tollgate_core::request::{MAX_USER_AGENT_CHARS, RequestMeta};
+use tollgate_core::request::RequestMeta;
 
 /// Typed access to per-request data; missing data is an internal error,
 /// never a panic.

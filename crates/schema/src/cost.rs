@@ -4,7 +4,7 @@
 //! A field costs 1 plus its children, and a list field multiplies its
 //! children by how many items it can return: a paginated field (one with
 //! `first`) by its page size (`first`, capped at
-//! [`MAX_PAGE_SIZE`](crate::pagination::MAX_PAGE_SIZE), read from
+//! [`MAX_PAGE_SIZE`](tollgate_db::pagination::MAX_PAGE_SIZE), read from
 //! variables too), any other list by [`UNPAGED_LIST_FAN_OUT`]. The lists of
 //! a paginated field's connection (`edges`, `nodes`) hold that same page,
 //! so they do not multiply again. Fragment spreads count each time they are
@@ -26,7 +26,7 @@ use async_graphql::{
     },
 };
 
-use crate::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+use tollgate_db::pagination::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 /// How many items an unpaginated list (members, apiKeys, sessions, ...) is
 /// assumed to hold.

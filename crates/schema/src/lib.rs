@@ -39,7 +39,6 @@ use api::{
 pub use limits::QueryLimits;
 use persisted::PersistedQueries;
 use tollgate_auth::AppState;
-pub use tollgate_db::pagination;
 use tollgate_services::usage::live::UsageHub;
 
 /// State of the HTTP and websocket handlers.

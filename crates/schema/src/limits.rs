@@ -43,7 +43,7 @@ pub struct QueryLimits {
     pub max_response_bytes: usize,
 }
 
-pub use tollgate_core::config::limits::{
+use tollgate_core::config::limits::{
     DEFAULT_MAX_COMPLEXITY, DEFAULT_MAX_DEPTH, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_MAX_STATEMENTS,
 };
 

@@ -10,7 +10,9 @@ use tollgate_auth::{AppState, principal};
 use tollgate_core::error::AppError;
 use tollgate_platform::client_ip::client_ip;
 
-use crate::{context::RequestMeta, limits::ensure_code};
+use tollgate_core::request::RequestMeta;
+
+use crate::limits::ensure_code;
 
 /// Facts about the client, for sessions, rate limits and audit entries.
 pub fn request_meta(app: &AppState, peer: SocketAddr, headers: &HeaderMap) -> RequestMeta {

@@ -28,7 +28,6 @@ use tokio_stream::StreamMap;
 
 use crate::{
     HttpState,
-    context::RequestMeta,
     loaders::Loaders,
     request::{refuse_forged_uploads, request_meta, server_error, with_request_data},
 };
@@ -37,6 +36,7 @@ use tollgate_auth::{
     principal::{self, Principal},
 };
 use tollgate_core::error::{AppError, ErrorCode};
+use tollgate_core::request::RequestMeta;
 use tollgate_services::usage::live::{self, AccessChange, ConnectionSlot, MAX_CONNECTIONS_PER_PRINCIPAL, Verdict};
 
 /// How long a client has to send `connection_init`.

@@ -184,7 +184,7 @@ impl TestApp {
 
     /// An access token for `user_id` in a new session.
     pub async fn token_for(&self, user_id: Uuid) -> String {
-        let meta = tollgate::graphql::context::RequestMeta {
+        let meta = tollgate_core::request::RequestMeta {
             client_ip: std::net::Ipv4Addr::LOCALHOST.into(),
             user_agent: Some("tests".to_owned()),
         };

@@ -13,7 +13,9 @@ use async_graphql::{Context, Object, OutputType, SimpleObject, TypeName};
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 
-use crate::{context::ContextExt, error::ApiResult, pagination, scalars::BigInt};
+use tollgate_db::pagination;
+
+use crate::{context::ContextExt, error::ApiResult, scalars::BigInt};
 
 /// A GraphQL type that a [`Connection`] lists.
 pub trait ConnectionNode: OutputType + Sized {

@@ -4,7 +4,7 @@
 //! payload the JSON of [`UsageUpdateMessage`], one message per event that
 //! was recorded (duplicates publish nothing), after the transaction
 //! commits, in the order the events were recorded. Subscribers turn it into
-//! the GraphQL `UsageUpdate` (`crate::graphql::api::usage`). The
+//! the GraphQL `UsageUpdate` (in the schema crate's `api::usage`). The
 //! JSON stays under 7 KB (metadata is capped at 4 KiB, names at 200
 //! characters), within PostgreSQL's 8000-byte NOTIFY limit.
 

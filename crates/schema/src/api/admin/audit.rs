@@ -14,10 +14,10 @@ use crate::{
     },
     context::ContextExt,
     error::ApiResult,
-    pagination::{PageRequest, SortOrder},
     scalars::Timestamp,
 };
 use tollgate_core::error::AppError;
+use tollgate_db::pagination::{PageRequest, SortOrder};
 use tollgate_services::admin::search::{self, AuditFilter, AuditRow};
 
 /// Longest `action` filter: every action is a short dotted verb.

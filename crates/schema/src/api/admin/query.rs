@@ -13,8 +13,8 @@ use crate::{
     api::{accounts::query::User, connection::Connection, enums as gql, orgs::query::Organization},
     context::ContextExt,
     error::ApiResult,
-    pagination::{PageRequest, SortOrder},
 };
+use tollgate_db::pagination::{PageRequest, SortOrder};
 use tollgate_services::admin::{
     search::{self, AuditFilter, OrganizationFilter, Search, UserFilter},
     stats,

@@ -20,10 +20,10 @@ use crate::{
     },
     context::ContextExt,
     error::ApiResult,
-    pagination::{PageRequest, SortOrder},
     scalars::{BigInt, Timestamp},
 };
 use tollgate_core::error::AppError;
+use tollgate_db::pagination::{PageRequest, SortOrder};
 use tollgate_services::usage::{
     authorize::{self, UsageDenial},
     counters::{SubjectKind, TokensOf},

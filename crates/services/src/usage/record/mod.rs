@@ -31,7 +31,7 @@ use tollgate_core::error::{AppError, AppResult};
 
 pub use check::{MAX_BATCH, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_TOKENS, Report, UsageReport, check, check_name};
 pub use repeats::check_reports;
-pub use reporter::{Reporter, batch_organization, reporter, reporter_unchecked};
+pub use reporter::{Reporter, batch_organization, reporter_unchecked};
 
 use crate::usage::event::UsageEventRow;
 use plan::Planned;

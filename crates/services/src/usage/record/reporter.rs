@@ -4,8 +4,7 @@
 use uuid::Uuid;
 
 use super::check::UsageReport;
-use crate::orgs::access;
-use tollgate_auth::{AppState, Principal};
+use tollgate_auth::Principal;
 use tollgate_core::error::{AppError, AppResult};
 
 /// Who usage is recorded for: the organization, the key it was reported
@@ -21,23 +20,9 @@ pub struct Reporter {
     pub user_id: Uuid,
 }
 
-/// Who reports for which organization; `rule` is the access rule of the
-/// operation. With an API key the organization is the key's (another id
-/// is FORBIDDEN); with a user's token `organization_id` is required and
-/// the caller must be MEMBER or above.
-pub async fn reporter(
-    app: &AppState,
-    principal: &Principal,
-    organization_id: Option<&str>,
-    rule: &str,
-) -> AppResult<Reporter> {
-    let reporter = reporter_unchecked(principal, organization_id)?;
-    access::authorize(app, principal, reporter.organization_id, rule).await?;
-    Ok(reporter)
-}
-
 /// Who reports for which organization, before the access rule is applied
-/// (the caller applies it to `organization_id` next, as [`reporter`] does).
+/// (the caller applies it to `organization_id` next: the GraphQL layer
+/// through its loaders, anyone else with `orgs::access::authorize`).
 /// With an API key the organization is the key's (an id that does not
 /// parse is FORBIDDEN); with a user's token `organization_id` is required.
 pub fn reporter_unchecked(principal: &Principal, organization_id: Option<&str>) -> AppResult<Reporter> {
