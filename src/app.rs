@@ -42,6 +42,7 @@ use crate::{
         events::{BusConfig, EventBus},
         metrics,
         rate_limit::RateLimiter,
+        secrets::Secrets,
     },
     usage::live::UsageHub,
 };
@@ -187,6 +188,7 @@ async fn assemble(
         ..QueryLimits::default()
     });
 
+    let secrets = Secrets::from_config(&config).context("setting up the secrets key")?;
     let platform = Platform::new(PlatformParts {
         config,
         pool,
@@ -196,6 +198,7 @@ async fn assemble(
         events,
         announcements,
         rate_limiter,
+        secrets,
         queries,
         shutdown,
         tasks,

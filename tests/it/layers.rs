@@ -24,6 +24,7 @@ const LAYERS: &[&str] = &[
     "tollgate-platform",
     "tollgate-auth",
     "tollgate-services",
+    "tollgate-gateway",
     "tollgate-schema",
     "tollgate",
 ];

@@ -14,6 +14,9 @@ use std::{
 };
 
 use ipnet::IpNet;
+
+pub mod gateway;
+pub use gateway::GatewayConfig;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -135,6 +138,8 @@ pub struct Config {
     pub introspection: bool,
     /// Log line format.
     pub log_format: LogFormat,
+    /// The LLM gateway: secrets key, providers from the environment, timeouts.
+    pub gateway: GatewayConfig,
 }
 
 impl fmt::Debug for Config {
@@ -158,6 +163,7 @@ impl fmt::Debug for Config {
             .field("registration_open", &self.registration_open)
             .field("billing_enabled", &self.stripe_secret_key.is_some())
             .field("smtp_configured", &self.smtp_url.is_some())
+            .field("gateway", &self.gateway)
             .finish_non_exhaustive()
     }
 }
@@ -260,6 +266,7 @@ impl Config {
 
         let stripe_webhook_secret = vars.get("STRIPE_WEBHOOK_SECRET").map(SecretString::from);
         let stripe_secret_key = vars.get("STRIPE_SECRET_KEY").map(SecretString::from);
+        let gateway = GatewayConfig::read(&|name| vars.get(name))?;
 
         Ok(Self {
             database_url,
@@ -320,6 +327,7 @@ impl Config {
                     ));
                 }
             },
+            gateway,
         })
     }
 

@@ -15,3 +15,8 @@ pub mod schema;
 pub mod sql_enum;
 
 pub use pool::{DbConn, DbPool, QueryCounter};
+
+/// For [`text_enum!`]: the enums it declares travel on the event bus by
+/// their stored names.
+#[doc(hidden)]
+pub use serde as __serde;

@@ -149,6 +149,16 @@ diesel::table! {
         sort_order -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        max_output_tokens -> Nullable<Int4>,
+    }
+}
+
+diesel::table! {
+    model_routes (model_id, position) {
+        model_id -> Text,
+        position -> Int4,
+        provider_key -> Text,
+        upstream_model -> Text,
     }
 }
 
@@ -183,6 +193,20 @@ diesel::table! {
         public -> Bool,
         stripe_price_id -> Nullable<Text>,
         sort_order -> Int4,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    providers (key) {
+        key -> Text,
+        name -> Text,
+        kind -> Text,
+        base_url -> Text,
+        api_key_ciphertext -> Nullable<Bytea>,
+        api_key_hint -> Nullable<Text>,
+        enabled -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }
@@ -279,6 +303,25 @@ diesel::table! {
         metadata -> Nullable<Jsonb>,
         occurred_at -> Timestamptz,
         created_at -> Timestamptz,
+        source -> Text,
+        estimated -> Bool,
+        provider -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    usage_reservations (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        user_id -> Uuid,
+        api_key_id -> Nullable<Uuid>,
+        model -> Text,
+        provider -> Nullable<Text>,
+        request_id -> Text,
+        prompt_tokens -> Int4,
+        tokens -> Int8,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -320,6 +363,9 @@ diesel::joinable!(invitations -> organizations (organization_id));
 diesel::joinable!(invitations -> users (invited_by));
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(model_routes -> models (model_id));
+diesel::joinable!(model_routes -> providers (provider_key));
+diesel::joinable!(usage_reservations -> organizations (organization_id));
 diesel::joinable!(organizations -> users (personal_user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(stripe_events -> organizations (organization_id));
@@ -343,15 +389,18 @@ diesel::allow_tables_to_appear_in_same_query!(
     invitations,
     login_attempts,
     memberships,
+    model_routes,
     models,
     organizations,
     plans,
+    providers,
     sessions,
     stripe_events,
     subscriptions,
     usage_counters,
     usage_daily,
     usage_events,
+    usage_reservations,
     usage_thresholds,
     users,
 );

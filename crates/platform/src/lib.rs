@@ -11,6 +11,7 @@ pub mod events;
 pub mod mail;
 pub mod metrics;
 pub mod rate_limit;
+pub mod secrets;
 pub mod state;
 pub mod telemetry;
 

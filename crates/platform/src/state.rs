@@ -18,6 +18,7 @@ use crate::{
     events::EventBus,
     metrics::{self, Metrics},
     rate_limit::RateLimiter,
+    secrets::Secrets,
 };
 
 /// The application's shared foundation, cheap to clone.
@@ -50,6 +51,8 @@ pub struct PlatformParts {
     pub announcements: Announcements,
     /// Attempt counters.
     pub rate_limiter: RateLimiter,
+    /// Encryption of secrets at rest.
+    pub secrets: Secrets,
     /// Statements run through `pool`.
     pub queries: QueryCounter,
     /// Cancelled when the server begins to shut down.
@@ -115,6 +118,11 @@ impl Platform {
     /// Attempt counters (shared through Redis when configured).
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.inner.parts.rate_limiter
+    }
+
+    /// Encryption of secrets at rest (provider keys, TOTP seeds).
+    pub fn secrets(&self) -> &Secrets {
+        &self.inner.parts.secrets
     }
 
     /// Redis, when configured.

@@ -36,6 +36,7 @@ use tollgate_services::{
     usage::{
         counters::{self, TokensOf},
         quota::{self, QuotaSnapshot},
+        reservations,
     },
 };
 
@@ -257,6 +258,22 @@ impl Loader<Uuid> for QuotaLoader {
     }
 }
 
+/// Tokens held by gateway calls in flight, by organization id
+/// (Quota.tokensReserved), through [`reservations::tokens_reserved`].
+pub struct TokensReservedLoader {
+    pool: DbPool,
+}
+
+impl Loader<Uuid> for TokensReservedLoader {
+    type Value = i64;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[Uuid]) -> Result<HashMap<Uuid, i64>, AppError> {
+        let mut conn = self.pool.get().await?;
+        Ok(reservations::tokens_reserved(&mut conn, keys).await?)
+    }
+}
+
 /// Every loader of one request. Users, plans and memberships by user are
 /// cached for the request (the same people and plans recur across a list,
 /// e.g. the users of 1,000 receipts, and every organization field asks for
@@ -286,6 +303,8 @@ pub struct Loaders {
     pub usage_tokens: GuardedLoader<TokensUsedLoader>,
     /// Organizations' quotas now.
     pub quotas: GuardedLoader<QuotaLoader>,
+    /// Tokens held by gateway calls in flight, by organization.
+    pub tokens_reserved: GuardedLoader<TokensReservedLoader>,
 }
 
 impl Loaders {
@@ -315,7 +334,11 @@ impl Loaders {
                 pool: pool.clone(),
                 now,
             }),
-            quotas: loader(QuotaLoader { pool, now }),
+            quotas: loader(QuotaLoader {
+                pool: pool.clone(),
+                now,
+            }),
+            tokens_reserved: loader(TokensReservedLoader { pool }),
         }
     }
 }

@@ -7,7 +7,9 @@
 //! - `orgs`: organizations, memberships, invitations, the access rules;
 //! - `keys`: creating and revoking API keys;
 //! - `accounts`: registration, sign-in, recovery, profiles, device login;
-//! - `usage`: the model catalog, recording, counters, quotas, live usage;
+//! - `providers`: the gateway's upstream LLM services and model routes;
+//! - `usage`: the model catalog, recording, counters, quotas, live usage,
+//!   and the gateway's reservations;
 //! - `billing`: paying for plans through Stripe (checkout, portal,
 //!   webhooks, the lapse job), which moves usage counters between periods;
 //! - `admin`: the staff tools over all of them.
@@ -18,4 +20,5 @@ pub mod billing;
 pub mod keys;
 pub mod orgs;
 pub mod plans;
+pub mod providers;
 pub mod usage;

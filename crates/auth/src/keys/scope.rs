@@ -12,6 +12,8 @@ text_enum! {
         UsageRead => "USAGE_READ",
         /// The organization's other fields.
         OrgRead => "ORG_READ",
+        /// LLM calls through the gateway (/v1), each metered.
+        Llm => "LLM",
     }
 }
 
@@ -25,6 +27,7 @@ impl ScopeSet {
             ApiKeyScope::UsageWrite => 1,
             ApiKeyScope::UsageRead => 2,
             ApiKeyScope::OrgRead => 4,
+            ApiKeyScope::Llm => 8,
         }
     }
 
@@ -35,12 +38,12 @@ impl ScopeSet {
 
     /// What is left of the set while the key's creator holds `role`: a
     /// key never does more than its creator may now (a VIEWER reads, but
-    /// reports and authorizes no usage).
+    /// reports, authorizes and spends no usage).
     pub fn within_role_of_creator(self, role: OrgRole) -> Self {
         if role.at_least(OrgRole::Member) {
             return self;
         }
-        Self(self.0 & !Self::bit(ApiKeyScope::UsageWrite))
+        Self(self.0 & !Self::bit(ApiKeyScope::UsageWrite) & !Self::bit(ApiKeyScope::Llm))
     }
 }
 
@@ -55,12 +58,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_viewers_keys_lose_usage_write_only() {
-        let all: ScopeSet = [ApiKeyScope::UsageWrite, ApiKeyScope::UsageRead, ApiKeyScope::OrgRead]
-            .into_iter()
-            .collect();
+    fn a_viewers_keys_lose_usage_write_and_llm_only() {
+        let all: ScopeSet = [
+            ApiKeyScope::UsageWrite,
+            ApiKeyScope::UsageRead,
+            ApiKeyScope::OrgRead,
+            ApiKeyScope::Llm,
+        ]
+        .into_iter()
+        .collect();
         let viewer = all.within_role_of_creator(OrgRole::Viewer);
         assert!(!viewer.contains(ApiKeyScope::UsageWrite));
+        assert!(!viewer.contains(ApiKeyScope::Llm));
         assert!(viewer.contains(ApiKeyScope::UsageRead) && viewer.contains(ApiKeyScope::OrgRead));
         for role in [OrgRole::Member, OrgRole::Admin, OrgRole::Owner] {
             assert_eq!(all.within_role_of_creator(role), all);

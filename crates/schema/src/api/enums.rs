@@ -50,6 +50,21 @@ pub enum ApiKeyScope {
     /// The organization's other fields.
     #[graphql(name = "ORG_READ")]
     OrgRead,
+    /// LLM: call models through the gateway (/v1); each call is metered as a PROXY usage event.
+    #[graphql(name = "LLM")]
+    Llm,
+}
+
+/// Where a usage event came from.
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "tollgate_services::usage::event::UsageSource", name = "UsageSource")]
+pub enum UsageSource {
+    /// Reported by a client through recordUsage(Batch).
+    #[graphql(name = "REPORTED")]
+    Reported,
+    /// Carried and metered by the gateway (/v1).
+    #[graphql(name = "PROXY")]
+    Proxy,
 }
 
 /// How often a plan is billed.

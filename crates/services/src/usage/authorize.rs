@@ -7,10 +7,12 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use crate::plans::model::PlanRow;
 use crate::usage::{
     counters::{self, CounterSpan, SubjectKind},
     pricing::Catalog,
@@ -60,14 +62,7 @@ pub async fn decide(app: &AppState, reporter: Reporter, key: Option<&KeyIdentity
     let (windows, plan) = windows::of_organization(&mut conn, organization_id, now)
         .await?
         .ok_or_else(|| AppError::not_found("organization"))?;
-    if let Some(per_minute) = plan.requests_per_minute {
-        let bucket = match key {
-            Some(key) => format!("usage-rpm:key:{}", key.key_id),
-            None => format!("usage-rpm:member:{organization_id}:{}", reporter.user_id),
-        };
-        let limit = u32::try_from(per_minute).unwrap_or(0);
-        app.rate_limiter().check(&bucket, limit, RATE_WINDOW, now).await?;
-    }
+    check_rate(app, &plan, reporter, key, now).await?;
     let catalog = Catalog::load(&mut conn).await?;
     let key_span = key.map(|key| windows.span(SubjectKind::ApiKey, key.key_id));
     let member_span = windows.span(SubjectKind::Member, reporter.user_id);
@@ -96,10 +91,30 @@ pub async fn decide(app: &AppState, reporter: Reporter, key: Option<&KeyIdentity
     Ok(Decision { denial, quota })
 }
 
+/// The plan's requestsPerMinute, per key (per member for a user's token):
+/// RATE_LIMITED with retryAfter once spent.
+pub async fn check_rate(
+    app: &AppState,
+    plan: &PlanRow,
+    reporter: Reporter,
+    key: Option<&KeyIdentity>,
+    now: DateTime<Utc>,
+) -> AppResult<()> {
+    let Some(per_minute) = plan.requests_per_minute else {
+        return Ok(());
+    };
+    let bucket = match key {
+        Some(key) => format!("usage-rpm:key:{}", key.key_id),
+        None => format!("usage-rpm:member:{}:{}", reporter.organization_id, reporter.user_id),
+    };
+    let limit = u32::try_from(per_minute).unwrap_or(0);
+    app.rate_limiter().check(&bucket, limit, RATE_WINDOW, now).await
+}
+
 /// The member's token budget in the organization; None = none (or no
 /// longer a member: the usage still counts, only the organization's and
 /// key's budgets apply).
-async fn member_token_limit(
+pub(crate) async fn member_token_limit(
     conn: &mut AsyncPgConnection,
     organization_id: Uuid,
     user_id: Uuid,

@@ -6,7 +6,17 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use tollgate_db::schema::usage_events;
+use tollgate_db::{schema::usage_events, text_enum};
+
+text_enum! {
+    /// Where a usage event came from.
+    pub enum UsageSource {
+        /// Reported by a client through recordUsage(Batch).
+        Reported => "REPORTED",
+        /// Carried and metered by the gateway (/v1).
+        Proxy => "PROXY",
+    }
+}
 
 /// A row of `usage_events`; also its serde form on the event bus (inside
 /// [`crate::usage::live_message::UsageUpdateMessage`]).
@@ -34,6 +44,12 @@ pub struct UsageEventRow {
     pub occurred_at: DateTime<Utc>,
     /// Receive time: what counters and "newest first" go by.
     pub created_at: DateTime<Utc>,
+    /// Reported by a client, or carried by the gateway.
+    pub source: UsageSource,
+    /// True when the gateway counted the tokens itself.
+    pub estimated: bool,
+    /// PROXY events: the key of the provider that served the call.
+    pub provider: Option<String>,
 }
 
 impl UsageEventRow {

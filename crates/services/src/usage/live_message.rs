@@ -68,8 +68,12 @@ mod tests {
                 metadata: Some(metadata),
                 occurred_at: Utc::now(),
                 created_at: Utc::now(),
+                source: crate::usage::event::UsageSource::Proxy,
+                estimated: true,
+                provider: Some("p".repeat(40)),
             },
             quota: QuotaSnapshot {
+                organization_id: Uuid::now_v7(),
                 period_start: Utc::now(),
                 period_end: Utc::now(),
                 tokens_used: i64::MAX,

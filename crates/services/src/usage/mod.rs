@@ -13,6 +13,7 @@ pub mod pricing;
 pub mod quota;
 pub mod reads;
 pub mod record;
+pub mod reservations;
 pub mod reset;
 pub mod segments;
 pub mod thresholds;

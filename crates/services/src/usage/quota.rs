@@ -22,6 +22,8 @@ use tollgate_core::error::{AppError, AppResult};
 /// bus with each recorded event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuotaSnapshot {
+    /// The organization it is the quota of.
+    pub organization_id: Uuid,
     /// Where the token counters start: the period's start, or the last
     /// resetUsage inside the period.
     pub period_start: DateTime<Utc>,
@@ -39,8 +41,15 @@ pub struct QuotaSnapshot {
 
 impl QuotaSnapshot {
     /// The snapshot for `windows` and `plan` with these totals.
-    pub fn new(windows: &Windows, plan: &PlanRow, tokens_used: i64, requests_today: i64) -> Self {
+    pub fn new(
+        organization_id: Uuid,
+        windows: &Windows,
+        plan: &PlanRow,
+        tokens_used: i64,
+        requests_today: i64,
+    ) -> Self {
         Self {
+            organization_id,
             period_start: windows.token_start,
             period_end: windows.period.end,
             tokens_used,
@@ -86,7 +95,7 @@ pub fn from_totals(
 ) -> QuotaSnapshot {
     let [tokens, requests] = spans(organization_id, windows);
     let total = |span| totals.get(&span).copied().unwrap_or_default();
-    QuotaSnapshot::new(windows, plan, total(tokens).0, total(requests).1)
+    QuotaSnapshot::new(organization_id, windows, plan, total(tokens).0, total(requests).1)
 }
 
 /// The organization's quota at `now`; NOT_FOUND when there is no such
@@ -136,7 +145,7 @@ pub async fn of_organizations(
                 .map(|span| totals.get(&(*organization_id, span)).copied().unwrap_or_default());
             (
                 *organization_id,
-                QuotaSnapshot::new(windows, plan, tokens.0, requests.1),
+                QuotaSnapshot::new(*organization_id, windows, plan, tokens.0, requests.1),
             )
         })
         .collect())
@@ -148,6 +157,7 @@ mod tests {
 
     fn snapshot(tokens_used: i64, token_limit: Option<i64>) -> QuotaSnapshot {
         QuotaSnapshot {
+            organization_id: Uuid::nil(),
             period_start: DateTime::UNIX_EPOCH,
             period_end: DateTime::UNIX_EPOCH,
             tokens_used,

@@ -173,9 +173,24 @@ impl UsageEvent {
         self.0.priced
     }
 
-    /// Client-supplied idempotency key.
+    /// Client-supplied idempotency key; for PROXY events, the gateway's request id (the x-tollgate-request-id response header).
     async fn request_id(&self) -> Option<&str> {
         self.0.request_id.as_deref()
+    }
+
+    /// Reported by a client, or carried by the gateway.
+    async fn source(&self) -> gql::UsageSource {
+        self.0.source.into()
+    }
+
+    /// True when the provider reported no usage and the gateway counted the tokens itself (a stream cut short, a provider that omits usage).
+    async fn estimated(&self) -> bool {
+        self.0.estimated
+    }
+
+    /// PROXY events: the Provider.key that served the call (model is the name the caller sent, priced through the catalog).
+    async fn provider(&self) -> Option<&str> {
+        self.0.provider.as_deref()
     }
 
     /// Client metadata as reported.

@@ -1,8 +1,12 @@
 //! An organization's quota in GraphQL.
 
-use async_graphql::Object;
+use async_graphql::{Context, Object};
 
-use crate::scalars::{BigInt, Timestamp};
+use crate::{
+    context::ContextExt,
+    error::ApiResult,
+    scalars::{BigInt, Timestamp},
+};
 use tollgate_services::usage::quota::QuotaSnapshot;
 
 /// A budget is spent when tokensUsed >= tokenLimit. Reported usage is
@@ -60,5 +64,11 @@ impl Quota {
     /// Usage events allowed per UTC day; null = unlimited.
     async fn daily_request_limit(&self) -> Option<i32> {
         self.0.daily_request_limit
+    }
+
+    /// Tokens held by gateway calls in flight: reserved before a call, released when its usage is recorded. tokensUsed + tokensReserved never exceeds tokenLimit through the gateway.
+    async fn tokens_reserved(&self, ctx: &Context<'_>) -> ApiResult<BigInt> {
+        let held = ctx.loaders()?.tokens_reserved.load_one(self.0.organization_id).await?;
+        Ok(BigInt(held.unwrap_or(0)))
     }
 }

@@ -53,6 +53,22 @@ pub struct Report {
     pub occurred_at: Option<DateTime<Utc>>,
     /// Client metadata.
     pub metadata: Option<serde_json::Value>,
+    /// Reported by a client, or carried by the gateway.
+    pub origin: Origin,
+}
+
+/// Where a report comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A client's recordUsage(Batch).
+    Reported,
+    /// A call the gateway carried.
+    Proxy {
+        /// The provider that served it.
+        provider: Option<String>,
+        /// True when the gateway counted the tokens itself.
+        estimated: bool,
+    },
 }
 
 /// Checks one input against the rules of the contract at `now`.
@@ -135,6 +151,7 @@ pub(super) fn unchecked(input: UsageReport) -> Report {
         request_id: input.request_id,
         occurred_at: input.occurred_at,
         metadata: input.metadata.filter(|m| !m.is_null()),
+        origin: Origin::Reported,
     }
 }
 

@@ -25,11 +25,20 @@ mod write;
 
 use diesel_async::AsyncConnection;
 
-use crate::usage::{pricing::Catalog, quota::QuotaSnapshot, windows};
+use uuid::Uuid;
+
+use crate::usage::{
+    pricing::{Catalog, Tokens},
+    quota::QuotaSnapshot,
+    reservations::{self, Settlement},
+    windows,
+};
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
 
-pub use check::{MAX_BATCH, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_TOKENS, Report, UsageReport, check, check_name};
+pub use check::{
+    MAX_BATCH, MAX_METADATA_BYTES, MAX_NAME_CHARS, MAX_TOKENS, Origin, Report, UsageReport, check, check_name,
+};
 pub use repeats::check_reports;
 pub use reporter::{Reporter, batch_organization, reporter_unchecked};
 
@@ -54,6 +63,45 @@ pub async fn record(
     reporter: Reporter,
     reports: Vec<Report>,
 ) -> AppResult<(Vec<Receipt>, QuotaSnapshot)> {
+    record_settling(app, reporter, reports, None)
+        .await?
+        .ok_or_else(|| AppError::internal(anyhow::anyhow!("a recording without a reservation wrote nothing")))
+}
+
+/// Records a gateway call and releases its reservation in one
+/// transaction. None when the reservation was already gone (the expiry
+/// job settled it as abandoned): nothing is recorded twice.
+pub async fn settle(app: &AppState, reporter: Reporter, settlement: Settlement) -> AppResult<Option<Receipt>> {
+    let clamp = |n: i64| n.clamp(0, i64::from(MAX_TOKENS));
+    let prompt = clamp(settlement.tokens.prompt);
+    let report = Report {
+        model: settlement.model,
+        tokens: Tokens {
+            prompt,
+            cached: clamp(settlement.tokens.cached).min(prompt),
+            completion: clamp(settlement.tokens.completion),
+        },
+        request_id: Some(settlement.request_id),
+        occurred_at: None,
+        metadata: None,
+        origin: Origin::Proxy {
+            provider: settlement.provider,
+            estimated: settlement.estimated,
+        },
+    };
+    let written = record_settling(app, reporter, vec![report], Some(settlement.reservation_id)).await?;
+    Ok(written.and_then(|(receipts, _)| receipts.into_iter().next()))
+}
+
+/// The recording transaction; with `settles`, it also deletes that
+/// reservation (under the organization's reservation lock) and writes
+/// nothing when it is already gone.
+async fn record_settling(
+    app: &AppState,
+    reporter: Reporter,
+    reports: Vec<Report>,
+    settles: Option<Uuid>,
+) -> AppResult<Option<(Vec<Receipt>, QuotaSnapshot)>> {
     let mut conn = app.db().await?;
     let catalog = Catalog::load(&mut conn).await?;
     let written = conn
@@ -62,6 +110,11 @@ pub async fn record(
             // resetUsage takes exclusively: every event then falls wholly
             // before or after a reset, in the window its created_at says.
             windows::lock_for_recording(conn, reporter.organization_id).await?;
+            if let Some(reservation) = settles
+                && !reservations::delete(conn, reporter.organization_id, reservation).await?
+            {
+                return Ok(None);
+            }
             let now = app.now();
             let (windows, plan) = windows::of_organization(conn, reporter.organization_id, now)
                 .await?
@@ -73,11 +126,14 @@ pub async fn record(
                 plan: &plan,
                 now,
             };
-            write(conn, &context, &planned).await
+            write(conn, &context, &planned).await.map(Some)
         })
         .await?;
     // Back to the pool before anything else: nothing below needs it.
     drop(conn);
+    let Some(written) = written else {
+        return Ok(None);
+    };
     publish::after_commit(app, &written);
-    Ok((written.receipts, written.quota))
+    Ok(Some((written.receipts, written.quota)))
 }

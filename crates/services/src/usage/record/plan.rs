@@ -6,8 +6,15 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::{Reporter, check::Report, repeats::conflict};
-use crate::usage::{event::UsageEventRow, pricing::Catalog};
+use super::{
+    Reporter,
+    check::{Origin, Report},
+    repeats::conflict,
+};
+use crate::usage::{
+    event::{UsageEventRow, UsageSource},
+    pricing::Catalog,
+};
 use tollgate_core::error::AppResult;
 
 /// Which candidate row an input became.
@@ -78,6 +85,10 @@ impl Planned {
 /// The event a report becomes, priced at the catalog's current prices.
 fn event_row(reporter: &Reporter, catalog: &Catalog, report: Report, now: DateTime<Utc>) -> UsageEventRow {
     let pricing = catalog.price(&report.model, report.tokens);
+    let (source, provider, estimated) = match report.origin {
+        Origin::Reported => (UsageSource::Reported, None, false),
+        Origin::Proxy { provider, estimated } => (UsageSource::Proxy, provider, estimated),
+    };
     // Validation caps each count at 10M, so these fit an i32.
     let count = |n: i64| i32::try_from(n).unwrap_or(i32::MAX);
     UsageEventRow {
@@ -97,5 +108,8 @@ fn event_row(reporter: &Reporter, catalog: &Catalog, report: Report, now: DateTi
         metadata: report.metadata,
         occurred_at: report.occurred_at.unwrap_or(now),
         created_at: now,
+        source,
+        estimated,
+        provider,
     }
 }
