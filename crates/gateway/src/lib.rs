@@ -1,6 +1,7 @@
-//! The LLM gateway: OpenAI- and Anthropic-compatible `/v1` endpoints that
-//! carry callers' LLM calls to the providers with the platform's own
-//! credentials, metered and budget-safe.
+//! The LLM gateway: OpenAI- and Anthropic-compatible endpoints under `/v1`
+//! that carry a caller's calls to the providers with the platform's own
+//! credentials, holding each call's tokens against the budgets before it
+//! starts and recording what it used when it ends.
 //!
 //! A call is reserved before it goes upstream (so that concurrent calls
 //! cannot together pass a budget) and settled after, as one PROXY usage
