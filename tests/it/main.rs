@@ -36,6 +36,7 @@ mod query_limits;
 mod quota;
 mod rate_limit;
 mod recovery;
+mod reservations;
 mod tenancy;
 mod usage;
 mod usage_batch;
