@@ -1,13 +1,17 @@
 //! The fake LLM provider the gateway is tested against, checked on its
 //! own: it must speak the OpenAI and Anthropic wire formats as the real
-//! services do, or the gateway's tests prove nothing.
+//! services do, or the gateway's tests prove nothing. Last, the official
+//! SDKs (tests/node/llm_sdks.mjs) read what it sends.
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
-use crate::harness::llm_fake::{Behaviour, FakeLlm, FakeUsage};
+use crate::harness::{
+    llm_fake::{Behaviour, FakeLlm, FakeUsage},
+    node,
+};
 
 /// Header and body of a finished request.
 async fn send(request: reqwest::RequestBuilder) -> (reqwest::StatusCode, reqwest::header::HeaderMap, String) {
@@ -536,4 +540,97 @@ async fn embeddings_answer_each_input_and_models_are_listed() {
     );
     let (status, _, _) = send(client.get(&url)).await;
     assert_eq!(status, 401);
+}
+
+/// The SDK script the gateway's tests run, run against the fake itself:
+/// it proves the script and the fake's wire format, not the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdks_read_what_the_fake_sends() {
+    let turn = node::turn("tests/node").await;
+    let fake = FakeLlm::start().await;
+    let usage = FakeUsage {
+        prompt: 20,
+        cached: 5,
+        completion: 9,
+        cache_creation: 3,
+    };
+    // The script's calls, in order; the fake takes any key, so the bad
+    // keys are answered 401 on purpose.
+    for _ in 0..5 {
+        fake.push(Behaviour {
+            usage: Some(usage),
+            ..Behaviour::default()
+        });
+    }
+    for _ in 0..2 {
+        fake.push(Behaviour {
+            status: 401,
+            ..Behaviour::default()
+        });
+    }
+    let env = [
+        ("TOLLGATE_BASE", fake.anthropic_base()),
+        ("TOLLGATE_KEY", "tg_live_fake".to_owned()),
+        ("OPENAI_MODEL", "gpt-4o-mini".to_owned()),
+        ("ANTHROPIC_MODEL", "claude-sonnet-4-5".to_owned()),
+    ];
+    let run = node::run_script(&turn, "llm_sdks.mjs", &env, Duration::from_secs(120)).await;
+    assert!(run.success, "{}\n{}", run.stdout, run.stderr);
+    let report = run.report();
+
+    let chat = &report["openaiChat"];
+    assert_eq!(chat["text"], "Hello from the fake.", "{report}");
+    assert_eq!(chat["usage"]["prompt_tokens_details"]["cached_tokens"], 5);
+    assert_eq!(chat["requestId"], Value::Null, "the fake is no gateway");
+    let stream = &report["openaiStream"];
+    assert_eq!(stream["text"], "Hello from the fake.", "{report}");
+    assert_eq!(stream["usage"]["total_tokens"], 29);
+    assert_eq!(stream["usageChunkChoices"], 0);
+    let embeddings = &report["embeddings"];
+    assert_eq!(embeddings["count"], 2, "{report}");
+    assert_eq!(embeddings["dimensions"], 8);
+    let first = embeddings["first"][0].as_f64().unwrap();
+    assert!((first - 0.01).abs() < 1e-6, "base64 decoded: {report}");
+    assert_eq!(embeddings["usage"]["prompt_tokens"], 20);
+    let message = &report["anthropicMessage"];
+    assert_eq!(message["text"], "Hello from the fake.", "{report}");
+    assert_eq!(
+        message["usage"],
+        json!({ "input_tokens": 12, "cache_read_input_tokens": 5, "cache_creation_input_tokens": 3, "output_tokens": 9 })
+    );
+    let streamed = &report["anthropicStream"];
+    assert_eq!(streamed["text"], "Hello from the fake.", "{report}");
+    assert_eq!(streamed["usage"]["output_tokens"], 9);
+    assert_eq!(streamed["usage"]["input_tokens"], 12);
+    assert_eq!(streamed["events"][0], "message_start");
+    assert_eq!(streamed["stopReason"], "end_turn");
+    for bad in ["openaiBadKey", "anthropicBadKey"] {
+        let refused = &report[bad];
+        assert_eq!(refused["status"], 401, "{report}");
+        assert_eq!(refused["className"], "AuthenticationError", "{report}");
+        assert_eq!(refused["is"]["AuthenticationError"], true, "{report}");
+    }
+
+    let recorded = fake.requests();
+    assert_eq!(
+        recorded[3].header("authorization"),
+        Some("Bearer tg_live_fake"),
+        "the Anthropic SDK 1.x sends its API key as a bearer token"
+    );
+    assert_eq!(recorded[3].header("x-api-key"), None);
+    assert!(recorded[3].header("anthropic-version").is_some());
+    assert_eq!(recorded[1].body["stream_options"]["include_usage"], true);
+    let paths: Vec<&str> = recorded.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            "/v1/embeddings",
+            "/v1/messages",
+            "/v1/messages",
+            "/v1/chat/completions",
+            "/v1/messages"
+        ]
+    );
 }
