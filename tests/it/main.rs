@@ -24,6 +24,7 @@ mod input;
 mod invitations;
 mod layers;
 mod live_usage;
+mod llm_fake;
 mod load;
 mod lockout;
 mod mail;
