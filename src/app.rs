@@ -312,8 +312,16 @@ fn cors_layer(origins: &CorsOrigins) -> CorsLayer {
             header::ACCEPT,
             HeaderName::from_static("apollo-require-preflight"),
             HeaderName::from_static("x-tollgate-csrf"),
+            // What Anthropic's SDK sends to the gateway (/v1/messages).
+            HeaderName::from_static("x-api-key"),
+            HeaderName::from_static("anthropic-version"),
+            HeaderName::from_static("anthropic-beta"),
         ])
-        .expose_headers([HeaderName::from_static("x-request-id")])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            HeaderName::from_static(tollgate_gateway::REQUEST_ID_HEADER),
+            header::RETRY_AFTER,
+        ])
         .max_age(std::time::Duration::from_secs(600))
 }
 

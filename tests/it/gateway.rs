@@ -1127,3 +1127,89 @@ async fn the_model_list_shows_the_callable_models_the_key_may_use() {
     let response = gw.app.http().get(gw.app.url("/v1/models")).send().await.unwrap();
     assert_eq!(response.status(), 401);
 }
+
+/// The plan's requests per minute, then its daily limit, as the gateway
+/// refuses them: 429 with the code and a retry-after, in each API's shape.
+async fn rate_and_daily_limits(use_redis: bool) {
+    let gw = gateway_with(TestAppOptions {
+        without_redis: !use_redis,
+        ..TestAppOptions::default()
+    })
+    .await;
+    set_free_plan(&gw.app, None, None, Some(1)).await;
+    assert_eq!(gw.chat(&chat(false, false)).await.status(), 200);
+    let response = gw.chat(&chat(false, false)).await;
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    assert!(!response.headers().contains_key("x-should-retry"));
+    assert_eq!(
+        openai_error(response).await,
+        shape(429, "rate_limit_error", Some("rate_limited"))
+    );
+
+    set_free_plan(&gw.app, None, Some(1), None).await;
+    let response = gw.messages(&message(false)).await;
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let retry_after: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry_after), "until the day ends: {retry_after}");
+    assert_eq!(
+        anthropic_error(response).await,
+        shape(429, "rate_limit_error", Some("DAILY_REQUESTS"))
+    );
+    assert_eq!(gw.fake.requests().len(), 1, "refusals never reach the provider");
+    let page = gw.metrics().await;
+    assert!(page.contains("tollgate_gateway_reservations_refused_total{reason=\"RATE_LIMITED\"} 1"));
+    assert!(page.contains("tollgate_gateway_reservations_refused_total{reason=\"DAILY_REQUESTS\"} 1"));
+}
+
+#[tokio::test]
+async fn rate_and_daily_limits_are_refused_with_their_codes_with_redis() {
+    rate_and_daily_limits(true).await;
+}
+
+#[tokio::test]
+async fn rate_and_daily_limits_are_refused_with_their_codes_without_redis() {
+    rate_and_daily_limits(false).await;
+}
+
+#[tokio::test]
+async fn bodies_over_twenty_mebibytes_are_refused_in_each_apis_shape() {
+    let gw = gateway().await;
+    let huge = format!(
+        "{{\"model\": \"gpt-4o-mini\", \"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
+        "a".repeat(21 * 1024 * 1024)
+    );
+    let response = gw
+        .post("/v1/chat/completions")
+        .bearer_auth(&gw.key)
+        .header("content-type", "application/json")
+        .body(huge.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(openai_error(response).await, shape(413, "invalid_request_error", None));
+    let response = gw
+        .post("/v1/messages")
+        .header("x-api-key", &gw.key)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anthropic_error(response).await, shape(413, "request_too_large", None));
+    // Just under the limit is read (and refused for what it says, not its size).
+    let big = format!(
+        "{{\"model\": \"no-such-model\", \"messages\": [{{\"role\": \"user\", \"content\": \"{}\"}}]}}",
+        "a".repeat(19 * 1024 * 1024)
+    );
+    let response = gw
+        .post("/v1/chat/completions")
+        .bearer_auth(&gw.key)
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert!(gw.fake.requests().is_empty());
+}
