@@ -33,6 +33,7 @@ mod organizations;
 mod persisted_queries;
 mod playground;
 mod profile;
+mod providers;
 mod query_limits;
 mod quota;
 mod rate_limit;
