@@ -222,6 +222,7 @@ async fn assemble(
     }
     crate::platform::mail::spawn_worker(&state);
     crate::billing::jobs(&state);
+    tollgate_gateway::jobs(&state);
     let passwords = state.passwords().clone();
     state.tasks().spawn(async move { passwords.prime().await });
     let persisted = PersistedQueries::new(state.redis().cloned(), state.config().redis_key_prefix.clone());
@@ -257,6 +258,7 @@ fn router(state: HttpState) -> Router {
         .route("/metrics", get(crate::routes::health::metrics))
         .merge(crate::accounts::routes())
         .merge(crate::billing::routes())
+        .merge(tollgate_gateway::routes())
         .merge(if state.app.config().playground {
             crate::routes::playground::routes()
         } else {

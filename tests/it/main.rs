@@ -19,6 +19,7 @@ mod events;
 mod example_client;
 mod field_errors;
 mod fuzz;
+mod gateway;
 mod graphql_http;
 mod input;
 mod invitations;
