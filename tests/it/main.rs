@@ -26,6 +26,7 @@ mod invitations;
 mod layers;
 mod live_usage;
 mod llm_fake;
+mod llm_sdks;
 mod load;
 mod lockout;
 mod mail;
