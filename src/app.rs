@@ -213,6 +213,13 @@ async fn assemble(
             key_cache,
         },
     );
+    // Before anything serves or runs: a stored provider key this instance
+    // cannot read stops it here, and the environment's providers exist
+    // before the first call.
+    if let Err(e) = crate::providers::seed::prepare(&state).await {
+        state.shutdown_signal().cancel();
+        return Err(e);
+    }
     crate::platform::mail::spawn_worker(&state);
     crate::billing::jobs(&state);
     tollgate_gateway::jobs(&state);
