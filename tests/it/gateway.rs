@@ -963,15 +963,16 @@ async fn tokens_of_calls_in_flight_show_in_the_quota_until_they_are_settled() {
         delay_before_headers: Duration::from_millis(1500),
         ..Behaviour::default()
     });
-    let mut body = chat(false, false);
-    body["max_tokens"] = json!(100);
+    // No limit from the caller and no budget: the model's maxOutputTokens
+    // (16384 for gpt-4o-mini) is held.
+    let body = chat(false, false);
     let prompt = estimate(Api::Chat, &body);
     let call = tokio::spawn(gw.post("/v1/chat/completions").bearer_auth(&gw.key).json(&body).send());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let reserved = gw.quota().await["tokensReserved"].as_i64().unwrap();
         if reserved > 0 {
-            assert_eq!(reserved, prompt + 100);
+            assert_eq!(reserved, prompt + 16384);
             break;
         }
         assert!(Instant::now() < deadline, "the call was never seen in flight");
