@@ -55,8 +55,5 @@ pub async fn resolve(app: &AppState, key: &KeyIdentity, api: Api, model: &str) -
 /// What to reserve for output when the caller sets no limit: the model's
 /// maxOutputTokens, else the configured default.
 fn preferred_output(model: &ModelRow, default: i64) -> i64 {
-    // The catalog's maxOutputTokens is not on ModelRow yet; until it is,
-    // every model gets the default.
-    let _ = model;
-    default
+    model.max_output_tokens.map_or(default, i64::from)
 }
