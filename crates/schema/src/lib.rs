@@ -35,6 +35,7 @@ use api::{
     keys::{mutation::KeysMutation, query::KeysQuery},
     orgs::{mutation::OrgsMutation, query::OrgsQuery},
     platform::client_config::PlatformQuery,
+    providers::{mutation::ProvidersMutation, query::ProvidersQuery},
     usage::{live_usage::SubscriptionRoot, mutation::UsageMutation, query::UsageQuery},
 };
 pub use limits::QueryLimits;
@@ -73,6 +74,7 @@ pub struct QueryRoot(
     DeviceQuery,
     KeysQuery,
     AdminQuery,
+    ProvidersQuery,
 );
 
 /// Every mutation field, merged from the domains.
@@ -88,6 +90,7 @@ pub struct MutationRoot(
     UsageMutation,
     BillingMutation,
     AdminMutation,
+    ProvidersMutation,
 );
 
 /// The executable schema.
