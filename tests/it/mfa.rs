@@ -643,3 +643,28 @@ async fn secrets_and_recovery_codes_are_nowhere_in_the_database_in_the_clear() {
     let token = mfa_token(&app, "ada@example.com").await;
     assert_eq!(rows_holding(&app, &token).await, vec![], "the mfaToken");
 }
+
+#[tokio::test]
+async fn production_without_secrets_key_refuses_to_start_over_stored_totp_secrets() {
+    let app = TestApp::spawn_with(TestAppOptions {
+        vars: vec![
+            ("APP_ENV".into(), "production".into()),
+            // 32 bytes of 9, in base64.
+            (
+                "SECRETS_KEY".into(),
+                "CQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=".into(),
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let ada = register(&app, "ada@example.com").await;
+    enable_totp(&app, &ada).await;
+    let error = app
+        .try_spawn_sibling_with(&[("SECRETS_KEY", None)])
+        .await
+        .err()
+        .expect("a production start without SECRETS_KEY over a stored TOTP secret fails");
+    let error = format!("{error:#}");
+    assert!(error.contains("SECRETS_KEY") && error.contains("TOTP"), "{error}");
+}

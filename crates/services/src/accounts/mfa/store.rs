@@ -126,3 +126,32 @@ pub async fn accept_step(conn: &mut AsyncPgConnection, user_id: Uuid, step: i64)
     .await?;
     Ok(updated == 1)
 }
+
+/// Start-up: without a secrets key (production without `SECRETS_KEY`) a
+/// stored TOTP secret could not be checked, and its user could never sign
+/// in again: refuse to start instead.
+pub async fn check_readable(app: &tollgate_platform::Platform) -> anyhow::Result<()> {
+    if app.secrets().is_configured() {
+        return Ok(());
+    }
+    let mut conn = app
+        .db()
+        .await
+        .map_err(|e| anyhow::anyhow!("reading TOTP secrets: {}", e.client_message()))?;
+    let stored: i64 = users::table
+        .filter(
+            users::totp_secret
+                .is_not_null()
+                .or(users::totp_pending_secret.is_not_null()),
+        )
+        .count()
+        .get_result(&mut conn)
+        .await?;
+    if stored > 0 {
+        anyhow::bail!(
+            "SECRETS_KEY is required: {stored} users' TOTP secrets are stored encrypted and cannot be read without it \
+             (set SECRETS_KEY to the key they were stored with)"
+        );
+    }
+    Ok(())
+}
