@@ -213,10 +213,14 @@ async fn assemble(
             key_cache,
         },
     );
-    // Before anything serves or runs: a stored provider key this instance
-    // cannot read stops it here, and the environment's providers exist
-    // before the first call.
-    if let Err(e) = crate::providers::seed::prepare(&state).await {
+    // Before anything serves or runs: a stored provider key or TOTP secret
+    // this instance cannot read stops it here, and the environment's
+    // providers exist before the first call.
+    let prepared = match crate::accounts::mfa::store::check_readable(&state).await {
+        Ok(()) => crate::providers::seed::prepare(&state).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = prepared {
         state.shutdown_signal().cancel();
         return Err(e);
     }

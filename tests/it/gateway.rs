@@ -954,6 +954,16 @@ async fn a_call_without_a_limit_is_sent_the_limit_its_budget_allows() {
     let sent = &gw.fake.requests()[0];
     assert_eq!(sent.body["max_completion_tokens"], 1000 - prompt, "{}", sent.body);
     assert!(sent.body.get("max_tokens").is_none());
+
+    // A model's maxOutputTokens is what a call without a limit reserves
+    // when the budget has more.
+    diesel::sql_query("UPDATE models SET max_output_tokens = 64 WHERE id = 'gpt-4o-mini'")
+        .execute(&mut gw.app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(gw.chat(&body).await.status(), 200);
+    let sent = &gw.fake.requests()[1];
+    assert_eq!(sent.body["max_completion_tokens"], 64, "{}", sent.body);
 }
 
 #[tokio::test]

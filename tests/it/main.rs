@@ -31,6 +31,7 @@ mod load;
 mod lockout;
 mod mail;
 mod metrics;
+mod mfa;
 mod organizations;
 mod persisted_queries;
 mod playground;

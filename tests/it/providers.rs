@@ -705,7 +705,11 @@ async fn the_environment_seeds_providers_and_routes_once_across_restarts() {
 #[tokio::test]
 async fn production_without_secrets_key_stores_no_provider_key_and_refuses_to_start_over_one() {
     let app = TestApp::spawn_with(TestAppOptions {
-        vars: vec![("APP_ENV".into(), "production".into())],
+        vars: vec![
+            ("APP_ENV".into(), "production".into()),
+            // Staff need TOTP in production by default; this test is about keys.
+            ("REQUIRE_MFA_FOR_STAFF".into(), "false".into()),
+        ],
         ..Default::default()
     })
     .await;

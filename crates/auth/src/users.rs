@@ -5,6 +5,7 @@ use diesel::{dsl::count_star, prelude::*};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
+use tollgate_core::Config;
 use tollgate_core::error::{AppError, AppResult, ErrorCode};
 use tollgate_db::schema::users;
 use tollgate_db::text_enum;
@@ -46,6 +47,8 @@ pub struct UserRow {
     pub deleted_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// When TOTP was turned on; None while sign-in needs no second factor.
+    pub mfa_enabled_at: Option<DateTime<Utc>>,
 }
 
 impl UserRow {
@@ -53,6 +56,75 @@ impl UserRow {
     pub fn is_deleted(&self) -> bool {
         self.deleted_at.is_some()
     }
+
+    /// Whether sign-in needs a second factor (TOTP).
+    pub fn mfa_enabled(&self) -> bool {
+        self.mfa_enabled_at.is_some()
+    }
+
+    /// What this account's platform role lets it do now. Every check of
+    /// staff powers asks this, so REQUIRE_MFA_FOR_STAFF holds everywhere:
+    /// staff without TOTP keep their role but not its powers.
+    pub fn staff_standing(&self, config: &Config) -> StaffStanding {
+        if self.is_deleted() || !self.role.is_staff() {
+            StaffStanding::NotStaff
+        } else if config.require_mfa_for_staff && !self.mfa_enabled() {
+            StaffStanding::NeedsMfa(self.role)
+        } else {
+            StaffStanding::Staff(self.role)
+        }
+    }
+}
+
+/// What a user is as platform staff (see [`UserRow::staff_standing`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StaffStanding {
+    /// An ordinary account (or a deleted one).
+    NotStaff,
+    /// ADMIN or SUPPORT, with the role's powers.
+    Staff(Role),
+    /// ADMIN or SUPPORT whose powers wait until they turn TOTP on
+    /// (REQUIRE_MFA_FOR_STAFF).
+    NeedsMfa(Role),
+}
+
+/// Why staff without TOTP are refused, when REQUIRE_MFA_FOR_STAFF is on.
+pub const ENROLL_TOTP_FIRST: &str =
+    "staff access requires two-factor authentication: enroll TOTP first (enrollTotp, then confirmTotp)";
+
+impl StaffStanding {
+    /// The role whose powers are in force, if any.
+    pub fn role(self) -> Option<Role> {
+        match self {
+            Self::Staff(role) => Some(role),
+            Self::NotStaff | Self::NeedsMfa(_) => None,
+        }
+    }
+
+    /// The role, if it is staff, whether or not its powers are in force.
+    pub fn held_role(self) -> Option<Role> {
+        match self {
+            Self::Staff(role) | Self::NeedsMfa(role) => Some(role),
+            Self::NotStaff => None,
+        }
+    }
+
+    /// Staff powers of at least `min` (SUPPORT: any staff; ADMIN: ADMIN
+    /// only). FORBIDDEN otherwise, saying to enroll TOTP when that is all
+    /// that is missing.
+    pub fn require(self, min: Role) -> AppResult<Role> {
+        let enough = |role: Role| role == min || role == Role::Admin;
+        match self {
+            Self::Staff(role) if enough(role) => Ok(role),
+            Self::NeedsMfa(role) if enough(role) => Err(enroll_totp_first()),
+            _ => Err(AppError::forbidden()),
+        }
+    }
+}
+
+/// FORBIDDEN, saying to enroll TOTP (REQUIRE_MFA_FOR_STAFF).
+pub fn enroll_totp_first() -> AppError {
+    AppError::client(ErrorCode::Forbidden, ENROLL_TOTP_FIRST)
 }
 
 /// A user about to be inserted.

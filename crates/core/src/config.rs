@@ -122,6 +122,9 @@ pub struct Config {
     pub lockout_threshold: u32,
     /// Lockout window and duration.
     pub lockout_window: Duration,
+    /// Staff (SUPPORT, ADMIN) without TOTP are refused staff powers until
+    /// they enroll.
+    pub require_mfa_for_staff: bool,
     /// Maximum GraphQL query depth.
     pub graphql_max_depth: usize,
     /// Maximum GraphQL query cost.
@@ -161,6 +164,7 @@ impl fmt::Debug for Config {
             .field("app_url", &self.app_url.as_str())
             .field("app_env", &self.app_env)
             .field("registration_open", &self.registration_open)
+            .field("require_mfa_for_staff", &self.require_mfa_for_staff)
             .field("billing_enabled", &self.stripe_secret_key.is_some())
             .field("smtp_configured", &self.smtp_url.is_some())
             .field("gateway", &self.gateway)
@@ -302,6 +306,7 @@ impl Config {
             auth_rate_limit_per_minute: vars.positive("AUTH_RATE_LIMIT_PER_MINUTE")?.unwrap_or(30),
             lockout_threshold: vars.positive("LOCKOUT_THRESHOLD")?.unwrap_or(5),
             lockout_window: Duration::from_secs(vars.positive("LOCKOUT_SECS")?.unwrap_or(900)),
+            require_mfa_for_staff: vars.bool("REQUIRE_MFA_FOR_STAFF")?.unwrap_or(production),
             graphql_max_depth: vars.positive("GRAPHQL_MAX_DEPTH")?.unwrap_or(limits::DEFAULT_MAX_DEPTH),
             graphql_max_complexity: vars
                 .positive("GRAPHQL_MAX_COMPLEXITY")?
@@ -535,6 +540,7 @@ mod tests {
             40
         );
         assert!(c.playground && c.introspection && c.registration_open);
+        assert!(!c.require_mfa_for_staff, "development does not ask staff for TOTP");
         let behind_a_path = config(&[("PUBLIC_URL", "https://example.com/api")]).unwrap();
         assert_eq!(
             behind_a_path.device_verification_url.as_str(),
@@ -548,6 +554,7 @@ mod tests {
             ("PORT", "eighty"),
             ("APP_ENV", "staging"),
             ("REGISTRATION_OPEN", "maybe"),
+            ("REQUIRE_MFA_FOR_STAFF", "sometimes"),
             ("TRUSTED_PROXIES", "10.0.0.0/33"),
             ("DATABASE_URL", "mysql://x"),
             ("GRAPHQL_MAX_DEPTH", "0"),
@@ -569,6 +576,7 @@ mod tests {
         assert_eq!(config(&[("APP_ENV", "production")]).unwrap_err().variable, "JWT_SECRET");
         let c = config(&[("APP_ENV", "production"), ("JWT_SECRET", &"x".repeat(32))]).unwrap();
         assert!(!c.playground && !c.introspection);
+        assert!(c.require_mfa_for_staff, "production asks staff for TOTP");
         assert_eq!(c.log_format, LogFormat::Json);
         assert_eq!(c.cors_origins, CorsOrigins::List(vec![]));
     }

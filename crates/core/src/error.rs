@@ -43,6 +43,9 @@ pub enum ErrorCode {
     /// Automatic persisted queries: the hash is not known (yet); the
     /// client sends the document with it.
     PersistedQueryNotFound,
+    /// The first factor was right and a second one is needed:
+    /// `extensions.mfaToken` for verifyMfa.
+    MfaRequired,
     /// The document does not parse.
     GraphqlParseFailed,
     /// The document does not fit the schema.
@@ -71,6 +74,7 @@ impl ErrorCode {
             Self::ExpiredToken => "EXPIRED_TOKEN",
             Self::AccessDenied => "ACCESS_DENIED",
             Self::PersistedQueryNotFound => "PERSISTED_QUERY_NOT_FOUND",
+            Self::MfaRequired => "MFA_REQUIRED",
             Self::GraphqlParseFailed => "GRAPHQL_PARSE_FAILED",
             Self::GraphqlValidationFailed => "GRAPHQL_VALIDATION_FAILED",
             Self::Internal => "INTERNAL",
@@ -100,6 +104,9 @@ pub enum AppError {
     Unavailable(Arc<anyhow::Error>),
     /// A bug or unexpected failure; the cause goes to the log only.
     Internal(Arc<anyhow::Error>),
+    /// MFA_REQUIRED: the sign-in's first factor was right; the client
+    /// finishes it with verifyMfa and this token (`extensions.mfaToken`).
+    MfaRequired(MfaToken),
     /// An error about one input of a list argument (recordUsageBatch):
     /// the inner error, with `extensions.index` (0-based) naming the input.
     AtIndex {
@@ -171,6 +178,11 @@ impl AppError {
         }
     }
 
+    /// The sign-in needs its second factor: verifyMfa with `token`.
+    pub fn mfa_required(token: MfaToken) -> Self {
+        Self::MfaRequired(token)
+    }
+
     /// Wraps an unexpected failure.
     pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
         Self::Internal(Arc::new(cause.into()))
@@ -194,6 +206,7 @@ impl AppError {
         match self {
             Self::Client { code, .. } => *code,
             Self::AtIndex { error, .. } => error.code(),
+            Self::MfaRequired(_) => ErrorCode::MfaRequired,
             Self::Unavailable(_) => ErrorCode::ServiceUnavailable,
             Self::Internal(_) => ErrorCode::Internal,
         }
@@ -206,6 +219,7 @@ impl AppError {
         match self {
             Self::Client { message, .. } => message.clone(),
             Self::AtIndex { error, .. } => error.client_message(),
+            Self::MfaRequired(_) => Cow::Borrowed(MFA_REQUIRED_MESSAGE),
             Self::Unavailable(_) => Cow::Borrowed(UNAVAILABLE_MESSAGE),
             Self::Internal(_) => Cow::Borrowed(INTERNAL_MESSAGE),
         }
@@ -216,6 +230,32 @@ impl AppError {
 pub const UNAVAILABLE_MESSAGE: &str = "service temporarily unavailable, retry later";
 /// What a client reads for a bug or unexpected failure.
 pub const INTERNAL_MESSAGE: &str = "internal error";
+/// What a client reads when a sign-in needs its second factor.
+pub const MFA_REQUIRED_MESSAGE: &str =
+    "enter a code from your authenticator app (or a recovery code) to finish signing in";
+
+/// The secret that lets verifyMfa finish one sign-in. It is a credential,
+/// so `Debug` (and with it every log of an error) never shows it.
+#[derive(Clone)]
+pub struct MfaToken(Arc<str>);
+
+impl MfaToken {
+    /// Wraps a freshly minted token.
+    pub fn new(token: impl Into<Arc<str>>) -> Self {
+        Self(token.into())
+    }
+
+    /// The token itself, for the one place that hands it to the client.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for MfaToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MfaToken(..)")
+    }
+}
 
 impl From<diesel::result::Error> for AppError {
     fn from(err: diesel::result::Error) -> Self {

@@ -136,6 +136,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    mfa_challenges (id) {
+        id -> Uuid,
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        method -> Text,
+        provider -> Nullable<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     models (id) {
         id -> Text,
         aliases -> Array<Nullable<Text>>,
@@ -209,6 +221,15 @@ diesel::table! {
         enabled -> Bool,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Uuid,
+        code_hash -> Bytea,
+        created_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -350,6 +371,11 @@ diesel::table! {
         deleted_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        mfa_enabled_at -> Nullable<Timestamptz>,
+        totp_secret -> Nullable<Bytea>,
+        totp_last_step -> Nullable<Int8>,
+        totp_pending_secret -> Nullable<Bytea>,
+        totp_pending_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -363,10 +389,12 @@ diesel::joinable!(invitations -> organizations (organization_id));
 diesel::joinable!(invitations -> users (invited_by));
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
+diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(model_routes -> models (model_id));
 diesel::joinable!(model_routes -> providers (provider_key));
 diesel::joinable!(usage_reservations -> organizations (organization_id));
 diesel::joinable!(organizations -> users (personal_user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(stripe_events -> organizations (organization_id));
 diesel::joinable!(subscriptions -> organizations (organization_id));
@@ -389,11 +417,13 @@ diesel::allow_tables_to_appear_in_same_query!(
     invitations,
     login_attempts,
     memberships,
+    mfa_challenges,
     model_routes,
     models,
     organizations,
     plans,
     providers,
+    recovery_codes,
     sessions,
     stripe_events,
     subscriptions,

@@ -1,5 +1,8 @@
 //! Secrets at rest: provider API keys and TOTP seeds are stored only
-//! encrypted, with AES-256-GCM under the instance's secrets key.
+//! encrypted, with AES-256-GCM under the instance's secrets key. Values
+//! that are only ever compared (recovery codes) are kept as an HMAC-SHA256
+//! under a key derived from the same one, so a copy of the database alone
+//! cannot test guesses against them.
 //!
 //! A stored secret is the 12-byte random nonce followed by the ciphertext
 //! and its tag. The key comes from `SECRETS_KEY`; in development without it,
@@ -16,6 +19,7 @@ use aes_gcm::{
 };
 use anyhow::Context;
 use base64::Engine;
+use hmac::{Hmac, KeyInit as _, Mac};
 use secrecy::{ExposeSecret, SecretString};
 use tollgate_core::{
     AppError, AppResult, Config,
@@ -31,6 +35,8 @@ const DEV_KEY_FILE: &str = "secrets_key";
 #[derive(Clone)]
 pub struct Secrets {
     cipher: Option<Aes256Gcm>,
+    /// HMAC key for [`Secrets::keyed_hash`], derived from the secrets key.
+    mac_key: Option<[u8; SECRETS_KEY_BYTES]>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -48,7 +54,10 @@ impl Secrets {
             return Ok(Self::with_key(key));
         }
         if !config.is_development() {
-            return Ok(Self { cipher: None });
+            return Ok(Self {
+                cipher: None,
+                mac_key: None,
+            });
         }
         let key = match &config.jwt_secret {
             Some(jwt_secret) => derive_from(jwt_secret)?,
@@ -59,8 +68,13 @@ impl Secrets {
 
     /// Secrets under this key.
     pub fn with_key(key: &[u8; SECRETS_KEY_BYTES]) -> Self {
+        let mut mac_key = [0u8; SECRETS_KEY_BYTES];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(b"tollgate"), key)
+            .expand(b"keyed-hash", &mut mac_key)
+            .unwrap_or_else(|_| unreachable!("32 bytes is a valid HKDF-SHA256 output length"));
         Self {
             cipher: Some(Aes256Gcm::new(key.into())),
+            mac_key: Some(mac_key),
         }
     }
 
@@ -102,13 +116,31 @@ impl Secrets {
         Ok(SecretString::from(text))
     }
 
-    fn cipher(&self) -> AppResult<&Aes256Gcm> {
-        self.cipher.as_ref().ok_or_else(|| {
-            AppError::internal(anyhow::anyhow!(
-                "SECRETS_KEY is required in production to store or read secrets"
-            ))
-        })
+    /// HMAC-SHA256 of `parts` under the secrets key, for values that are
+    /// only compared, never read back. `purpose` separates uses, so one
+    /// kind of value never matches another's hash.
+    pub fn keyed_hash(&self, purpose: &str, parts: &[&[u8]]) -> AppResult<[u8; 32]> {
+        let key = self.mac_key.as_ref().ok_or_else(not_configured)?;
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+        mac.update(purpose.as_bytes());
+        for part in parts {
+            // Length-prefixed, so no two lists of parts hash alike.
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        Ok(mac.finalize().into_bytes().into())
     }
+
+    fn cipher(&self) -> AppResult<&Aes256Gcm> {
+        self.cipher.as_ref().ok_or_else(not_configured)
+    }
+}
+
+fn not_configured() -> AppError {
+    AppError::internal(anyhow::anyhow!(
+        "SECRETS_KEY is required in production to store or read secrets"
+    ))
 }
 
 /// What an administrator may see of a secret: its last four characters
@@ -176,10 +208,25 @@ mod tests {
     }
 
     #[test]
+    fn keyed_hashes_depend_on_key_purpose_and_every_part() {
+        let secrets = Secrets::with_key(&[3u8; 32]);
+        let hash = secrets.keyed_hash("recovery", &[b"user", b"CODE"]).unwrap();
+        assert_eq!(hash, secrets.keyed_hash("recovery", &[b"user", b"CODE"]).unwrap());
+        assert_ne!(hash, secrets.keyed_hash("other", &[b"user", b"CODE"]).unwrap());
+        assert_ne!(hash, secrets.keyed_hash("recovery", &[b"userC", b"ODE"]).unwrap());
+        let other_key = Secrets::with_key(&[4u8; 32]);
+        assert_ne!(hash, other_key.keyed_hash("recovery", &[b"user", b"CODE"]).unwrap());
+    }
+
+    #[test]
     fn without_a_key_nothing_is_stored() {
-        let secrets = Secrets { cipher: None };
+        let secrets = Secrets {
+            cipher: None,
+            mac_key: None,
+        };
         assert!(!secrets.is_configured());
         assert!(secrets.encrypt("x").is_err());
+        assert!(secrets.keyed_hash("p", &[b"x"]).is_err());
     }
 
     #[test]

@@ -95,6 +95,7 @@ pub fn to_graphql(err: AppError) -> async_graphql::Error {
             coded(message, code)
         }
         AppError::AtIndex { index, error } => to_graphql(*error).extend_with(|_, ext| ext.set("index", index)),
+        AppError::MfaRequired(token) => coded(message, code).extend_with(|_, ext| ext.set("mfaToken", token.expose())),
     }
 }
 
@@ -127,5 +128,15 @@ mod tests {
         let err = to_graphql(AppError::rate_limited(12));
         assert_eq!(ext(&err, "retryAfter").as_deref(), Some("12"));
         assert_eq!(ext(&err, "code").as_deref(), Some("\"RATE_LIMITED\""));
+    }
+
+    #[test]
+    fn mfa_required_carries_its_token_in_extensions_only() {
+        let token = tollgate_core::error::MfaToken::new("mfa-token-123");
+        assert!(!format!("{token:?}").contains("123"), "the token must not reach logs");
+        let err = to_graphql(AppError::mfa_required(token));
+        assert_eq!(ext(&err, "code").as_deref(), Some("\"MFA_REQUIRED\""));
+        assert_eq!(ext(&err, "mfaToken").as_deref(), Some("\"mfa-token-123\""));
+        assert!(!err.message.contains("123"));
     }
 }

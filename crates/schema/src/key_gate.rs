@@ -103,6 +103,7 @@ fn check_key_field(key: &KeyIdentity, info: &ResolveInfo<'_>) -> AppResult<()> {
             organization_id: key.organization_id,
             role: None,
             staff: None,
+            staff_awaiting_mfa: None,
             key: KeyAccess::Own(key.scopes),
         };
         return access.require(&format!("Organization.{}", info.name));

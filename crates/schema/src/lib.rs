@@ -25,6 +25,7 @@ use async_graphql::{MergedObject, Schema};
 use api::{
     accounts::{
         device::{DeviceMutation, DeviceQuery},
+        mfa::MfaMutation,
         mutation::AccountsMutation,
         profile::ProfileMutation,
         query::AccountsQuery,
@@ -81,6 +82,7 @@ pub struct QueryRoot(
 #[graphql(name = "Mutation")]
 pub struct MutationRoot(
     AccountsMutation,
+    MfaMutation,
     DeviceMutation,
     ProfileMutation,
     KeysMutation,

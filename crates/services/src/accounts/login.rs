@@ -1,12 +1,15 @@
 //! `login`: email and password to a session, behind a per-client rate
 //! limit and a per-email lockout, without revealing whether an account
-//! exists (same message, same time).
+//! exists (same message, same time). With TOTP on, the right password
+//! gets MFA_REQUIRED instead, and `verifyMfa` gives the session
+//! ([`super::mfa::challenge`]).
 
 use diesel_async::AsyncConnection;
 use secrecy::SecretString;
 
 use crate::accounts::{
     lockout::{self, Attempt},
+    mfa::challenge::{self, FirstFactor},
     throttle::{self, AuthAction},
 };
 use tollgate_auth::{
@@ -65,12 +68,20 @@ pub async fn login(
             "this account is suspended",
         ));
     }
+    if user.mfa_enabled() {
+        // The attempt stays counted: only verifyMfa's success clears it,
+        // so a known password does not reset the budget for code guesses.
+        let required = challenge::require_second_factor(&mut conn, user.id, &FirstFactor::Password, now).await?;
+        return Err(required);
+    }
     lockout::clear(&mut conn, &email).await?;
     let (user, session) = conn
         .transaction::<_, diesel::result::Error, _>(async move |conn| {
             let session = sessions::create(conn, app, user.id, meta, None).await?;
             let user = model::record_login(conn, user.id, now).await?;
-            let entry = AuditEntry::new("user.login", Some(user.id), ip).target("session", session.id);
+            let entry = AuditEntry::new("user.login", Some(user.id), ip)
+                .target("session", session.id)
+                .metadata(FirstFactor::Password.login_metadata(false));
             audit::record(conn, entry, now).await?;
             Ok((user, session))
         })

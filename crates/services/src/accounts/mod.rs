@@ -1,10 +1,12 @@
 //! People and their accounts: users, registration, sign-in, sessions,
-//! email tokens, recovery, profiles, avatars and device login.
+//! email tokens, recovery, profiles, avatars, device login and
+//! two-factor authentication.
 
 pub mod avatars;
 pub mod device;
 pub mod lockout;
 pub mod login;
+pub mod mfa;
 pub mod pages;
 pub mod password_policy;
 pub mod profile;

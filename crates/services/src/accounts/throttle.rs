@@ -1,5 +1,5 @@
 //! Per-client limits on the actions that guess or spam: login, register,
-//! password reset, device polling, device user codes (each its own
+//! password reset, device polling, device user codes, second factors (each its own
 //! bucket), per signed-in user for user codes, and on emails to one
 //! address.
 
@@ -25,6 +25,8 @@ pub enum AuthAction {
     /// `deviceLogin`, `approveDeviceLogin` and `denyDeviceLogin`: every use
     /// of a user code, which is short enough to guess (RFC 8628 5.1).
     DeviceUserCode,
+    /// `verifyMfa`: second factors of sign-ins.
+    SecondFactor,
 }
 
 impl AuthAction {
@@ -35,6 +37,7 @@ impl AuthAction {
             Self::PasswordReset => "password_reset",
             Self::DevicePolling => "device",
             Self::DeviceUserCode => "device_user_code",
+            Self::SecondFactor => "mfa",
         }
     }
 }

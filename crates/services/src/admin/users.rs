@@ -43,7 +43,7 @@ pub async fn set_role(app: &AppState, actor: &Actor, user_id: Uuid, role: Role) 
     let mut conn = app.db().await?;
     let (updated, announced) = conn
         .transaction::<_, AppError, _>(async |conn| {
-            begin(conn, actor, |role| role == Role::Admin).await?;
+            begin(conn, app, actor, Role::Admin).await?;
             let target = lock_target(conn, user_id).await?;
             if target.role == role {
                 return Ok((target, Recorded::default()));
@@ -81,7 +81,7 @@ pub async fn suspend(app: &AppState, actor: &Actor, user_id: Uuid, reason: Optio
     let mut conn = app.db().await?;
     let (user, announced) = conn
         .transaction::<_, AppError, _>(async |conn| {
-            let acting = begin(conn, actor, Role::is_staff).await?;
+            let acting = begin(conn, app, actor, Role::Support).await?;
             refuse_self(actor, user_id, "suspend")?;
             let target = lock_target(conn, user_id).await?;
             if target.role == Role::Admin && acting.role != Role::Admin {
@@ -116,7 +116,7 @@ pub async fn unsuspend(app: &AppState, actor: &Actor, user_id: Uuid) -> AppResul
     let now = app.now();
     let mut conn = app.db().await?;
     conn.transaction::<_, AppError, _>(async |conn| {
-        begin(conn, actor, |role| role == Role::Admin).await?;
+        begin(conn, app, actor, Role::Admin).await?;
         let target = lock_target(conn, user_id).await?;
         if target.suspended_at.is_none() {
             return Ok(target);
@@ -149,7 +149,7 @@ pub async fn delete(app: &AppState, actor: &Actor, user_id: Uuid) -> AppResult<(
     let mut conn = app.db().await?;
     let announced = conn
         .transaction::<_, AppError, _>(async |conn| {
-            begin(conn, actor, |role| role == Role::Admin).await?;
+            begin(conn, app, actor, Role::Admin).await?;
             refuse_self(actor, user_id, "delete")?;
             let target = lock_target(conn, user_id).await?;
             if target.role == Role::Admin && tollgate_auth::users::other_active_admins(conn, target.id).await? == 0 {
@@ -169,8 +169,9 @@ pub async fn delete(app: &AppState, actor: &Actor, user_id: Uuid) -> AppResult<(
 }
 
 /// Serializes staff actions, then re-reads the actor: they must still be
-/// live, unsuspended, and hold a role `may_act` accepts (FORBIDDEN).
-async fn begin(conn: &mut AsyncPgConnection, actor: &Actor, may_act: impl Fn(Role) -> bool) -> AppResult<UserRow> {
+/// live, unsuspended, and hold staff powers of at least `min` (FORBIDDEN,
+/// saying to enroll TOTP when that is what they lack).
+async fn begin(conn: &mut AsyncPgConnection, app: &AppState, actor: &Actor, min: Role) -> AppResult<UserRow> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<diesel::sql_types::BigInt, _>(tollgate_auth::users::STAFF_ACTIONS_LOCK)
         .execute(conn)
@@ -183,7 +184,9 @@ async fn begin(conn: &mut AsyncPgConnection, actor: &Actor, may_act: impl Fn(Rol
         .first(conn)
         .await
         .optional()?;
-    acting.filter(|user| may_act(user.role)).ok_or_else(AppError::forbidden)
+    let acting = acting.ok_or_else(AppError::forbidden)?;
+    acting.staff_standing(app.config()).require(min)?;
+    Ok(acting)
 }
 
 /// The live account acted on, locked; NOT_FOUND when there is none.

@@ -14,7 +14,7 @@ use tollgate_auth::{
     keys::scope::{ApiKeyScope, ScopeSet},
     roles::OrgRole,
     users,
-    users::Role,
+    users::{Role, StaffStanding},
 };
 use tollgate_core::error::{AppError, AppResult};
 
@@ -116,8 +116,12 @@ pub struct Access {
     pub organization_id: Uuid,
     /// The caller's role there, when they are a member.
     pub role: Option<OrgRole>,
-    /// The caller's platform role, when they are staff.
+    /// The caller's platform role, when they are staff with its powers.
     pub staff: Option<Role>,
+    /// The caller's platform role, when they are staff whose powers wait
+    /// until they turn TOTP on (REQUIRE_MFA_FOR_STAFF): refusals that
+    /// those powers would lift say to enroll.
+    pub staff_awaiting_mfa: Option<Role>,
     /// Whether (and how) an API key is the caller.
     pub key: KeyAccess,
 }
@@ -131,8 +135,26 @@ impl Access {
 
     /// Applies the rule of `field`. A caller who may not see the
     /// organization gets NOT_FOUND whether or not it exists; one who may
-    /// see it but lacks the role gets FORBIDDEN.
+    /// see it but lacks the role gets FORBIDDEN, and staff whose powers
+    /// would allow it but wait for TOTP get FORBIDDEN saying to enroll.
     pub fn require(&self, field: &str) -> AppResult<()> {
+        let Err(refused) = self.check(field) else {
+            return Ok(());
+        };
+        if let Some(role) = self.staff_awaiting_mfa {
+            let with_powers = Self {
+                staff: Some(role),
+                staff_awaiting_mfa: None,
+                ..*self
+            };
+            if with_powers.check(field).is_ok() {
+                return Err(users::enroll_totp_first());
+            }
+        }
+        Err(refused)
+    }
+
+    fn check(&self, field: &str) -> AppResult<()> {
         let rule = rule_of(field).ok_or_else(|| AppError::internal(anyhow::anyhow!("no access rule for {field}")))?;
         match self.key {
             KeyAccess::NotAKey => {}
@@ -204,8 +226,8 @@ pub fn caller(principal: &Principal, organization_id: Uuid) -> AppResult<Caller>
 }
 
 /// A person's access to `organization_id`, from their memberships (of any
-/// organizations) and their platform role, when they are known.
-pub fn member_access(organization_id: Uuid, memberships: &[MembershipRow], platform_role: Option<Role>) -> Access {
+/// organizations) and what they are as platform staff.
+pub fn member_access(organization_id: Uuid, memberships: &[MembershipRow], staff: StaffStanding) -> Access {
     let role = memberships
         .iter()
         .find(|m| m.organization_id == organization_id)
@@ -213,7 +235,11 @@ pub fn member_access(organization_id: Uuid, memberships: &[MembershipRow], platf
     Access {
         organization_id,
         role,
-        staff: platform_role.filter(|role| role.is_staff()),
+        staff: staff.role(),
+        staff_awaiting_mfa: match staff {
+            StaffStanding::NeedsMfa(role) => Some(role),
+            StaffStanding::Staff(_) | StaffStanding::NotStaff => None,
+        },
         key: KeyAccess::NotAKey,
     }
 }
@@ -227,12 +253,12 @@ pub async fn access_to(app: &AppState, principal: &Principal, organization_id: U
     };
     let mut conn = app.db().await?;
     let memberships = orgs::memberships_of_users(&mut conn, &[user_id]).await?;
-    let platform_role = users::find_by_ids(&mut conn, &[user_id])
+    let staff = users::find_by_ids(&mut conn, &[user_id])
         .await?
         .into_iter()
         .next()
-        .map(|user| user.role);
-    Ok(member_access(organization_id, &memberships, platform_role))
+        .map_or(StaffStanding::NotStaff, |user| user.staff_standing(app.config()));
+    Ok(member_access(organization_id, &memberships, staff))
 }
 
 fn key_access(key: &KeyIdentity, organization_id: Uuid) -> Access {
@@ -245,6 +271,7 @@ fn key_access(key: &KeyIdentity, organization_id: Uuid) -> Access {
         organization_id,
         role: None,
         staff: None,
+        staff_awaiting_mfa: None,
         key,
     }
 }
@@ -266,6 +293,7 @@ mod tests {
             organization_id: Uuid::nil(),
             role,
             staff,
+            staff_awaiting_mfa: None,
             key: KeyAccess::NotAKey,
         }
     }
@@ -305,6 +333,7 @@ mod tests {
             organization_id: Uuid::nil(),
             role: None,
             staff: None,
+            staff_awaiting_mfa: None,
             key: KeyAccess::Own(scopes.iter().copied().collect()),
         };
         let writer = key(&[ApiKeyScope::UsageWrite]);
@@ -336,6 +365,29 @@ mod tests {
         ] {
             assert_eq!(code(caller.require("Query.auditLog")), expected, "{caller:?}");
         }
+    }
+
+    #[test]
+    fn staff_awaiting_totp_are_told_to_enroll_where_their_powers_would_help() {
+        let waiting = |role: Role| Access {
+            staff_awaiting_mfa: Some(role),
+            ..access(None, None)
+        };
+        let refused = waiting(Role::Support).require("Query.auditLog").unwrap_err();
+        assert_eq!(refused.code().as_str(), "FORBIDDEN");
+        assert_eq!(refused.client_message(), users::ENROLL_TOTP_FIRST);
+        // Reading an organization they are not in is a staff power too.
+        let refused = waiting(Role::Admin).require("Organization.members").unwrap_err();
+        assert_eq!(refused.client_message(), users::ENROLL_TOTP_FIRST);
+        // Where staff powers would not help either, the usual answer.
+        let refused = waiting(Role::Support).require("Mutation.resetUsage").unwrap_err();
+        assert_ne!(refused.client_message(), users::ENROLL_TOTP_FIRST);
+        // Membership still works as it does for anyone.
+        let member = Access {
+            role: Some(OrgRole::Owner),
+            ..waiting(Role::Admin)
+        };
+        assert_eq!(code(member.require("Mutation.updateOrganization")), "OK");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use async_graphql::{Context, ID, Object, SimpleObject};
 
 use crate::{
+    access,
     api::{
         enums as gql,
         orgs::query::{Membership, SeenBy},
@@ -13,7 +14,7 @@ use crate::{
 };
 use tollgate_auth::{
     sessions::{self, IssuedTokens, SessionRow},
-    users::UserRow,
+    users::{Role, UserRow},
 };
 use tollgate_core::error::AppError;
 
@@ -48,6 +49,16 @@ impl User {
             return Ok(Some(self.row.id));
         }
         Ok(ctx.principal()?.user_id())
+    }
+
+    /// Refuses anyone but the user themself and staff (FORBIDDEN; staff
+    /// who must enroll TOTP first are told so).
+    async fn require_self_or_staff(&self, ctx: &Context<'_>) -> ApiResult<()> {
+        let viewer = self.viewer_id(ctx)?.ok_or_else(AppError::unauthenticated)?;
+        if viewer != self.row.id {
+            access::staff_standing(ctx).await?.require(Role::Support)?;
+        }
+        Ok(())
     }
 }
 
@@ -112,7 +123,7 @@ impl User {
             .load_one(self.row.id)
             .await?
             .unwrap_or_default();
-        if viewer == self.row.id || loaders.users.load_one(viewer).await?.is_some_and(|u| u.role.is_staff()) {
+        if viewer == self.row.id || access::staff_role(ctx).await?.is_some() {
             let seen_by = if self.own { SeenBy::Member } else { SeenBy::Caller };
             return Ok(theirs.into_iter().map(|m| Membership(m, seen_by)).collect());
         }
@@ -129,15 +140,7 @@ impl User {
         let principal = ctx.principal()?;
         let viewer = principal.require_user()?;
         if viewer != self.row.id {
-            let staff = ctx
-                .loaders()?
-                .users
-                .load_one(viewer)
-                .await?
-                .is_some_and(|u| u.role.is_staff());
-            if !staff {
-                return Err(AppError::forbidden().into());
-            }
+            access::staff_standing(ctx).await?.require(Role::Support)?;
         }
         let app = ctx.app()?;
         let mut conn = app.db().await?;
@@ -151,6 +154,12 @@ impl User {
                 })
                 .collect(),
         ))
+    }
+
+    /// True when sign-in needs a second factor (TOTP). The user themself and ADMIN/SUPPORT; null with FORBIDDEN for others.
+    async fn mfa_enabled(&self, ctx: &Context<'_>) -> ApiResult<Option<bool>> {
+        self.require_self_or_staff(ctx).await?;
+        Ok(Some(self.row.mfa_enabled()))
     }
 }
 

@@ -16,22 +16,24 @@ use tollgate_auth::users::{Role, UserRow};
 use tollgate_core::error::AppError;
 use tollgate_services::admin::users::Actor;
 
-/// The caller's account when they are platform staff (ADMIN or SUPPORT);
-/// FORBIDDEN for anyone else signed in, UNAUTHENTICATED when anonymous.
+/// The caller's account when they are platform staff (ADMIN or SUPPORT)
+/// with their powers in force; FORBIDDEN for anyone else signed in (saying
+/// to enroll TOTP for staff who must first), UNAUTHENTICATED when
+/// anonymous.
 pub async fn require_staff(ctx: &Context<'_>) -> ApiResult<UserRow> {
-    let user_id = ctx.principal()?.require_user()?;
-    let caller = ctx.loaders()?.users.load_one(user_id).await?;
-    Ok(caller
-        .filter(|user| !user.is_deleted() && user.role.is_staff())
-        .ok_or_else(AppError::forbidden)?)
+    require_platform_role(ctx, Role::Support).await
 }
 
 /// Like [`require_staff`], for ADMIN only.
 pub async fn require_admin(ctx: &Context<'_>) -> ApiResult<UserRow> {
-    let caller = require_staff(ctx).await?;
-    if caller.role != Role::Admin {
-        return Err(AppError::forbidden().into());
-    }
+    require_platform_role(ctx, Role::Admin).await
+}
+
+async fn require_platform_role(ctx: &Context<'_>, min: Role) -> ApiResult<UserRow> {
+    let user_id = ctx.principal()?.require_user()?;
+    let caller = ctx.loaders()?.users.load_one(user_id).await?;
+    let caller = caller.ok_or_else(AppError::forbidden)?;
+    caller.staff_standing(ctx.app()?.config()).require(min)?;
     Ok(caller)
 }
 

@@ -35,11 +35,8 @@ impl AdminQuery {
             return Ok(None);
         };
         let loaders = ctx.loaders()?;
-        if id != caller {
-            let staff = loaders.users.load_one(caller).await?.is_some_and(|u| u.role.is_staff());
-            if !staff {
-                return Ok(None);
-            }
+        if id != caller && access::staff_role(ctx).await?.is_none() {
+            return Ok(None);
         }
         let user = loaders.users.load_one(id).await?;
         Ok(user.filter(|u| !u.is_deleted()).map(User::new))

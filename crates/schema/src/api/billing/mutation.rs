@@ -5,7 +5,7 @@ use async_graphql::{Context, ID, InputObject, Object};
 use uuid::Uuid;
 
 use crate::{
-    access::authorize,
+    access::{self, authorize},
     api::{
         billing::query::{BillingSubscription, CheckoutSession, Plan},
         enums as gql,
@@ -176,9 +176,6 @@ fn cause(ctx: &Context<'_>, reason: &'static str, always_audit: bool) -> ApiResu
 /// anyone else signed in.
 async fn require_platform_admin(ctx: &Context<'_>) -> ApiResult<Uuid> {
     let user_id = ctx.principal()?.require_user()?;
-    let user = ctx.loaders()?.users.load_one(user_id).await?;
-    match user {
-        Some(user) if user.role == Role::Admin => Ok(user_id),
-        _ => Err(AppError::forbidden().into()),
-    }
+    access::staff_standing(ctx).await?.require(Role::Admin)?;
+    Ok(user_id)
 }

@@ -5,6 +5,7 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use uuid::Uuid;
 
 use crate::{
+    access,
     api::enums as gql,
     context::ContextExt,
     error::ApiResult,
@@ -108,15 +109,7 @@ impl BillingQuery {
     /// Public plans for everyone; ADMIN sees all.
     async fn plans(&self, ctx: &Context<'_>) -> ApiResult<Vec<Plan>> {
         let app = ctx.app()?;
-        let include_private = match ctx.principal()?.user_id() {
-            Some(user_id) => ctx
-                .loaders()?
-                .users
-                .load_one(user_id)
-                .await?
-                .is_some_and(|u| u.role == Role::Admin),
-            None => false,
-        };
+        let include_private = access::staff_role(ctx).await? == Some(Role::Admin);
         let mut conn = app.db().await?;
         let rows = model::list(&mut conn, include_private).await?;
         Ok(rows.into_iter().map(Plan).collect())

@@ -241,6 +241,7 @@ impl Membership {
             organization_id: self.0.organization_id,
             role: Some(self.0.role),
             staff: None,
+            staff_awaiting_mfa: None,
             key: KeyAccess::NotAKey,
         };
         Ok(row

@@ -83,11 +83,7 @@ impl UsageMutation {
 
     /// ADMIN.
     async fn upsert_model(&self, ctx: &Context<'_>, input: ModelInput) -> ApiResult<Model> {
-        let user_id = ctx.principal()?.require_user()?;
-        let user = ctx.loaders()?.users.load_one(user_id).await?;
-        if !user.is_some_and(|user| user.role == Role::Admin) {
-            return Err(AppError::forbidden().into());
-        }
+        access::staff_standing(ctx).await?.require(Role::Admin)?;
         let app = ctx.app()?;
         let mut conn = app.db().await?;
         Ok(Model(catalog::upsert(&mut conn, input.into(), app.now()).await?))

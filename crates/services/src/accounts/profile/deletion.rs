@@ -9,6 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::pictures::delete_avatars_of;
+use crate::accounts::mfa;
 use crate::orgs::model as orgs;
 use tollgate_auth::{AppState, roles::OrgRole, sessions, users as model, users::UserRow};
 use tollgate_core::error::{AppError, AppResult};
@@ -163,6 +164,10 @@ pub async fn tombstone(
     diesel::delete(email_tokens::table.filter(email_tokens::user_id.eq(user_id)))
         .execute(conn)
         .await?;
+    // Nor a second factor: secrets, recovery codes, sign-ins waiting.
+    mfa::store::clear(conn, user_id, now).await?;
+    mfa::recovery_codes::delete_all(conn, user_id).await?;
+    mfa::challenge::forget_all(conn, user_id).await?;
     diesel::update(users::table.find(user_id))
         .set((
             users::deleted_at.eq(now),

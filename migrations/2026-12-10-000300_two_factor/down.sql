@@ -1,0 +1,10 @@
+DROP TABLE mfa_challenges;
+DROP TABLE recovery_codes;
+ALTER TABLE users
+    DROP CONSTRAINT users_totp_pending_complete,
+    DROP CONSTRAINT users_totp_secret_when_enabled,
+    DROP COLUMN totp_pending_at,
+    DROP COLUMN totp_pending_secret,
+    DROP COLUMN totp_last_step,
+    DROP COLUMN totp_secret,
+    DROP COLUMN mfa_enabled_at;
