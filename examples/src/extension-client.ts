@@ -8,7 +8,10 @@
 //      editor's secret storage);
 //   3. for every LLM call: ask authorizeUsage first, make the call, report
 //      it with recordUsage (a requestId makes retries safe);
-//   4. watch the organization's usage live over graphql-ws, as a dashboard
+//   4. or, when the server runs the LLM gateway (clientConfig.llmBaseUrl
+//      is set), call the model through it with the same key: the server
+//      holds the provider's key and meters the call itself;
+//   5. watch the organization's usage live over graphql-ws, as a dashboard
 //      or a status-bar item would.
 //
 // Run it against a server (`cargo run` serves on port 8000):
@@ -18,7 +21,9 @@
 //
 // Environment: TOLLGATE_URL (the server), TOLLGATE_CLIENT_NAME (shown on
 // the approval page), TOLLGATE_ORGANIZATION_ID (default: your personal
-// organization), TOLLGATE_CALLS (simulated LLM calls, default 5).
+// organization), TOLLGATE_CALLS (simulated LLM calls, default 5),
+// TOLLGATE_MODEL (the model called through the gateway, default
+// gpt-4o-mini).
 
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -30,6 +35,7 @@ const graphqlUrl = `${serverUrl}/graphql`;
 const websocketUrl = graphqlUrl.replace(/^http/, 'ws');
 const clientName = process.env.TOLLGATE_CLIENT_NAME ?? `Example extension on ${hostname()}`;
 const calls = Number(process.env.TOLLGATE_CALLS ?? 5);
+const gatewayModel = process.env.TOLLGATE_MODEL ?? 'gpt-4o-mini';
 
 // ---------------------------------------------------------------- GraphQL
 
@@ -194,7 +200,7 @@ async function createApiKey(accessToken: string, organizationId: string): Promis
     { input: { organizationId: string; name: string; scopes: string[] } }
   >(
     `mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id } } }`,
-    { input: { organizationId, name: clientName, scopes: ['USAGE_WRITE', 'USAGE_READ'] } },
+    { input: { organizationId, name: clientName, scopes: ['USAGE_WRITE', 'USAGE_READ', 'LLM'] } },
     accessToken,
   );
   return createApiKey.secret;
@@ -250,6 +256,39 @@ async function reportedCall(apiKey: string, model: string, requestId: string): P
   );
   console.log(`recorded ${requestId}: ${recordUsage.quota.tokensUsed} tokens used this period`);
   return true;
+}
+
+// ----------------------------------------------------------- the gateway
+
+/** The gateway's base URL for OpenAI clients, or null when it carries no calls. */
+async function gatewayBaseUrl(): Promise<string | null> {
+  const { clientConfig } = await graphql<{ clientConfig: { llmBaseUrl: string | null } }>(
+    `{ clientConfig { llmBaseUrl } }`,
+    {},
+  );
+  return clientConfig.llmBaseUrl;
+}
+
+/**
+ * One chat completion through the gateway, as any OpenAI client would send
+ * it (here with fetch; the openai package works the same with baseURL and
+ * apiKey set). The server meters it: no report needed. Returns the
+ * gateway's request id, which is the usage event's requestId.
+ */
+async function gatewayCall(baseUrl: string, apiKey: string, model: string): Promise<string> {
+  const response = await fetch(`${baseUrl}/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${apiKey}` },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Say hello.' }] }),
+  });
+  const body = (await response.json()) as {
+    choices?: { message?: { content?: string } }[];
+    error?: { message: string; code?: string };
+  };
+  if (!response.ok) throw new TollgateError(body.error?.code ?? String(response.status), body.error?.message ?? '');
+  const requestId = response.headers.get('x-tollgate-request-id') ?? '';
+  console.log(`gateway ${requestId}: ${body.choices?.[0]?.message?.content ?? ''}`);
+  return requestId;
 }
 
 // ------------------------------------------------------------ live usage
@@ -321,10 +360,15 @@ async function main(): Promise<void> {
 
   // The subscription starts on the server a moment after it is sent; a
   // real extension keeps working meanwhile, and so does this one.
+  const gateway = await gatewayBaseUrl();
   for (let call = 0; call < calls && !seen; call++) {
-    const requestId = randomUUID();
-    reported.add(requestId);
-    await reportedCall(apiKey, 'gpt-4o-mini', requestId);
+    if (gateway) {
+      reported.add(await gatewayCall(gateway, apiKey, gatewayModel));
+    } else {
+      const requestId = randomUUID();
+      reported.add(requestId);
+      await reportedCall(apiKey, 'gpt-4o-mini', requestId);
+    }
     await sleep(1000);
   }
   stop();

@@ -1,5 +1,6 @@
 //! Test harness: shared services, apps on port 0, and request helpers.
 
+pub mod llm_fake;
 pub mod node;
 pub mod people;
 pub mod sdl;
