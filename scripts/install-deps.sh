@@ -47,9 +47,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # The example client's packages and the test clients', exactly as locked,
-# when they are not there yet.
+# when they are not there yet or the lock changed since they were installed.
 for dir in examples tests/node; do
-  if $examples && [ ! -d "$dir/node_modules" ]; then
+  if $examples && { [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; }; then
     echo "install-deps: installing the npm packages of $dir/" >&2
     (cd "$dir" && npm ci --no-audit --no-fund)
   fi

@@ -213,8 +213,16 @@ async fn assemble(
             key_cache,
         },
     );
+    // Before anything serves or runs: a stored provider key this instance
+    // cannot read stops it here, and the environment's providers exist
+    // before the first call.
+    if let Err(e) = crate::providers::seed::prepare(&state).await {
+        state.shutdown_signal().cancel();
+        return Err(e);
+    }
     crate::platform::mail::spawn_worker(&state);
     crate::billing::jobs(&state);
+    tollgate_gateway::jobs(&state);
     let passwords = state.passwords().clone();
     state.tasks().spawn(async move { passwords.prime().await });
     let persisted = PersistedQueries::new(state.redis().cloned(), state.config().redis_key_prefix.clone());
@@ -250,6 +258,7 @@ fn router(state: HttpState) -> Router {
         .route("/metrics", get(crate::routes::health::metrics))
         .merge(crate::accounts::routes())
         .merge(crate::billing::routes())
+        .merge(tollgate_gateway::routes())
         .merge(if state.app.config().playground {
             crate::routes::playground::routes()
         } else {

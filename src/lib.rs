@@ -17,8 +17,9 @@ pub use tollgate_core::config;
 pub use tollgate_auth as auth;
 pub use tollgate_core::error;
 pub use tollgate_db as db;
+pub use tollgate_gateway as gateway;
 pub use tollgate_schema as graphql;
-pub use tollgate_services::{accounts, admin, billing, keys, orgs, plans, usage};
+pub use tollgate_services::{accounts, admin, billing, keys, orgs, plans, providers, usage};
 
 pub use app::{App, AppState, build_app, build_app_with_clock};
 pub use config::Config;

@@ -19,6 +19,11 @@ fn tollgate() -> Command {
         "HOST",
         "DATA_DIR",
         "PUBLIC_URL",
+        "SECRETS_KEY",
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
     ] {
         command.env_remove(var);
     }

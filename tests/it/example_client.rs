@@ -11,7 +11,7 @@ use tokio::{
     process::Command,
 };
 
-use crate::harness::{TestApp, node, people};
+use crate::harness::{TestApp, TestAppOptions, llm_fake::FakeLlm, node, people};
 
 const APPROVE: &str = "mutation ($code: String!) { approveDeviceLogin(userCode: $code) }";
 
@@ -19,7 +19,17 @@ const APPROVE: &str = "mutation ($code: String!) { approveDeviceLogin(userCode: 
 async fn the_example_client_signs_in_by_device_reports_usage_and_sees_it_live() {
     let turn = node::turn("examples").await;
     let examples = build_examples(&turn).await;
-    let app = TestApp::spawn().await;
+    // The server runs the gateway (one provider, the fake), so the client
+    // finds clientConfig.llmBaseUrl and calls through it.
+    let fake = FakeLlm::start().await;
+    let app = TestApp::spawn_with(TestAppOptions {
+        vars: vec![
+            ("OPENAI_API_KEY".into(), "sk-provider-example-0123".into()),
+            ("OPENAI_BASE_URL".into(), fake.openai_base()),
+        ],
+        ..Default::default()
+    })
+    .await;
     let ada = people::register(&app, "extension@example.test").await;
 
     let mut client = Command::new("node")
@@ -72,6 +82,13 @@ async fn the_example_client_signs_in_by_device_reports_usage_and_sees_it_live() 
         .lines()
         .find(|line| line.starts_with("live: gpt-4o-mini") && line.ends_with("(this client)"));
     assert!(live.is_some(), "a live update of the client's own call:\n{output}");
+    assert!(
+        output
+            .lines()
+            .any(|line| line.starts_with("gateway ") && line.ends_with("Hello from the fake.")),
+        "a call through the gateway:\n{output}"
+    );
+    assert!(!fake.requests().is_empty(), "the provider was called");
 
     // What it reported is what the organization's quota shows.
     let done: i64 = output

@@ -5,7 +5,8 @@
 //! The walk is derived from the code: every `Organization` field whose
 //! rule in `tollgate::orgs::access::RULES` refuses a MEMBER or a key
 //! without scopes for it, and every field the served schema describes as
-//! "null with FORBIDDEN" for other people, is read by someone who may not.
+//! "null with FORBIDDEN" for other people (on users, and on the public
+//! model catalog), is read by someone who may not.
 
 use serde_json::{Value, json};
 use tollgate::{
@@ -32,12 +33,13 @@ pub struct Reader {
     access: Access,
 }
 
-/// Where a gated field sits: on the organization itself, or on the user
-/// of another member.
-#[derive(Clone, Copy, Debug)]
+/// Where a gated field sits: on the organization itself, on the user of
+/// another member, or on every model of the public catalog.
+#[derive(Clone, Copy, Debug, PartialEq)]
 enum Parent {
     Organization,
     OtherMember,
+    CatalogModel,
 }
 
 /// One field read by someone who may not read it.
@@ -52,6 +54,7 @@ impl Case<'_> {
         let ty = match self.parent {
             Parent::Organization => "Organization",
             Parent::OtherMember => "User",
+            Parent::CatalogModel => "Model",
         };
         format!("{ty}.{} as {}", self.field.name.node, self.reader.name)
     }
@@ -59,6 +62,13 @@ impl Case<'_> {
     /// The query, with or without a sibling field next to the gated one.
     fn query(&self, contract: &Contract, organization: &str, sibling: bool) -> (String, Value) {
         let (declarations, body, mut variables) = call(contract, &self.field, organization);
+        if self.parent == Parent::CatalogModel {
+            let id = if sibling { "id" } else { "" };
+            return (
+                format!("query {declarations} {{ models {{ {id} {body} }} }}"),
+                variables,
+            );
+        }
         let declarations = declarations.trim_start_matches('(').trim_end_matches(')');
         let declarations = if declarations.is_empty() {
             "$id: ID!".to_owned()
@@ -79,6 +89,7 @@ impl Case<'_> {
             (Parent::OtherMember, false) => {
                 format!("query ({declarations}) {{ organization(id: $id) {{ members {{ role user {{ {body} }} }} }} }}")
             }
+            (Parent::CatalogModel, _) => unreachable!("answered above"),
         };
         (query, variables)
     }
@@ -176,6 +187,17 @@ fn cases<'r>(contract: &Contract, readers: &'r [Reader]) -> Vec<Case<'r>> {
             if !described || ty == "Organization" {
                 continue;
             }
+            if ty == "Model" {
+                // The catalog is public: anyone signed in, and keys.
+                for reader in readers {
+                    cases.push(Case {
+                        parent: Parent::CatalogModel,
+                        field: field.clone(),
+                        reader,
+                    });
+                }
+                continue;
+            }
             assert_eq!(
                 ty, "User",
                 "{ty}.{} is null with FORBIDDEN for some callers: teach this walk how to reach a {ty} as one of them",
@@ -197,6 +219,7 @@ fn parent_of<'d>(case: &Case<'_>, data: &'d Value) -> (&'d Value, Value) {
     let field = case.field.name.node.as_str();
     match case.parent {
         Parent::Organization => (&data["organization"], json!(["organization", field])),
+        Parent::CatalogModel => unreachable!("a field of every model"),
         Parent::OtherMember => {
             let members = data["organization"]["members"].as_array().cloned().unwrap_or_default();
             let index = members
@@ -213,6 +236,9 @@ fn parent_of<'d>(case: &Case<'_>, data: &'d Value) -> (&'d Value, Value) {
 
 fn check(case: &Case<'_>, world: &World, sibling: bool, transport: &str, body: &Value) {
     let what = format!("{} ({transport}, sibling: {sibling}): {body}", case.name());
+    if case.parent == Parent::CatalogModel {
+        return check_catalog(case, sibling, &what, body);
+    }
     let errors = body["errors"].as_array().unwrap_or_else(|| panic!("no errors: {what}"));
     assert_eq!(errors.len(), 1, "{what}");
     assert_eq!(errors[0]["extensions"]["code"], "FORBIDDEN", "{what}");
@@ -240,8 +266,33 @@ fn check(case: &Case<'_>, world: &World, sibling: bool, transport: &str, body: &
         let expected = match case.parent {
             Parent::Organization => json!(world.organization),
             Parent::OtherMember => json!(world.owner.user_id.to_string()),
+            Parent::CatalogModel => unreachable!("checked by check_catalog"),
         };
         assert_eq!(parent["id"], expected, "the sibling is kept: {what}");
+    }
+}
+
+/// A nullable field of every catalog model: null with FORBIDDEN on each,
+/// every model kept.
+fn check_catalog(case: &Case<'_>, sibling: bool, what: &str, body: &Value) {
+    let field = case.field.name.node.as_str();
+    assert!(case.field.ty.node.nullable, "{what}");
+    let models = body["data"]["models"]
+        .as_array()
+        .unwrap_or_else(|| panic!("the catalog is gone: {what}"));
+    let errors = body["errors"].as_array().unwrap_or_else(|| panic!("no errors: {what}"));
+    assert!(!models.is_empty(), "{what}");
+    assert_eq!(errors.len(), models.len(), "one error per model: {what}");
+    for (index, (model, error)) in models.iter().zip(errors).enumerate() {
+        let model = model.as_object().unwrap_or_else(|| panic!("a model is gone: {what}"));
+        assert!(model.contains_key(field), "the key is missing: {what}");
+        assert_eq!(model[field], Value::Null, "{what}");
+        assert_eq!(model.contains_key("id"), sibling, "{what}");
+        assert_eq!(error["extensions"]["code"], "FORBIDDEN", "{what}");
+        assert!(
+            errors.iter().any(|e| e["path"] == json!(["models", index, field])),
+            "no error for model {index}: {what}"
+        );
     }
 }
 

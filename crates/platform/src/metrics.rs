@@ -1,11 +1,13 @@
 //! `/metrics` in the Prometheus text format (version 0.0.4): HTTP requests
 //! and GraphQL operations with latency histograms, the database pools,
-//! open websockets, and the usage this instance recorded.
+//! open websockets, the usage this instance recorded, and the LLM
+//! gateway's calls.
 //!
 //! Written by hand over atomics and short-held locks rather than with a
 //! metrics crate: the set is small and fixed, and each app (tests run many
 //! in one process) keeps its own numbers.
 
+mod gateway;
 mod histogram;
 mod text;
 
@@ -52,6 +54,7 @@ struct Registry {
     websockets_total: AtomicU64,
     usage_events: AtomicU64,
     usage_tokens: AtomicU64,
+    gateway: Mutex<gateway::GatewaySeries>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -178,6 +181,7 @@ pub fn render(metrics: &Metrics, readings: &Readings<'_>) -> String {
     render_http(metrics, &mut out);
     render_operations(metrics, &mut out);
     render_pools(readings, &mut out);
+    gateway::render(metrics, &mut out);
     render_counters(metrics, readings, &mut out);
     out.finish()
 }

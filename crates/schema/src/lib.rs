@@ -34,6 +34,7 @@ use api::{
     keys::{mutation::KeysMutation, query::KeysQuery},
     orgs::{mutation::OrgsMutation, query::OrgsQuery},
     platform::client_config::PlatformQuery,
+    providers::{mutation::ProvidersMutation, query::ProvidersQuery},
     usage::{live_usage::SubscriptionRoot, mutation::UsageMutation, query::UsageQuery},
 };
 pub use limits::QueryLimits;
@@ -72,6 +73,7 @@ pub struct QueryRoot(
     DeviceQuery,
     KeysQuery,
     AdminQuery,
+    ProvidersQuery,
 );
 
 /// Every mutation field, merged from the domains.
@@ -86,6 +88,7 @@ pub struct MutationRoot(
     UsageMutation,
     BillingMutation,
     AdminMutation,
+    ProvidersMutation,
 );
 
 /// The executable schema.

@@ -33,6 +33,7 @@ use tollgate_services::{
         model::PlanRow,
         subscription::{self, SubscriptionRow},
     },
+    providers::routes::{self as model_routes, RouteTo},
     usage::{
         counters::{self, TokensOf},
         quota::{self, QuotaSnapshot},
@@ -274,14 +275,30 @@ impl Loader<Uuid> for TokensReservedLoader {
     }
 }
 
+/// The routes of catalog models with their providers, by model id
+/// (Model.callable and Model.routes over the whole catalog: one statement).
+pub struct ModelRoutesLoader {
+    pool: DbPool,
+}
+
+impl Loader<String> for ModelRoutesLoader {
+    type Value = Vec<RouteTo>;
+    type Error = AppError;
+
+    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Vec<RouteTo>>, AppError> {
+        let mut conn = self.pool.get().await?;
+        Ok(model_routes::with_providers(&mut conn, keys).await?)
+    }
+}
+
 /// Every loader of one request. Users, plans and memberships by user are
 /// cached for the request (the same people and plans recur across a list,
 /// e.g. the users of 1,000 receipts, and every organization field asks for
 /// the caller's memberships); a mutation that changes memberships calls
 /// [`Loaders::forget_memberships`] before it answers. Loaders of other
-/// things mutations change (billing subscriptions, invitations, keys, counters)
-/// keep nothing, so an answer never shows what the request read before it
-/// changed them.
+/// things mutations change (billing subscriptions, invitations, keys,
+/// counters, model routes) keep nothing, so an answer never shows what the
+/// request read before it changed them.
 pub struct Loaders {
     /// Users by id.
     pub users: GuardedLoader<UserLoader, HashMapCache>,
@@ -305,6 +322,8 @@ pub struct Loaders {
     pub quotas: GuardedLoader<QuotaLoader>,
     /// Tokens held by gateway calls in flight, by organization.
     pub tokens_reserved: GuardedLoader<TokensReservedLoader>,
+    /// Model routes with their providers, by model id.
+    pub model_routes: GuardedLoader<ModelRoutesLoader>,
 }
 
 impl Loaders {
@@ -338,7 +357,8 @@ impl Loaders {
                 pool: pool.clone(),
                 now,
             }),
-            tokens_reserved: loader(TokensReservedLoader { pool }),
+            tokens_reserved: loader(TokensReservedLoader { pool: pool.clone() }),
+            model_routes: loader(ModelRoutesLoader { pool }),
         }
     }
 }

@@ -38,7 +38,7 @@ pub fn root() -> &'static Path {
 }
 
 async fn install(dir: &str) {
-    if root().join(dir).join("node_modules").is_dir() && which("node").is_some() {
+    if installed(&root().join(dir)) && which("node").is_some() {
         return;
     }
     let status = Command::new(root().join("scripts/install-deps.sh"))
@@ -47,6 +47,19 @@ async fn install(dir: &str) {
         .await
         .expect("running scripts/install-deps.sh --examples");
     assert!(status.success(), "scripts/install-deps.sh --examples failed");
+}
+
+/// Whether `dir`'s packages are installed as its lock says now (npm keeps
+/// its own copy of the lock it installed in node_modules).
+fn installed(dir: &Path) -> bool {
+    let modified = |path: PathBuf| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    match (
+        modified(dir.join("package-lock.json")),
+        modified(dir.join("node_modules/.package-lock.json")),
+    ) {
+        (Some(lock), Some(installed)) => installed >= lock,
+        _ => false,
+    }
 }
 
 fn which(program: &str) -> Option<PathBuf> {

@@ -92,6 +92,12 @@ impl TestApp {
     /// A sibling configured differently: each `(variable, value)` sets a
     /// variable, or unsets it for `None` (another Redis prefix, no Redis).
     pub async fn spawn_sibling_with(&self, changes: &[(&str, Option<&str>)]) -> Self {
+        self.try_spawn_sibling_with(changes).await.expect("building the app")
+    }
+
+    /// [`Self::spawn_sibling_with`], answering the start-up error of a
+    /// configuration the server refuses instead of panicking.
+    pub async fn try_spawn_sibling_with(&self, changes: &[(&str, Option<&str>)]) -> anyhow::Result<Self> {
         let mut vars = self.vars.clone();
         for (variable, value) in changes {
             match value {
@@ -99,7 +105,7 @@ impl TestApp {
                 None => vars.remove(*variable),
             };
         }
-        Self::start(
+        Self::try_start(
             self.database.clone(),
             vars,
             Arc::new(AdjustableClock::new()),
@@ -110,10 +116,21 @@ impl TestApp {
 
     async fn start(
         database: String,
-        mut vars: HashMap<String, String>,
+        vars: HashMap<String, String>,
         clock: Arc<AdjustableClock>,
         data_dir: Option<Arc<tempfile::TempDir>>,
     ) -> Self {
+        Self::try_start(database, vars, clock, data_dir)
+            .await
+            .expect("building the app")
+    }
+
+    async fn try_start(
+        database: String,
+        mut vars: HashMap<String, String>,
+        clock: Arc<AdjustableClock>,
+        data_dir: Option<Arc<tempfile::TempDir>>,
+    ) -> anyhow::Result<Self> {
         let data_dir = data_dir.unwrap_or_else(|| Arc::new(tempfile::tempdir().expect("temp dir")));
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding port 0");
         let addr = listener.local_addr().expect("local address");
@@ -123,9 +140,7 @@ impl TestApp {
             .or_insert_with(|| format!("http://{addr}"));
         let config = Config::from_vars(&vars).expect("test configuration");
         let shared: SharedClock = clock.clone();
-        let app = tollgate::build_app_with_clock(config, shared)
-            .await
-            .expect("building the app");
+        let app = tollgate::build_app_with_clock(config, shared).await?;
         let state = app.state.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let served = tokio::spawn(app.serve_until(listener, async move {
@@ -133,7 +148,7 @@ impl TestApp {
         }));
         // The PUBLIC_URL of a sibling is its own address.
         vars.remove("PUBLIC_URL");
-        Self {
+        Ok(Self {
             addr,
             state,
             clock,
@@ -143,7 +158,7 @@ impl TestApp {
             stop: Some(stop),
             served: Some(served),
             _data_dir: data_dir,
-        }
+        })
     }
 
     /// `http://127.0.0.1:port` + `path`.

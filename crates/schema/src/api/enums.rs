@@ -67,6 +67,21 @@ pub enum UsageSource {
     Proxy,
 }
 
+/// OPENAI: the OpenAI API. ANTHROPIC: the Anthropic Messages API. OPENAI_COMPATIBLE: any service that speaks OpenAI's API (OpenRouter, A4F, vLLM, Ollama, Azure-style gateways).
+#[derive(Enum, Copy, Clone, Eq, PartialEq)]
+#[graphql(remote = "tollgate_services::providers::model::ProviderKind", name = "ProviderKind")]
+pub enum ProviderKind {
+    /// The OpenAI API (base URL with the version: https://api.openai.com/v1).
+    #[graphql(name = "OPENAI")]
+    OpenAi,
+    /// The Anthropic Messages API (base URL without it: https://api.anthropic.com).
+    #[graphql(name = "ANTHROPIC")]
+    Anthropic,
+    /// Any service that speaks OpenAI's API (OpenRouter, A4F, vLLM, Ollama, Azure-style gateways).
+    #[graphql(name = "OPENAI_COMPATIBLE")]
+    OpenAiCompatible,
+}
+
 /// How often a plan is billed.
 #[derive(Enum, Copy, Clone, Eq, PartialEq)]
 #[graphql(

@@ -15,4 +15,5 @@ pub mod enums;
 pub mod keys;
 pub mod orgs;
 pub mod platform;
+pub mod providers;
 pub mod usage;

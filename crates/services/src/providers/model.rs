@@ -79,3 +79,12 @@ pub async fn find_many(conn: &mut AsyncPgConnection, keys: &[String]) -> QueryRe
         .load(conn)
         .await
 }
+
+/// Whether any provider is enabled (the gateway has somewhere to send calls).
+pub async fn any_enabled(conn: &mut AsyncPgConnection) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        providers::table.filter(providers::enabled.eq(true)),
+    ))
+    .get_result(conn)
+    .await
+}

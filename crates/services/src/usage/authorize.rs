@@ -168,6 +168,7 @@ mod tests {
             sort_order: 0,
             created_at: Utc::now(),
             updated_at: Utc::now(),
+            max_output_tokens: None,
         }
     }
 

@@ -8,9 +8,12 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::usage::{
-    llm_models::{self, ModelRow},
-    record::check_name,
+use crate::{
+    providers::routes::{self, RouteEntry},
+    usage::{
+        llm_models::{self, ModelRow},
+        record::check_name,
+    },
 };
 use tollgate_core::error::{AppError, AppResult};
 use tollgate_db::schema::models;
@@ -43,6 +46,10 @@ pub struct ModelEntry {
     pub output_usd_per_million_tokens: f64,
     /// Disabled models are refused by authorizeUsage (usage is still recorded).
     pub enabled: bool,
+    /// The most output tokens one call may produce, when known.
+    pub max_output_tokens: Option<i32>,
+    /// Replaces the model's routes when given; [] removes them; None keeps them.
+    pub routes: Option<Vec<RouteEntry>>,
 }
 
 /// A checked [`ModelEntry`], prices in micro-USD per million tokens.
@@ -57,12 +64,15 @@ struct CheckedModel {
     cached_input: Option<i64>,
     output: i64,
     enabled: bool,
+    max_output_tokens: Option<i32>,
 }
 
-/// Creates or replaces a catalog entry. Past events keep the cost they were
-/// recorded with; only later ones see new prices. A name already used by
-/// another model (as id or alias) is CONFLICT.
-pub async fn upsert(conn: &mut AsyncPgConnection, input: ModelEntry, now: DateTime<Utc>) -> AppResult<ModelRow> {
+/// Creates or replaces a catalog entry, and its routes when they are given,
+/// in one transaction. Past events keep the cost they were recorded with;
+/// only later ones see new prices. A name already used by another model (as
+/// id or alias) is CONFLICT.
+pub async fn upsert(conn: &mut AsyncPgConnection, mut input: ModelEntry, now: DateTime<Utc>) -> AppResult<ModelRow> {
+    let new_routes = input.routes.take();
     let model = check(input)?;
     conn.transaction::<_, AppError, _>(async |conn| {
         // Two concurrent upserts could each miss the other's new alias;
@@ -77,7 +87,11 @@ pub async fn upsert(conn: &mut AsyncPgConnection, input: ModelEntry, now: DateTi
             .collect();
         refuse_taken_names(&model, &others)?;
         let sort_order = others.iter().map(|m| m.sort_order).max().unwrap_or(0) + 1;
-        Ok(save(conn, &model, sort_order, now).await?)
+        let row = save(conn, &model, sort_order, now).await?;
+        if let Some(entries) = &new_routes {
+            routes::replace(conn, &row.id, entries).await?;
+        }
+        Ok(row)
     })
     .await
 }
@@ -113,6 +127,7 @@ async fn save(
         models::cached_input_micro_usd_per_mtok.eq(model.cached_input),
         models::output_micro_usd_per_mtok.eq(model.output),
         models::enabled.eq(model.enabled),
+        models::max_output_tokens.eq(model.max_output_tokens),
     );
     diesel::insert_into(models::table)
         .values((
@@ -150,6 +165,12 @@ fn check(input: ModelEntry) -> AppResult<CheckedModel> {
     if input.context_window.is_some_and(|n| n <= 0) {
         return Err(AppError::bad_input("contextWindow", "contextWindow must be positive"));
     }
+    if input.max_output_tokens.is_some_and(|n| n <= 0) {
+        return Err(AppError::bad_input(
+            "maxOutputTokens",
+            "maxOutputTokens must be positive",
+        ));
+    }
     Ok(CheckedModel {
         id,
         aliases,
@@ -163,6 +184,7 @@ fn check(input: ModelEntry) -> AppResult<CheckedModel> {
             .transpose()?,
         output: micro_usd("outputUsdPerMillionTokens", input.output_usd_per_million_tokens)?,
         enabled: input.enabled,
+        max_output_tokens: input.max_output_tokens,
     })
 }
 
@@ -233,6 +255,8 @@ mod tests {
             cached_input_usd_per_million_tokens: None,
             output_usd_per_million_tokens: 2.0,
             enabled: true,
+            max_output_tokens: None,
+            routes: None,
         }
     }
 

@@ -23,6 +23,8 @@ pub struct ModelRow {
     pub sort_order: i32,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The most output tokens one call may produce; None = unknown.
+    pub max_output_tokens: Option<i32>,
 }
 
 /// The whole catalog in display order.

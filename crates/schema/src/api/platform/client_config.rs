@@ -1,11 +1,13 @@
 //! `clientConfig`: what a client needs to find the service.
 
-use async_graphql::{Context, Object, SimpleObject};
+use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 
 use crate::{context::ContextExt, error::ApiResult};
+use tollgate_services::providers::model as providers;
 
 /// What a client (editor extension, web app) needs to find the service.
 #[derive(SimpleObject)]
+#[graphql(complex)]
 pub struct ClientConfig {
     /// Where to POST queries and mutations.
     pub graphql_url: String,
@@ -21,6 +23,19 @@ pub struct ClientConfig {
     pub billing_enabled: bool,
     /// Ways to sign in that this server offers.
     pub auth_providers: Vec<String>,
+}
+
+#[ComplexObject]
+impl ClientConfig {
+    /// The gateway's base URL for OpenAI SDKs (PUBLIC_URL + /v1); Anthropic SDKs take PUBLIC_URL itself. null while no provider is enabled.
+    async fn llm_base_url(&self, ctx: &Context<'_>) -> ApiResult<Option<String>> {
+        let app = ctx.app()?;
+        let mut conn = app.db().await?;
+        if !providers::any_enabled(&mut conn).await? {
+            return Ok(None);
+        }
+        Ok(Some(app.config().public_endpoint("v1")))
+    }
 }
 
 /// Queries about the service itself.

@@ -3,7 +3,7 @@
 
 use async_graphql::{ID, InputObject};
 
-use crate::scalars::Timestamp;
+use crate::{api::providers::inputs::ModelRouteInput, scalars::Timestamp};
 use tollgate_services::usage::{catalog::ModelEntry, record::UsageReport};
 
 /// One reported LLM call.
@@ -66,6 +66,10 @@ pub struct ModelInput {
     /// Disabled models are refused by authorizeUsage (usage is still recorded).
     #[graphql(default = true)]
     pub enabled: bool,
+    /// The most output tokens one call may produce (positive); null = unknown.
+    pub max_output_tokens: Option<i32>,
+    /// Replaces the model's routes when given; [] removes them; omitted keeps them.
+    pub routes: Option<Vec<ModelRouteInput>>,
 }
 
 impl From<ModelInput> for ModelEntry {
@@ -80,6 +84,8 @@ impl From<ModelInput> for ModelEntry {
             cached_input_usd_per_million_tokens: input.cached_input_usd_per_million_tokens,
             output_usd_per_million_tokens: input.output_usd_per_million_tokens,
             enabled: input.enabled,
+            max_output_tokens: input.max_output_tokens,
+            routes: input.routes.map(|routes| routes.into_iter().map(Into::into).collect()),
         }
     }
 }

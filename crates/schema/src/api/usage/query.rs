@@ -16,6 +16,7 @@ use crate::{
         enums as gql,
         keys::query::{ApiKey, keys_of_organization},
         orgs::query::Organization,
+        providers::query::{ModelRoute, model_callable, model_routes},
         usage::quota::Quota,
     },
     context::ContextExt,
@@ -89,6 +90,21 @@ impl Model {
     /// Disabled models are refused by authorizeUsage (usage is still recorded).
     async fn enabled(&self) -> bool {
         self.0.enabled
+    }
+
+    /// The most output tokens one call may produce; the gateway reserves at most this for a call that sets no limit. null = unknown.
+    async fn max_output_tokens(&self) -> Option<i32> {
+        self.0.max_output_tokens
+    }
+
+    /// True when the gateway can carry calls to this model (enabled, with at least one route to an enabled provider).
+    async fn callable(&self, ctx: &Context<'_>) -> ApiResult<bool> {
+        model_callable(ctx, &self.0).await
+    }
+
+    /// Where the gateway sends calls, in order: the first route, then the next on failure. ADMIN/SUPPORT (null with FORBIDDEN for others).
+    async fn routes(&self, ctx: &Context<'_>) -> ApiResult<Option<Vec<ModelRoute>>> {
+        model_routes(ctx, &self.0).await
     }
 }
 
