@@ -267,12 +267,7 @@ async fn run(args: Args, fake: Arc<FakeLlm>, open_files: u64) -> Result<usize> {
     println!("{}", report::header());
     let mut failures = 0;
     for name in selected {
-        let shape = bench.shape(CONCURRENCY);
-        eprintln!(
-            "running {name} ({} s warm-up, {} s measured)",
-            shape.warmup.as_secs(),
-            shape.window.as_secs()
-        );
+        eprintln!("running {name}");
         if let Err(e) = bench.run_workload(name).await {
             let skipped = e.downcast_ref::<Skipped>().is_some();
             if !skipped {
@@ -373,6 +368,9 @@ fn preamble(args: &Args, binary: &Path, open_files: u64) -> String {
         .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
         .unwrap_or_default();
     let options: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
+    // Other work on the machine skews every row: say how busy it was.
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
     let database = if args.database_url.is_some() {
         "DATABASE_URL"
     } else {
@@ -380,10 +378,11 @@ fn preamble(args: &Args, binary: &Path, open_files: u64) -> String {
     };
     let redis = if args.redis.is_some() { "yes" } else { "none" };
     format!(
-        "machine: {cpus} CPUs (nproc), {model}, {memory}; open files limit {open_files}\n\
+        "machine: {cpus} CPUs (nproc), {model}, {memory}; load average before the run {}; open files limit {open_files}\n\
          server: {version} ({}), PostgreSQL {database}, Redis {redis}\n\
          command: cargo bench --bench gateway{}{}\n\
          each row: {} s warm-up, then {} s measured; a latency is a whole call (streams: to their last byte)\n",
+        load.join(" "),
         binary.display(),
         if options.is_empty() { "" } else { " -- " },
         options.join(" "),
