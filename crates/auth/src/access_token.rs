@@ -109,26 +109,15 @@ impl AccessTokens {
 /// The development signing key: random, created once per data folder and
 /// kept there (mode 0600) so tokens survive restarts.
 pub fn load_or_create_dev_secret(data_dir: &Path) -> anyhow::Result<SecretString> {
-    use std::os::unix::fs::OpenOptionsExt;
-
-    let path = data_dir.join("jwt_secret");
-    if let Ok(existing) = std::fs::read_to_string(&path) {
-        let existing = existing.trim().to_owned();
-        if existing.len() >= 32 {
-            return Ok(SecretString::from(existing));
-        }
-    }
-    std::fs::create_dir_all(data_dir)?;
-    let mut bytes = [0u8; 32];
-    rand::rng().fill_bytes(&mut bytes);
-    let secret = hex::encode(bytes);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)?;
-    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    let secret = tollgate_platform::secrets::load_or_create_private_file(
+        &data_dir.join("jwt_secret"),
+        |existing| existing.len() >= 32,
+        || {
+            let mut bytes = [0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            hex::encode(bytes)
+        },
+    )?;
     Ok(SecretString::from(secret))
 }
 

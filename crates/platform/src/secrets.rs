@@ -164,26 +164,46 @@ fn derive_from(jwt_secret: &SecretString) -> anyhow::Result<[u8; SECRETS_KEY_BYT
 
 /// The development key kept in the data folder (created once, mode 0600).
 fn load_or_create_dev_key(data_dir: &Path) -> anyhow::Result<[u8; SECRETS_KEY_BYTES]> {
+    let text = load_or_create_private_file(
+        &data_dir.join(DEV_KEY_FILE),
+        |existing| decode_secrets_key(existing).is_ok(),
+        || {
+            let key: [u8; SECRETS_KEY_BYTES] = Aes256Gcm::generate_key(&mut OsRng).into();
+            base64::engine::general_purpose::STANDARD.encode(key)
+        },
+    )?;
+    Ok(decode_secrets_key(&text)?)
+}
+
+/// A development secret kept in a file of the data folder: the file's
+/// text when `usable` accepts it, else a new one from `create`, written
+/// readable by the owner only (mode 0600) so it survives restarts.
+pub fn load_or_create_private_file(
+    path: &Path,
+    usable: impl Fn(&str) -> bool,
+    create: impl FnOnce() -> String,
+) -> anyhow::Result<String> {
     use std::os::unix::fs::OpenOptionsExt;
 
-    let path = data_dir.join(DEV_KEY_FILE);
-    if let Ok(existing) = std::fs::read_to_string(&path)
-        && let Ok(key) = decode_secrets_key(&existing)
-    {
-        return Ok(key);
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim();
+        if usable(existing) {
+            return Ok(existing.to_owned());
+        }
     }
-    std::fs::create_dir_all(data_dir).context("creating the data folder")?;
-    let key: [u8; SECRETS_KEY_BYTES] = Aes256Gcm::generate_key(&mut OsRng).into();
-    let encoded = base64::engine::general_purpose::STANDARD.encode(key);
+    if let Some(folder) = path.parent() {
+        std::fs::create_dir_all(folder).context("creating the data folder")?;
+    }
+    let secret = create();
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(&path)
-        .context("writing the development secrets key")?;
-    std::io::Write::write_all(&mut file, encoded.as_bytes())?;
-    Ok(key)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())?;
+    Ok(secret)
 }
 
 #[cfg(test)]
