@@ -27,7 +27,7 @@ pub async fn create_user(app: &TestApp, email: &str, role: Role) -> Uuid {
             id: Uuid::now_v7(),
             email,
             name: "Test User",
-            password_hash: "!",
+            password_hash: Some("!"),
             role,
             email_verified_at: None,
             created_at: now,
