@@ -1,7 +1,10 @@
 //! Test harness: shared services, apps on port 0, and request helpers.
 
+pub mod github_fake;
 pub mod llm_fake;
 pub mod node;
+pub mod oauth_common;
+pub mod oidc_fake;
 pub mod people;
 pub mod sdl;
 pub mod services;
