@@ -10,7 +10,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use reqwest::{StatusCode, redirect::Policy};
 use serde_json::{Value, json};
-use tollgate::db::schema::{api_keys, audit_log};
+use tollgate::{
+    auth::email_tokens::{self, TokenPurpose},
+    db::schema::{api_keys, audit_log},
+};
 use url::Url;
 use uuid::Uuid;
 
@@ -587,4 +590,56 @@ async fn client_config_and_the_device_page_offer_each_provider() {
         .await
         .unwrap();
     assert!(!page.contains("data-provider="));
+}
+
+#[tokio::test]
+async fn a_provider_account_gets_a_password_through_the_reset_flow() {
+    let w = world().await;
+    let octo = signed_in(&sign_in(&w.app, "github").await);
+    let token = {
+        let mut conn = w.app.db().await;
+        email_tokens::create(
+            &mut conn,
+            octo.user_id,
+            "octo@example.com",
+            TokenPurpose::ResetPassword,
+            w.app.state.now(),
+        )
+        .await
+        .expect("a reset token")
+    };
+    let reset = w
+        .app
+        .graphql(
+            "mutation ($t: String!, $p: String!) { resetPassword(token: $t, newPassword: $p) }",
+            json!({ "t": token, "p": PASSWORD }),
+        )
+        .await;
+    assert_eq!(reset.data()["resetPassword"], true);
+    let login = w
+        .app
+        .graphql(LOGIN, json!({ "email": "octo@example.com", "password": PASSWORD }))
+        .await;
+    let access = login.data()["login"]["accessToken"]
+        .as_str()
+        .expect("accessToken")
+        .to_owned();
+    let me = w.app.graphql_as(&access, ME, json!({})).await;
+    assert_eq!(me.data()["me"]["hasPassword"], true);
+    assert_eq!(providers_of(&me.data()["me"]), ["github"]);
+    // With a password, the provider can go.
+    let unlinked = w.app.graphql_as(&access, UNLINK, json!({ "provider": "github" })).await;
+    assert_eq!(unlinked.data()["unlinkIdentity"]["identities"], json!([]));
+}
+
+#[tokio::test]
+async fn closed_registration_signs_in_known_people_but_signs_up_nobody() {
+    let w = world().await;
+    let grace = register_verified(&w.app, "grace@example.com").await;
+    let closed = w.app.spawn_sibling_with(&[("REGISTRATION_OPEN", Some("false"))]).await;
+    let back = trip(&closed, "github", None).await;
+    assert_eq!(param(&back, "error").as_deref(), Some("registration_closed"));
+    assert_eq!(param(&back, "code"), None);
+    let payload = sign_in(&closed, "acme").await;
+    assert_eq!(payload["user"]["id"], json!(grace.user_id.to_string()));
 }
