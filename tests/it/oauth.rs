@@ -243,6 +243,9 @@ async fn a_squatted_unverified_account_is_taken_over_by_the_addresss_owner() {
     let organization = personal_organization(&w.app, &squatter.access).await;
     let (key_id, secret) = key_made_before_the_rule(&w.app, squatter.user_id, &organization).await;
     assert!(usage_read(&w.app, &secret, &organization).await.is_ok());
+    // And a second factor of the signer-up's own, which would otherwise
+    // stand between the owner and the account.
+    enable_totp(&w.app, &squatter).await;
 
     let payload = sign_in(&w.app, "github").await;
     let user = &payload["user"];
@@ -250,6 +253,12 @@ async fn a_squatted_unverified_account_is_taken_over_by_the_addresss_owner() {
     assert_eq!(user["hasPassword"], false);
     assert_eq!(user["emailVerified"], true);
     assert_eq!(providers_of(user), ["github"]);
+    let owner = signed_in(&payload);
+    let mfa = w
+        .app
+        .graphql_as(&owner.access, "{ me { mfaEnabled } }", json!({}))
+        .await;
+    assert_eq!(mfa.data()["me"]["mfaEnabled"], false);
 
     // Whatever the signer-up could use has ended.
     let old = w.app.graphql_as(&squatter.access, ME, json!({})).await;
@@ -284,6 +293,7 @@ async fn a_squatted_unverified_account_is_taken_over_by_the_addresss_owner() {
     assert_eq!(audited[0]["provider"], "github");
     assert_eq!(audited[0]["keysRevoked"], 1);
     assert_eq!(audited[0]["passwordRemoved"], true);
+    assert_eq!(audited[0]["mfaDisabled"], true);
     assert!(audited[0]["sessionsEnded"].as_u64().unwrap_or(0) >= 1, "{}", audited[0]);
     let linked = audit_metadata(&w.app, squatter.user_id, "identity.linked").await;
     assert_eq!(linked[0]["reason"], "unverified account taken over");
