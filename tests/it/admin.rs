@@ -54,7 +54,7 @@ async fn insert_user(app: &TestApp, email: &str, name: &str, created_at: chrono:
             id: Uuid::now_v7(),
             email,
             name,
-            password_hash: "!",
+            password_hash: Some("!"),
             role: Role::User,
             email_verified_at: None,
             created_at,

@@ -32,6 +32,7 @@ mod lockout;
 mod mail;
 mod metrics;
 mod mfa;
+mod oauth;
 mod organizations;
 mod persisted_queries;
 mod playground;

@@ -62,12 +62,12 @@ fn next_step(app: &TestApp) {
 }
 
 /// The current code for `secret` by the app's clock.
-fn current_code(app: &TestApp, secret: &str) -> String {
+pub(crate) fn current_code(app: &TestApp, secret: &str) -> String {
     totp_code(secret, app.state.now())
 }
 
 /// Turns TOTP on for `person`; returns the secret and the recovery codes.
-async fn enable_totp(app: &TestApp, person: &SignedIn) -> (String, Vec<String>) {
+pub(crate) async fn enable_totp(app: &TestApp, person: &SignedIn) -> (String, Vec<String>) {
     fresh_step(app);
     let enrolled = app.graphql_as(&person.access, ENROLL, json!({})).await;
     let secret = enrolled.data()["enrollTotp"]["secret"]

@@ -295,7 +295,7 @@ fn refusal(response: &GqlResponse) -> (Option<&str>, Option<&str>) {
 
 /// What the holder of an API key reads of its organization's usage: the
 /// quota, or the error code.
-async fn usage_read(app: &TestApp, secret: &str, organization: &str) -> Result<Value, String> {
+pub(crate) async fn usage_read(app: &TestApp, secret: &str, organization: &str) -> Result<Value, String> {
     let read = app
         .graphql_as(
             secret,
@@ -312,7 +312,7 @@ async fn usage_read(app: &TestApp, secret: &str, organization: &str) -> Result<V
 /// A USAGE_READ key of `organization` made by `creator` straight in the
 /// database: a key an unverified account made before such accounts were
 /// refused keys. Returns its id and secret.
-async fn key_made_before_the_rule(app: &TestApp, creator: Uuid, organization: &str) -> (Uuid, String) {
+pub(crate) async fn key_made_before_the_rule(app: &TestApp, creator: Uuid, organization: &str) -> (Uuid, String) {
     let minted = secret::generate();
     let row = ApiKeyRow {
         id: Uuid::now_v7(),

@@ -134,7 +134,8 @@ pub struct NewUser<'a> {
     pub id: Uuid,
     pub email: &'a str,
     pub name: &'a str,
-    pub password_hash: &'a str,
+    /// None for an account made through an identity provider.
+    pub password_hash: Option<&'a str>,
     pub role: Role,
     pub email_verified_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -207,6 +208,16 @@ pub async fn set_password(
 ) -> QueryResult<UserRow> {
     diesel::update(users::table.find(id))
         .set((users::password_hash.eq(password_hash), users::updated_at.eq(now)))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// Removes the password (an account taken over through an identity
+/// provider): only the provider, or a password reset, signs it in now.
+pub async fn remove_password(conn: &mut AsyncPgConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<UserRow> {
+    diesel::update(users::table.find(id))
+        .set((users::password_hash.eq(None::<String>), users::updated_at.eq(now)))
         .returning(UserRow::as_returning())
         .get_result(conn)
         .await

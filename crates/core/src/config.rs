@@ -16,7 +16,9 @@ use std::{
 use ipnet::IpNet;
 
 pub mod gateway;
+pub mod oauth;
 pub use gateway::GatewayConfig;
+pub use oauth::OAuthConfig;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
@@ -143,6 +145,8 @@ pub struct Config {
     pub log_format: LogFormat,
     /// The LLM gateway: secrets key, providers from the environment, timeouts.
     pub gateway: GatewayConfig,
+    /// Sign-in with identity providers (GitHub, Google, OIDC issuers).
+    pub oauth: OAuthConfig,
 }
 
 impl fmt::Debug for Config {
@@ -168,6 +172,7 @@ impl fmt::Debug for Config {
             .field("billing_enabled", &self.stripe_secret_key.is_some())
             .field("smtp_configured", &self.smtp_url.is_some())
             .field("gateway", &self.gateway)
+            .field("oauth_providers", &self.oauth.keys())
             .finish_non_exhaustive()
     }
 }
@@ -271,6 +276,14 @@ impl Config {
         let stripe_webhook_secret = vars.get("STRIPE_WEBHOOK_SECRET").map(SecretString::from);
         let stripe_secret_key = vars.get("STRIPE_SECRET_KEY").map(SecretString::from);
         let gateway = GatewayConfig::read(&|name| vars.get(name))?;
+        let oauth = OAuthConfig::read(&|name| vars.get(name))?;
+        // A flow's PKCE verifier is stored encrypted, under SECRETS_KEY.
+        if production && !oauth.keys().is_empty() && gateway.secrets_key.is_none() {
+            return Err(ConfigError::new(
+                "SECRETS_KEY",
+                "is required when APP_ENV=production and an identity provider is configured",
+            ));
+        }
 
         Ok(Self {
             database_url,
@@ -333,6 +346,7 @@ impl Config {
                 }
             },
             gateway,
+            oauth,
         })
     }
 

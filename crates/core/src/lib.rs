@@ -7,6 +7,7 @@ pub mod clock;
 pub mod config;
 pub mod error;
 pub mod request;
+pub mod return_url;
 pub mod validate;
 
 pub use config::Config;

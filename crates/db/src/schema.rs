@@ -100,6 +100,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    identities (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        provider -> Text,
+        subject -> Text,
+        email -> Nullable<Text>,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     invitations (id) {
         id -> Uuid,
         organization_id -> Uuid,
@@ -171,6 +183,30 @@ diesel::table! {
         position -> Int4,
         provider_key -> Text,
         upstream_model -> Text,
+    }
+}
+
+diesel::table! {
+    oauth_flows (id) {
+        id -> Uuid,
+        state_hash -> Bytea,
+        provider -> Text,
+        redirect_uri -> Text,
+        nonce -> Text,
+        pkce_verifier -> Bytea,
+        link_user_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    oauth_login_codes (code_hash) {
+        code_hash -> Bytea,
+        user_id -> Uuid,
+        provider -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
     }
 }
 
@@ -385,6 +421,7 @@ diesel::joinable!(audit_log -> users (actor_id));
 diesel::joinable!(avatars -> users (user_id));
 diesel::joinable!(device_logins -> users (user_id));
 diesel::joinable!(email_tokens -> users (user_id));
+diesel::joinable!(identities -> users (user_id));
 diesel::joinable!(invitations -> organizations (organization_id));
 diesel::joinable!(invitations -> users (invited_by));
 diesel::joinable!(memberships -> organizations (organization_id));
@@ -393,6 +430,8 @@ diesel::joinable!(mfa_challenges -> users (user_id));
 diesel::joinable!(model_routes -> models (model_id));
 diesel::joinable!(model_routes -> providers (provider_key));
 diesel::joinable!(usage_reservations -> organizations (organization_id));
+diesel::joinable!(oauth_flows -> users (link_user_id));
+diesel::joinable!(oauth_login_codes -> users (user_id));
 diesel::joinable!(organizations -> users (personal_user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
@@ -414,12 +453,15 @@ diesel::allow_tables_to_appear_in_same_query!(
     device_logins,
     email_outbox,
     email_tokens,
+    identities,
     invitations,
     login_attempts,
     memberships,
     mfa_challenges,
     model_routes,
     models,
+    oauth_flows,
+    oauth_login_codes,
     organizations,
     plans,
     providers,

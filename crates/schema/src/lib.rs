@@ -27,6 +27,7 @@ use api::{
         device::{DeviceMutation, DeviceQuery},
         mfa::MfaMutation,
         mutation::AccountsMutation,
+        oauth::OAuthMutation,
         profile::ProfileMutation,
         query::AccountsQuery,
     },
@@ -83,6 +84,7 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     AccountsMutation,
     MfaMutation,
+    OAuthMutation,
     DeviceMutation,
     ProfileMutation,
     KeysMutation,

@@ -1,7 +1,10 @@
 //! Test harness: shared services, apps on port 0, and request helpers.
 
+pub mod github_fake;
 pub mod llm_fake;
 pub mod node;
+pub mod oauth_common;
+pub mod oidc_fake;
 pub mod people;
 pub mod sdl;
 pub mod services;
@@ -27,7 +30,7 @@ pub async fn create_user(app: &TestApp, email: &str, role: Role) -> Uuid {
             id: Uuid::now_v7(),
             email,
             name: "Test User",
-            password_hash: "!",
+            password_hash: Some("!"),
             role,
             email_verified_at: None,
             created_at: now,

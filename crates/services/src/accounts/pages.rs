@@ -13,19 +13,47 @@
 //! Referer (tokens travel in the URL).
 
 use axum::{
+    extract::State,
     http::{HeaderValue, header},
     response::{IntoResponse, Response},
 };
+
+use tollgate_auth::AppState;
 
 /// The policy every page is served with: its own inline script and style,
 /// requests to its own origin only, never framed.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'unsafe-inline' 'self'; \
      style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
-/// `GET /device`: sign in, type (or confirm the prefilled `?code=`) the
-/// user code, see which client asks and from where, approve or deny.
-pub async fn device_page() -> Response {
-    page("Sign in a device", DEVICE_BODY, DEVICE_SCRIPT)
+/// `GET /device`: sign in (with a password or a configured identity
+/// provider), type (or confirm the prefilled `?code=`) the user code, see
+/// which client asks and from where, approve or deny.
+pub async fn device_page(State(app): State<AppState>) -> Response {
+    let body = DEVICE_BODY.replace("<!--providers-->", &provider_buttons(&app.config().oauth.keys()));
+    page("Sign in a device", &body, DEVICE_SCRIPT)
+}
+
+/// A "Continue with ..." button per identity provider. Keys come from the
+/// configuration (letters, digits and underscores), never from the request.
+fn provider_buttons(keys: &[String]) -> String {
+    if keys.is_empty() {
+        return String::new();
+    }
+    let buttons: String = keys
+        .iter()
+        .filter(|key| key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .map(|key| {
+            let label = match key.as_str() {
+                "github" => "GitHub",
+                "google" => "Google",
+                other => other,
+            };
+            format!(
+                "  <button type=\"button\" class=\"secondary\" data-provider=\"{key}\">Continue with {label}</button>\n"
+            )
+        })
+        .collect();
+    format!("<div id=\"providers\">\n  <p class=\"muted\">Or, without a password:</p>\n{buttons}</div>\n")
 }
 
 /// `GET /verify-email?token=...`: verifies the address and says so.
@@ -166,6 +194,7 @@ const DEVICE_BODY: &str = r#"
   <label>Email <input type="email" name="email" autocomplete="username" required></label>
   <label>Password <input type="password" name="password" autocomplete="current-password" required></label>
   <button type="submit">Sign in</button>
+<!--providers-->
 </form>
 
 <form id="code-form" hidden>
@@ -228,31 +257,87 @@ function signedOut(error) {
   return false;
 }
 
-codeForm.elements.code.value = params.get("code") || "";
+// Back from an identity provider, `code` is the provider sign-in's
+// one-time code and the device's code travels as `userCode`.
+const fromProvider = params.get("via") === "provider";
+codeForm.elements.code.value = (fromProvider ? params.get("userCode") : params.get("code")) || "";
+
+async function signedIn(payload) {
+  token = payload.accessToken;
+  signin.elements.password.value = "";
+  document.getElementById("who").textContent = payload.user.email;
+  show(codeForm);
+  if (codeForm.elements.code.value.trim()) {
+    await lookUp();
+  } else {
+    codeForm.elements.code.focus();
+  }
+}
 
 signin.addEventListener("submit", (event) => {
   event.preventDefault();
-  const button = signin.querySelector("button");
+  const button = signin.querySelector("button[type=submit]");
   busy(button, async () => {
     say("");
     try {
       const data = await gql(
         "mutation ($input: LoginInput!) { login(input: $input) { accessToken user { email } } }",
         { input: { email: signin.elements.email.value, password: signin.elements.password.value } });
-      token = data.login.accessToken;
-      signin.elements.password.value = "";
-      document.getElementById("who").textContent = data.login.user.email;
-      show(codeForm);
-      if (codeForm.elements.code.value.trim()) {
-        await lookUp();
-      } else {
-        codeForm.elements.code.focus();
-      }
+      await signedIn(data.login);
     } catch (e) {
       say(e.message, "error");
     }
   });
 });
+
+// This page without its query: where a provider sends the browser back.
+function pageUrl() {
+  const url = new URL(location.href);
+  url.search = "";
+  url.hash = "";
+  return url;
+}
+for (const button of document.querySelectorAll("button[data-provider]")) {
+  button.addEventListener("click", () => busy(button, async () => {
+    say("");
+    const back = pageUrl();
+    back.searchParams.set("via", "provider");
+    const typed = codeForm.elements.code.value.trim();
+    if (typed) back.searchParams.set("userCode", typed);
+    try {
+      const data = await gql(
+        "mutation ($provider: String!, $back: String!) { startOAuthLogin(provider: $provider, redirectUri: $back) { authorizationUrl } }",
+        { provider: button.dataset.provider, back: back.toString() });
+      location.assign(data.startOAuthLogin.authorizationUrl);
+    } catch (e) {
+      say(e.message, "error");
+    }
+  }));
+}
+if (fromProvider) {
+  const oauthCode = params.get("code");
+  const failure = params.get("error_description") || params.get("error");
+  const back = pageUrl();
+  if (codeForm.elements.code.value) back.searchParams.set("code", codeForm.elements.code.value);
+  // The one-time code leaves the address bar and the history.
+  history.replaceState(null, "", back.toString());
+  if (failure) {
+    say("Signing in with the provider failed: " + failure, "error");
+  } else if (oauthCode) {
+    (async () => {
+      try {
+        const data = await gql(
+          "mutation ($code: String!) { completeOAuthLogin(code: $code) { accessToken user { email } } }",
+          { code: oauthCode });
+        await signedIn(data.completeOAuthLogin);
+      } catch (e) {
+        say(e.code === "MFA_REQUIRED"
+          ? "This account uses two-factor authentication, which this page cannot ask for: approve the device from your app instead."
+          : e.message, "error");
+      }
+    })();
+  }
+}
 
 document.getElementById("signout").addEventListener("click", async () => {
   await signOut();

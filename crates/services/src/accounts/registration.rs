@@ -134,7 +134,7 @@ pub async fn register(app: &AppState, input: Registration, meta: &RequestMeta) -
                         id: Uuid::now_v7(),
                         email,
                         name,
-                        password_hash,
+                        password_hash: Some(password_hash),
                         role: Role::User,
                         email_verified_at: invitation.as_ref().map(|_| now),
                         created_at: now,

@@ -41,7 +41,7 @@ pub async fn create_or_promote_admin(
         id: Uuid::now_v7(),
         email: &email,
         name: &name,
-        password_hash: &password_hash,
+        password_hash: Some(&password_hash),
         role: Role::Admin,
         email_verified_at: Some(now),
         created_at: now,

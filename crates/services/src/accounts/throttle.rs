@@ -1,7 +1,7 @@
 //! Per-client limits on the actions that guess or spam: login, register,
-//! password reset, device polling, device user codes, second factors (each its own
-//! bucket), per signed-in user for user codes, and on emails to one
-//! address.
+//! password reset, device polling, device user codes, second factors,
+//! identity-provider sign-ins (each its own bucket), per signed-in user
+//! for user codes, and on emails to one address.
 
 use std::time::Duration;
 
@@ -27,6 +27,9 @@ pub enum AuthAction {
     DeviceUserCode,
     /// `verifyMfa`: second factors of sign-ins.
     SecondFactor,
+    /// `startOAuthLogin` and `completeOAuthLogin`: sign-ins through an
+    /// identity provider.
+    OAuth,
 }
 
 impl AuthAction {
@@ -38,6 +41,7 @@ impl AuthAction {
             Self::DevicePolling => "device",
             Self::DeviceUserCode => "device_user_code",
             Self::SecondFactor => "mfa",
+            Self::OAuth => "oauth",
         }
     }
 }

@@ -5,7 +5,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use crate::{
-    billing::{changes, notices, urls::allowed_return_url},
+    billing::{changes, notices},
     plans::{
         model::{self, PlanRow},
         stripe_api::{CheckoutLink, CheckoutRequest, StripeApi},
@@ -14,6 +14,7 @@ use crate::{
 };
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
+use tollgate_core::return_url::allowed_return_url;
 
 /// What the caller asked to buy, and where Stripe sends them afterwards.
 pub struct CheckoutInput<'a> {

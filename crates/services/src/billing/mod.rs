@@ -12,7 +12,6 @@ pub mod checkout;
 pub mod lapses;
 pub mod notices;
 pub mod portal;
-pub mod urls;
 pub mod webhooks;
 
 use axum::{Router, extract::FromRef, routing::post};

@@ -3,12 +3,10 @@
 
 use uuid::Uuid;
 
-use crate::{
-    billing::urls::allowed_return_url,
-    plans::{stripe_api::StripeApi, subscription},
-};
+use crate::plans::{stripe_api::StripeApi, subscription};
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
+use tollgate_core::return_url::allowed_return_url;
 
 /// A Billing Portal session URL for the organization's customer;
 /// BAD_USER_INPUT when it has none yet (nothing was ever bought).

@@ -1,8 +1,9 @@
 //! Accounts in GraphQL: users, sessions, sign-in, profiles, device login
-//! and two-factor authentication.
+//! two-factor authentication and identity providers.
 
 pub mod device;
 pub mod mfa;
 pub mod mutation;
+pub mod oauth;
 pub mod profile;
 pub mod query;

@@ -5,6 +5,7 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use crate::{
     access,
     api::{
+        accounts::oauth::Identity,
         enums as gql,
         orgs::query::{Membership, SeenBy},
     },
@@ -17,6 +18,7 @@ use tollgate_auth::{
     users::{Role, UserRow},
 };
 use tollgate_core::error::AppError;
+use tollgate_services::accounts::oauth::identities;
 
 /// A person with an account.
 pub struct User {
@@ -160,6 +162,20 @@ impl User {
     async fn mfa_enabled(&self, ctx: &Context<'_>) -> ApiResult<Option<bool>> {
         self.require_self_or_staff(ctx).await?;
         Ok(Some(self.row.mfa_enabled()))
+    }
+
+    /// Accounts at identity providers this user signs in with. The user themself and ADMIN/SUPPORT; null with FORBIDDEN for others.
+    async fn identities(&self, ctx: &Context<'_>) -> ApiResult<Option<Vec<Identity>>> {
+        self.require_self_or_staff(ctx).await?;
+        let mut conn = ctx.app()?.db().await?;
+        let rows = identities::of_user(&mut conn, self.row.id).await?;
+        Ok(Some(rows.into_iter().map(Identity).collect()))
+    }
+
+    /// False for accounts created through an identity provider until a password is set (by the reset flow). The user themself and ADMIN/SUPPORT; null with FORBIDDEN for others.
+    async fn has_password(&self, ctx: &Context<'_>) -> ApiResult<Option<bool>> {
+        self.require_self_or_staff(ctx).await?;
+        Ok(Some(self.row.password_hash.is_some()))
     }
 }
 

@@ -60,8 +60,12 @@ impl PlatformQuery {
             registration_open: config.registration_open,
             billing_enabled: config.stripe_secret_key.is_some(),
             // Email and password (`login`) and device login for editors and CLIs
-            // (`startDeviceLogin`); both are always on.
-            auth_providers: vec!["password".into(), "device".into()],
+            // (`startDeviceLogin`) are always on; then each configured
+            // identity provider (`startOAuthLogin`).
+            auth_providers: ["password".to_owned(), "device".to_owned()]
+                .into_iter()
+                .chain(config.oauth.keys())
+                .collect(),
         })
     }
 }

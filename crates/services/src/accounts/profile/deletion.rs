@@ -14,7 +14,9 @@ use crate::orgs::model as orgs;
 use tollgate_auth::{AppState, roles::OrgRole, sessions, users as model, users::UserRow};
 use tollgate_core::error::{AppError, AppResult};
 use tollgate_core::request::RequestMeta;
-use tollgate_db::schema::{email_tokens, memberships, organizations, sessions as sessions_table, users};
+use tollgate_db::schema::{
+    email_tokens, memberships, oauth_login_codes, organizations, sessions as sessions_table, users,
+};
 use tollgate_platform::{
     announcements::Recorded,
     audit::{self, AuditEntry},
@@ -51,6 +53,12 @@ pub async fn delete_account(
         .optional()?
         .ok_or_else(AppError::unauthenticated)?;
     drop(conn);
+    if user.password_hash.is_none() {
+        return Err(AppError::bad_input(
+            "password",
+            "this account has no password yet (it signs in through an identity provider): set one first with requestPasswordReset, then delete the account with it",
+        ));
+    }
     crate::accounts::login::confirm_password(app, &user, password, "password").await?;
     let now = app.now();
     let ip = Some(meta.client_ip.to_string());
@@ -168,6 +176,11 @@ pub async fn tombstone(
     mfa::store::clear(conn, user_id, now).await?;
     mfa::recovery_codes::delete_all(conn, user_id).await?;
     mfa::challenge::forget_all(conn, user_id).await?;
+    // The provider accounts may sign up afresh; their pending sign-ins end.
+    crate::accounts::oauth::identities::delete_of_user(conn, user_id).await?;
+    diesel::delete(oauth_login_codes::table.filter(oauth_login_codes::user_id.eq(user_id)))
+        .execute(conn)
+        .await?;
     diesel::update(users::table.find(user_id))
         .set((
             users::deleted_at.eq(now),

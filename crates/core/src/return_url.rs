@@ -1,9 +1,10 @@
-//! Where Stripe may send people back to: only our own origins, so a
-//! checkout or portal link can never be turned into an open redirect.
+//! Where the server may send a browser back to (Stripe's checkout and
+//! portal, an identity provider's sign-in): only the app's own origins,
+//! so none of them can be turned into an open redirect.
 
 use url::Url;
 
-use tollgate_core::{
+use crate::{
     config::{Config, CorsOrigins},
     error::{AppError, AppResult},
 };
@@ -14,8 +15,9 @@ const MAX_URL_LEN: usize = 2048;
 
 /// Accepts `raw` when it is an http(s) URL on APP_URL's or PUBLIC_URL's
 /// origin, or on an origin listed in CORS_ORIGINS (a wildcard never counts,
-/// in development too). Returns it unchanged: Stripe fills placeholders
-/// such as `{CHECKOUT_SESSION_ID}` that re-serializing could escape.
+/// in development too); BAD_USER_INPUT naming `field` otherwise. Returns
+/// it unchanged: Stripe fills placeholders such as `{CHECKOUT_SESSION_ID}`
+/// that re-serializing could escape.
 pub fn allowed_return_url<'a>(config: &Config, field: &'static str, raw: &'a str) -> AppResult<&'a str> {
     let refused = || AppError::bad_input(field, "must be an http(s) URL on one of the app's own origins");
     if raw.len() > MAX_URL_LEN {
