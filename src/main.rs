@@ -10,6 +10,16 @@ use tollgate::{
     platform::telemetry,
 };
 
+/// mimalloc rather than glibc's malloc. A nested read allocates and frees a
+/// value, a future and a name for each of its thousands of fields, from
+/// both runtime threads at once; under glibc that was a third of the CPU of
+/// an admin's organization list, much of it contention between the
+/// threads' arenas. mimalloc's per-thread heaps take it without locks, and
+/// it hands freed pages back to the system, so memory returns near its
+/// baseline after load (benches/README.md has the figures).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// GraphQL server for user management and LLM token metering.
 #[derive(Parser)]
 #[command(name = "tollgate", version, about)]

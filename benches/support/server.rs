@@ -169,6 +169,14 @@ impl Server {
         procfs::postmaster(&self.postgres_dir())
     }
 
+    /// The embedded PostgreSQL's folder (its Unix socket is there), when
+    /// the server runs one.
+    // The reads benchmark's (SQL seeding, pgbench); the gateway's has no use for it.
+    #[allow(dead_code)]
+    pub fn postgres_socket_dir(&self) -> Option<PathBuf> {
+        self.embedded_postgres.then(|| self.postgres_dir())
+    }
+
     fn postgres_dir(&self) -> PathBuf {
         self.data_dir.path().join("postgres")
     }

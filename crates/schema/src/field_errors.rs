@@ -20,16 +20,35 @@
 //! the executor and is remembered until a nullable position above it (the
 //! field of a parent, or an element of a list with nullable items) takes
 //! it and becomes null.
+//!
+//! The same hook does what else must happen around every field, because
+//! every extension in the schema costs a boxed future per field (some
+//! 6,000 in an admin's organization list) whether or not it looks at
+//! fields: the API key gate ([`crate::key_gate`], whose refusals are field
+//! errors like any other), and a connection scope of the field's own
+//! ([`tollgate_db::hold`]: sibling fields resolve concurrently in one task,
+//! and each may hold a connection). Its execution hook also gives every
+//! execution fresh loaders ([`crate::loaders::fresh_loaders`]), and its
+//! parse hook runs the input guard ([`crate::input_guard`]) on each
+//! parsed document, before the query limits look at it.
 
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use async_graphql::{
-    PathSegment, QueryPathNode, QueryPathSegment, Response, ServerError, ServerResult, Value,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute, NextResolve, ResolveInfo},
+use std::sync::{
+    Arc, Mutex, MutexGuard, OnceLock,
+    atomic::{AtomicBool, Ordering},
 };
 
-/// The schema extension; register it outside every extension that may
-/// fail a field (the API key gate), so it sees their errors.
+use async_graphql::{
+    PathSegment, QueryPathNode, QueryPathSegment, Response, ServerError, ServerResult, Value, Variables,
+    extensions::{
+        Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery, NextResolve, ResolveInfo,
+    },
+    parser::types::ExecutableDocument,
+};
+
+use tollgate_auth::{KeyIdentity, Principal};
+
+/// The schema extension around every field; register it outside every
+/// extension that may fail a field, so it sees their errors.
 pub struct FieldErrors;
 
 impl ExtensionFactory for FieldErrors {
@@ -42,6 +61,12 @@ impl ExtensionFactory for FieldErrors {
 #[derive(Default)]
 struct FieldErrorsExtension {
     caught: Mutex<Caught>,
+    /// Whether `caught.unresolved` was ever non-empty: fields that succeed
+    /// (nearly all of them) then need not take the lock.
+    any_unresolved: AtomicBool,
+    /// The caller's key, when the caller is one: read once per execution,
+    /// not per field.
+    key: OnceLock<Option<Arc<KeyIdentity>>>,
 }
 
 #[derive(Default)]
@@ -60,10 +85,55 @@ impl FieldErrorsExtension {
         // consistent data.
         self.caught.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// The caller's key, if the caller is one.
+    fn key(&self, ctx: &ExtensionContext<'_>) -> Option<&Arc<KeyIdentity>> {
+        self.key
+            .get_or_init(|| match ctx.data_opt::<Principal>() {
+                Some(Principal::ApiKey(key)) => Some(key.clone()),
+                _ => None,
+            })
+            .as_ref()
+    }
+
+    /// The field's own outcome: refused for a key that may not reach it,
+    /// otherwise resolved in a connection scope of its own. An element of
+    /// a list takes no connection itself (its fields do, each in a scope
+    /// of their own), so it needs no scope.
+    async fn run_field(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        info: ResolveInfo<'_>,
+        next: NextResolve<'_>,
+    ) -> ServerResult<Option<Value>> {
+        if let Some(key) = self.key(ctx)
+            && let Some(refusal) = crate::key_gate::refusal(key, &info)
+        {
+            return Err(refusal);
+        }
+        if matches!(info.path_node.segment, QueryPathSegment::Index(_)) {
+            next.run(ctx, info).await
+        } else {
+            tollgate_db::hold::scoped(next.run(ctx, info)).await
+        }
+    }
 }
 
 #[async_trait::async_trait]
 impl Extension for FieldErrorsExtension {
+    /// Argument values that would fail inside a resolver are refused
+    /// before any runs.
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        crate::input_guard::guard(&ctx.schema_env.registry, document, variables)
+    }
+
     /// Queries and mutations (over HTTP and websockets) and each event of
     /// a subscription pass here once.
     async fn execute(
@@ -72,7 +142,10 @@ impl Extension for FieldErrorsExtension {
         operation_name: Option<&str>,
         next: NextExecute<'_>,
     ) -> Response {
-        let mut response = next.run(ctx, operation_name).await;
+        let mut response = match crate::loaders::fresh_loaders(ctx) {
+            Some(loaders) => next.run_with_data(ctx, operation_name, loaders).await,
+            None => next.run(ctx, operation_name).await,
+        };
         let caught = std::mem::take(&mut *self.caught());
         if !caught.unresolved.is_empty() {
             // Non-null all the way up to the root.
@@ -90,7 +163,7 @@ impl Extension for FieldErrorsExtension {
     ) -> ServerResult<Option<Value>> {
         let return_type = info.return_type;
         let node = info.path_node;
-        match next.run(ctx, info).await {
+        match self.run_field(ctx, info, next).await {
             Err(mut error) => {
                 let path = response_path(node);
                 if error.path.is_empty() {
@@ -102,8 +175,10 @@ impl Extension for FieldErrorsExtension {
                     return Ok(Some(Value::Null));
                 }
                 caught.unresolved.push(path);
+                self.any_unresolved.store(true, Ordering::Release);
                 Err(error)
             }
+            Ok(value) if !self.any_unresolved.load(Ordering::Acquire) => Ok(value),
             Ok(mut value) => {
                 let mut caught = self.caught();
                 if !caught.unresolved.is_empty()

@@ -4,20 +4,14 @@
 //! and so are fields of its organization its scopes do not reach, so no
 //! resolver has to remember that keys exist.
 //!
-//! The same hook gives each field its own connection scope
-//! ([`tollgate_db::hold`]): sibling fields resolve concurrently in one task,
-//! and each may hold a connection of its own. One hook does both because
-//! each hook costs a boxed future per field.
+//! The check runs in the one hook around every field
+//! ([`crate::field_errors`]): each extension in the schema costs a boxed
+//! future per field, whether or not it looks at fields.
 
-use std::sync::Arc;
+use async_graphql::{ServerError, extensions::ResolveInfo};
 
-use async_graphql::{
-    ServerResult, Value,
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextResolve, ResolveInfo},
-};
-
-use crate::{field_errors::response_path, request::server_error};
-use tollgate_auth::{KeyIdentity, Principal};
+use crate::request::server_error;
+use tollgate_auth::KeyIdentity;
 use tollgate_core::error::{AppError, AppResult, ErrorCode};
 use tollgate_services::orgs::access::{Access, KeyAccess};
 
@@ -51,34 +45,12 @@ fn is_named(qualified: &str, root_type: &str, field: &str) -> bool {
         .is_some_and(|(ty, name)| ty == root_type && name == field)
 }
 
-/// The schema extension that applies [`key_may_call`].
-pub struct KeyGate;
-
-impl ExtensionFactory for KeyGate {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(KeyGateExtension)
-    }
-}
-
-struct KeyGateExtension;
-
-#[async_trait::async_trait]
-impl Extension for KeyGateExtension {
-    async fn resolve(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        info: ResolveInfo<'_>,
-        next: NextResolve<'_>,
-    ) -> ServerResult<Option<Value>> {
-        if let Some(Principal::ApiKey(key)) = ctx.data_opt::<Principal>()
-            && let Err(error) = check_key_field(key, &info)
-        {
-            let mut error = server_error(error);
-            error.path = response_path(info.path_node);
-            return Err(error);
-        }
-        tollgate_db::hold::scoped(next.run(ctx, info)).await
-    }
+/// The refusal of a field `key` may not reach, as the field's error (the
+/// hook gives it the field's path); None for fields it may use. Called by
+/// [`crate::field_errors::FieldErrors`] around every field when the caller
+/// is a key, which it finds out once per execution.
+pub(crate) fn refusal(key: &KeyIdentity, info: &ResolveInfo<'_>) -> Option<ServerError> {
+    check_key_field(key, info).err().map(server_error)
 }
 
 /// A key's access to one field: root fields from [`KEY_ROOT_FIELDS`];

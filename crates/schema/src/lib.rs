@@ -105,13 +105,12 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
     let mut builder = Schema::build(QueryRoot::default(), MutationRoot::default(), SubscriptionRoot)
         // First, so it sees the codes the extensions after it set.
         .extension(metrics::GraphqlMetrics)
+        // Parse errors, the input guard, the caps on cost and statements.
         .extension(limits::Limits::new(limits, cost_model()))
-        .extension(input_guard::InputGuard)
-        // Outside every extension that may fail a field, so that it sees
-        // their errors too.
+        // Around every field: field errors, the API key gate, connection
+        // scopes; fresh loaders for each execution. One extension for all
+        // of it, since each extension costs a boxed future per field.
         .extension(field_errors::FieldErrors)
-        .extension(key_gate::KeyGate)
-        .extension(loaders::FreshLoaders)
         // The parser's own guard against stack exhaustion; the configurable
         // depth limit (QUERY_TOO_COMPLEX) sits below it.
         .limit_recursive_depth(64);

@@ -1,14 +1,14 @@
 //! Per-request batch loaders. Built fresh for every execution (see
-//! [`FreshLoaders`]) so nothing cached crosses requests or tenants; each
+//! [`fresh_loaders`]) so nothing cached crosses requests or tenants; each
 //! turns the fields of one query level into one SQL statement, whatever the
 //! number of parents.
 
-use std::{collections::HashMap, hash::Hash, sync::Arc};
+use std::{collections::HashMap, hash::Hash};
 
 use async_graphql::{
-    Data, Response,
+    Data,
     dataloader::{CacheFactory, DataLoader, HashMapCache, Loader, NoCache},
-    extensions::{Extension, ExtensionContext, ExtensionFactory, NextExecute},
+    extensions::ExtensionContext,
 };
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -363,32 +363,16 @@ impl Loaders {
     }
 }
 
-/// Gives every execution its own [`Loaders`]: an HTTP request (one
-/// execution) keeps one set throughout, and a subscription gets a fresh set
-/// for each update it sends, so an update hours after subscribing shows
-/// current names, plans and memberships, and quotas for the moment it is
-/// sent, not what the caches held when the client subscribed.
-pub struct FreshLoaders;
-
-impl ExtensionFactory for FreshLoaders {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(FreshLoaders)
-    }
-}
-
-#[async_trait::async_trait]
-impl Extension for FreshLoaders {
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let Some(app) = ctx.data_opt::<AppState>() else {
-            return next.run(ctx, operation_name).await;
-        };
-        let mut data = Data::default();
-        data.insert(Loaders::new(app.pool(), app.now()));
-        next.run_with_data(ctx, operation_name, data).await
-    }
+/// Every execution's own [`Loaders`], as data to attach to it (None
+/// without an app, as in unit tests of the schema): an HTTP request (one
+/// execution) keeps one set throughout, and a subscription gets a fresh
+/// set for each update it sends, so an update hours after subscribing
+/// shows current names, plans and memberships, and quotas for the moment
+/// it is sent, not what the caches held when the client subscribed.
+/// Called by the execution hook of [`crate::field_errors::FieldErrors`].
+pub fn fresh_loaders(ctx: &ExtensionContext<'_>) -> Option<Data> {
+    let app = ctx.data_opt::<AppState>()?;
+    let mut data = Data::default();
+    data.insert(Loaders::new(app.pool(), app.now()));
+    Some(data)
 }

@@ -59,7 +59,7 @@ pub fn refuse_forged_uploads(request: &GqlRequest) -> Result<(), AppError> {
 }
 
 /// Attaches what every resolver may ask for to a request (loaders come
-/// with each execution: [`crate::loaders::FreshLoaders`]).
+/// with each execution: [`crate::loaders::fresh_loaders`]).
 pub fn with_request_data(
     app: &AppState,
     request: GqlRequest,

@@ -4,9 +4,10 @@
 //!
 //! The recording instance publishes `usage.recorded` on the event bus after
 //! commit (Redis pub/sub, or PostgreSQL LISTEN/NOTIFY without Redis). One
-//! hub per instance follows the bus and routes each message to the
-//! organization's local channel, so a subscriber only ever sees (and
-//! parses) its own organization's events. The bus uses one shared channel
+//! hub per instance follows the bus, reads each message once and routes it
+//! to the organization's local channel, where all of that organization's
+//! subscribers share it: a subscriber only ever sees its own
+//! organization's events, and ten thousand of them cost one parse. The bus uses one shared channel
 //! rather than one per organization: an instance then holds one Redis
 //! subscription whatever the number of tenants, and the routing by
 //! organization happens here, in memory.
@@ -17,6 +18,7 @@
 //! websocket connections and subscriptions act on.
 
 use std::{
+    any::Any,
     collections::HashMap,
     sync::{Arc, Mutex},
 };
@@ -28,6 +30,7 @@ use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::usage::live_message::UsageUpdateMessage;
 use tollgate_auth::{
     AppState, Principal,
     keys::events::{KEY_REVOKED, KeyRevoked},
@@ -76,9 +79,49 @@ pub struct UsageHub {
 }
 
 struct HubInner {
-    organizations: Mutex<HashMap<Uuid, broadcast::Sender<Arc<str>>>>,
+    organizations: Mutex<HashMap<Uuid, broadcast::Sender<Arc<LiveUsage>>>>,
     access: broadcast::Sender<AccessChange>,
     connections: Mutex<HashMap<Uuid, usize>>,
+}
+
+/// Shapes of answer one event keeps (subscribers asking for more shapes
+/// than this make theirs themselves).
+const MAX_RENDERINGS: usize = 16;
+
+/// One recorded event as this instance's subscribers of its organization
+/// share it: the message, read once, and the answers made from it.
+pub struct LiveUsage {
+    /// The event, its quota and threshold.
+    pub message: UsageUpdateMessage,
+    /// Answers made from the message alone, by the shape asked for, so
+    /// that the subscribers asking for the same shape share one.
+    renderings: Mutex<Vec<(String, Arc<dyn Any + Send + Sync>)>>,
+}
+
+impl LiveUsage {
+    /// An event as read from the bus.
+    pub fn new(message: UsageUpdateMessage) -> Self {
+        Self {
+            message,
+            renderings: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The answer made for `shape` already, if any. `shape` must say
+    /// everything the answer depends on besides the message.
+    pub fn rendering<T: Any + Send + Sync>(&self, shape: &str) -> Option<Arc<T>> {
+        let renderings = self.renderings.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, rendering) = renderings.iter().find(|(kept, _)| kept == shape)?;
+        rendering.clone().downcast().ok()
+    }
+
+    /// Keeps the answer made for `shape` for the subscribers after this one.
+    pub fn keep<T: Any + Send + Sync>(&self, shape: String, rendering: Arc<T>) {
+        let mut renderings = self.renderings.lock().unwrap_or_else(|p| p.into_inner());
+        if renderings.len() < MAX_RENDERINGS && renderings.iter().all(|(kept, _)| *kept != shape) {
+            renderings.push((shape, rendering));
+        }
+    }
 }
 
 /// Websocket connections one user or key may hold open on one instance.
@@ -114,15 +157,10 @@ impl Default for UsageHub {
     }
 }
 
-/// Just enough of a `usage.recorded` payload to route it.
-#[derive(Deserialize)]
-struct Routing {
-    organization_id: Uuid,
-}
-
 impl UsageHub {
-    /// The usage payloads (JSON) of one organization from now on.
-    pub fn follow_organization(&self, organization_id: Uuid) -> broadcast::Receiver<Arc<str>> {
+    /// The usage of one organization from now on, each message read once
+    /// and shared by all its subscribers on this instance.
+    pub fn follow_organization(&self, organization_id: Uuid) -> broadcast::Receiver<Arc<LiveUsage>> {
         let mut organizations = self.inner.organizations.lock().unwrap_or_else(|p| p.into_inner());
         organizations
             .entry(organization_id)
@@ -163,18 +201,19 @@ impl UsageHub {
         self.inner.access.subscribe()
     }
 
-    fn route_usage(&self, payload: Arc<str>) {
-        let Ok(routing) = serde_json::from_str::<Routing>(&payload) else {
+    fn route_usage(&self, payload: &str) {
+        let Ok(message) = UsageUpdateMessage::from_json(payload) else {
             tracing::warn!("unreadable usage.recorded message dropped");
             return;
         };
+        let organization_id = message.organization_id;
         let mut organizations = self.inner.organizations.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(sender) = organizations.get(&routing.organization_id) else {
+        let Some(sender) = organizations.get(&organization_id) else {
             return;
         };
-        if sender.send(payload).is_err() {
+        if sender.send(Arc::new(LiveUsage::new(message))).is_err() {
             // Nobody listens any more: forget the channel.
-            organizations.remove(&routing.organization_id);
+            organizations.remove(&organization_id);
         }
     }
 
@@ -222,7 +261,7 @@ impl UsageHub {
                     message = messages.recv() => message,
                 };
                 match message {
-                    Ok(BusMessage::Event { topic, payload }) if &*topic == USAGE_RECORDED => hub.route_usage(payload),
+                    Ok(BusMessage::Event { topic, payload }) if &*topic == USAGE_RECORDED => hub.route_usage(&payload),
                     Ok(_) | Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => return,
                 }

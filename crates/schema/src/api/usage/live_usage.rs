@@ -3,7 +3,13 @@
 //! until the subscriber loses access. (Not a billing subscription: those
 //! are [`crate::api::billing`]'s.)
 
-use async_graphql::{Context, ID, Subscription};
+use std::{borrow::Cow, fmt::Write, sync::Arc};
+
+use async_graphql::{
+    Context, ContextSelectionSet, ID, OutputType, Positioned, ServerResult, Subscription, Value,
+    parser::types::{Field, Selection, SelectionSet},
+    registry::Registry,
+};
 use futures_util::{Stream, stream};
 use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
@@ -16,10 +22,7 @@ use crate::{
 };
 use tollgate_auth::{AppState, Principal};
 use tollgate_core::error::{AppError, ErrorCode};
-use tollgate_services::usage::{
-    live::{self, AccessChange, UsageHub},
-    live_message::UsageUpdateMessage,
-};
+use tollgate_services::usage::live::{self, AccessChange, LiveUsage, UsageHub};
 
 /// The GraphQL `Subscription` root: every subscription field.
 #[derive(Default)]
@@ -32,7 +35,7 @@ impl SubscriptionRoot {
         &self,
         ctx: &Context<'_>,
         organization_id: ID,
-    ) -> Result<impl Stream<Item = ApiResult<UsageUpdate>> + use<>, ApiError> {
+    ) -> Result<impl Stream<Item = ApiResult<LiveUpdate>> + use<>, ApiError> {
         let organization_id = Uuid::parse_str(&organization_id).map_err(|_| AppError::not_found("organization"))?;
         let app = ctx.app()?.clone();
         let hub = ctx.data::<UsageHub>()?.clone();
@@ -60,7 +63,7 @@ struct Feed {
     hub: UsageHub,
     principal: Principal,
     organization_id: Uuid,
-    updates: broadcast::Receiver<std::sync::Arc<str>>,
+    updates: broadcast::Receiver<Arc<LiveUsage>>,
     changes: broadcast::Receiver<AccessChange>,
     finished: bool,
 }
@@ -73,17 +76,15 @@ impl Drop for Feed {
 
 impl Feed {
     /// The next update, or a last error and the end.
-    async fn next(mut self) -> Option<(ApiResult<UsageUpdate>, Self)> {
+    async fn next(mut self) -> Option<(ApiResult<LiveUpdate>, Self)> {
         if self.finished {
             return None;
         }
         loop {
             tokio::select! {
                 update = self.updates.recv() => match update {
-                    Ok(payload) => match UsageUpdateMessage::from_json(&payload) {
-                        Ok(message) => return Some((Ok(UsageUpdate::from(message)), self)),
-                        Err(e) => tracing::warn!(error = ?e, "unreadable usage update skipped"),
-                    },
+                    // Read once by the hub, shared by every subscriber.
+                    Ok(event) => return Some((Ok(LiveUpdate(event)), self)),
                     Err(RecvError::Lagged(missed)) => {
                         tracing::info!(missed, "usage subscriber too slow; dropped");
                         return self.finish(AppError::client(
@@ -102,7 +103,7 @@ impl Feed {
         }
     }
 
-    fn finish(mut self, error: AppError) -> Option<(ApiResult<UsageUpdate>, Self)> {
+    fn finish(mut self, error: AppError) -> Option<(ApiResult<LiveUpdate>, Self)> {
         self.finished = true;
         Some((Err(error.into()), self))
     }
@@ -130,5 +131,106 @@ impl Feed {
         live::may_watch(&self.app, &self.principal, self.organization_id)
             .await
             .unwrap_or(true)
+    }
+}
+
+/// One event as a subscriber receives it: the GraphQL `UsageUpdate`, whose
+/// answer is made once per event and shape of selection when the
+/// selection reads only what the message holds (the same for every
+/// subscriber, whoever they are), and shared by every subscriber asking
+/// for that shape. Anything else (the event's organization, key or user,
+/// which depend on who looks and are read from the database; arguments;
+/// directives; fragments) is resolved for each subscriber as usual.
+pub struct LiveUpdate(Arc<LiveUsage>);
+
+/// The fields read from the message alone, by type: (type, field, the
+/// field's own type when it is an object).
+const SHARED_FIELDS: &[(&str, &str, Option<&str>)] = &[
+    ("UsageUpdate", "event", Some("UsageEvent")),
+    ("UsageUpdate", "quota", Some("Quota")),
+    ("UsageUpdate", "thresholdCrossed", None),
+    ("UsageEvent", "id", None),
+    ("UsageEvent", "model", None),
+    ("UsageEvent", "promptTokens", None),
+    ("UsageEvent", "cachedTokens", None),
+    ("UsageEvent", "completionTokens", None),
+    ("UsageEvent", "totalTokens", None),
+    ("UsageEvent", "costMicroUsd", None),
+    ("UsageEvent", "priced", None),
+    ("UsageEvent", "requestId", None),
+    ("UsageEvent", "source", None),
+    ("UsageEvent", "estimated", None),
+    ("UsageEvent", "provider", None),
+    ("UsageEvent", "metadata", None),
+    ("UsageEvent", "occurredAt", None),
+    ("UsageEvent", "createdAt", None),
+    ("Quota", "periodStart", None),
+    ("Quota", "periodEnd", None),
+    ("Quota", "tokensUsed", None),
+    ("Quota", "tokenLimit", None),
+    ("Quota", "remaining", None),
+    ("Quota", "exceeded", None),
+    ("Quota", "requestsToday", None),
+    ("Quota", "dailyRequestLimit", None),
+];
+
+/// The selection written out (names, aliases, nesting) when every field
+/// of it is one of [`SHARED_FIELDS`] (or `__typename`) without arguments
+/// or directives; None otherwise.
+fn shared_shape(set: &SelectionSet, ty: &str, shape: &mut String) -> Option<()> {
+    shape.push('{');
+    for selection in &set.items {
+        let Selection::Field(field) = &selection.node else {
+            return None;
+        };
+        let field = &field.node;
+        if !field.arguments.is_empty() || !field.directives.is_empty() {
+            return None;
+        }
+        let name = field.name.node.as_str();
+        let child = if name == "__typename" {
+            None
+        } else {
+            SHARED_FIELDS
+                .iter()
+                .find(|(parent, shared, _)| *parent == ty && *shared == name)
+                .map(|(_, _, child)| *child)?
+        };
+        if let Some(alias) = &field.alias {
+            let _ = write!(shape, "{}:", alias.node);
+        }
+        shape.push_str(name);
+        shape.push(' ');
+        if let Some(child) = child {
+            shared_shape(&field.selection_set.node, child, shape)?;
+        }
+    }
+    shape.push('}');
+    Some(())
+}
+
+impl OutputType for LiveUpdate {
+    fn type_name() -> Cow<'static, str> {
+        UsageUpdate::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        UsageUpdate::create_type_info(registry)
+    }
+
+    async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
+        let mut shape = String::new();
+        let shared = shared_shape(&ctx.item.node, "UsageUpdate", &mut shape).map(|()| shape);
+        if let Some(shape) = &shared
+            && let Some(answer) = self.0.rendering::<Value>(shape)
+        {
+            return Ok((*answer).clone());
+        }
+        let update = UsageUpdate::from(self.0.message.clone());
+        let answer = OutputType::resolve(&update, ctx, field).await?;
+        if let Some(shape) = shared {
+            self.0.keep(shape, Arc::new(answer.clone()));
+        }
+        Ok(answer)
     }
 }

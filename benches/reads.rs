@@ -1,0 +1,710 @@
+//! The reads and live-usage benchmark (`cargo bench --bench reads`; see
+//! `benches/README.md`).
+//!
+//! It runs the release `tollgate` binary as a separate process with its
+//! own data folder (so its own embedded PostgreSQL), seeds 100
+//! organizations of 10 members each (organizations and keys through
+//! GraphQL, the thousand users and their memberships through SQL), then
+//! measures, each for a bounded time:
+//!
+//! - nested reads over HTTP at c=32 (an admin's organization list, a
+//!   member's dashboard), each next to one SQL statement that builds the
+//!   same JSON, run by `pgbench` at the same concurrency;
+//! - live usage: thousands of websocket subscribers of one organization,
+//!   one event, how long it takes to reach all of them, and the server's
+//!   memory before, during and after.
+
+// Shared with the gateway's benchmark; this one uses only part of them.
+#[allow(dead_code)]
+mod support {
+    pub mod live;
+    pub mod load;
+    pub mod process;
+    pub mod procfs;
+    pub mod report;
+    pub mod seed;
+    pub mod server;
+    pub mod sql;
+}
+
+use std::{
+    collections::HashSet,
+    path::{Path, PathBuf},
+    process::{Command, ExitCode},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail};
+use axum::body::Bytes;
+use clap::Parser;
+use futures_util::{StreamExt, TryStreamExt};
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{Value, json};
+
+use support::{
+    live,
+    load::{self, Shape, Stats, Target},
+    procfs,
+    report::{self, Row},
+    seed::{self, Graphql},
+    server::{Server, ServerOptions},
+    sql::Database,
+};
+
+/// The workloads, in the order they run.
+const WORKLOADS: &[(&str, &str)] = &[
+    (
+        "organizations",
+        "ADMIN organizations(first: 100) with members and their users, c=32, next to one json_agg statement through pgbench",
+    ),
+    (
+        "dashboard",
+        "a member's me { memberships { organization { members quota apiKeys } } }, c=32, next to its json_agg statement",
+    ),
+    (
+        "live",
+        "N websocket subscribers of one organization (many keys), one event: delivery p50/p99 and the server's RSS",
+    ),
+];
+
+/// Callers in flight, as in the issue's measurement.
+const CONCURRENCY: usize = 32;
+/// Organizations seeded, and members in each (the admin who created it
+/// and nine more).
+const ORGANIZATIONS: usize = 100;
+const MORE_MEMBERS: usize = 9;
+/// Organizations the dashboard's member belongs to (as ADMIN, who sees
+/// every key of the organization).
+const MEMBER_ORGANIZATIONS: usize = 5;
+/// Sockets one key may hold (the server's cap).
+const SOCKETS_PER_KEY: usize = 20;
+/// The issue's goals.
+const READ_GOAL: f64 = 2.5;
+const LIVE_MEMORY_GOAL_MB: f64 = 250.0;
+const LIVE_P99_GOAL: Duration = Duration::from_millis(250);
+
+const ORGANIZATIONS_QUERY: &str =
+    "{ organizations(first: 100) { edges { node { name slug members { role user { name email } } } } } }";
+const DASHBOARD_QUERY: &str = "{ me { memberships { organization { members { user { name } } quota { tokensUsed } apiKeys { name tokensUsed } } } } }";
+
+/// The same JSON as [`ORGANIZATIONS_QUERY`]'s answer, from one statement.
+const ORGANIZATIONS_SQL: &str = "SELECT json_build_object('data', json_build_object('organizations', json_build_object('edges', \
+     coalesce(json_agg(json_build_object('node', json_build_object('name', o.name, 'slug', o.slug, 'members', \
+       (SELECT coalesce(json_agg(json_build_object('role', m.role, 'user', json_build_object('name', u.name, 'email', u.email)) \
+          ORDER BY m.created_at, m.user_id), '[]') \
+        FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.organization_id = o.id))) \
+     ORDER BY o.created_at, o.id), '[]')))) \
+     FROM (SELECT id, name, slug, created_at FROM organizations ORDER BY created_at, id LIMIT 100) o;";
+
+/// The same JSON as [`DASHBOARD_QUERY`]'s answer for the member with
+/// email `:email` (tokens from the same counters, in the current calendar
+/// month: the bench plan's window).
+const DASHBOARD_SQL: &str = "SELECT json_build_object('data', json_build_object('me', json_build_object('memberships', \
+     (SELECT coalesce(json_agg(json_build_object('organization', json_build_object( \
+        'members', (SELECT json_agg(json_build_object('user', json_build_object('name', u.name)) ORDER BY mm.created_at, mm.user_id) \
+                    FROM memberships mm JOIN users u ON u.id = mm.user_id WHERE mm.organization_id = m.organization_id), \
+        'quota', json_build_object('tokensUsed', (SELECT coalesce(sum(c.tokens), 0) FROM usage_counters c \
+                    WHERE c.organization_id = m.organization_id AND c.subject_kind = 'ORGANIZATION' \
+                    AND c.window_start >= date_trunc('month', now()))), \
+        'apiKeys', (SELECT coalesce(json_agg(json_build_object('name', k.name, 'tokensUsed', \
+                      (SELECT coalesce(sum(c.tokens), 0) FROM usage_counters c WHERE c.organization_id = k.organization_id \
+                       AND c.subject_kind = 'API_KEY' AND c.subject_id = k.id AND c.window_start >= date_trunc('month', now()))) \
+                    ORDER BY k.created_at, k.id), '[]') FROM api_keys k WHERE k.organization_id = m.organization_id AND k.revoked_at IS NULL) \
+      )) ORDER BY m.created_at, m.organization_id), '[]') \
+      FROM memberships m JOIN users me ON me.id = m.user_id WHERE me.email = :'email'))));";
+
+/// The reads and live-usage benchmark: `cargo bench --bench reads -- [OPTIONS] [WORKLOAD...]`.
+#[derive(Parser, Debug)]
+#[command(name = "reads")]
+struct Args {
+    /// Workloads to run (default: all; --list shows them).
+    filters: Vec<String>,
+    /// Measured seconds per read workload (and per reference).
+    #[arg(long, default_value_t = 10)]
+    secs: u64,
+    /// Seconds of load before each measurement.
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// Live-usage subscribers.
+    #[arg(long, default_value_t = 10_000)]
+    subscribers: usize,
+    /// The server binary (default: `tollgate` next to this benchmark,
+    /// built first with `cargo build --release --bin tollgate`).
+    #[arg(long)]
+    server_bin: Option<PathBuf>,
+    /// Do not run `cargo build` for the default server binary.
+    #[arg(long)]
+    no_build: bool,
+    /// Use this database instead of the server's embedded PostgreSQL.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+    /// List the workloads and exit.
+    #[arg(long)]
+    list: bool,
+    /// Passed by `cargo bench`; without it (`cargo test --benches`) the
+    /// benchmark does nothing.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if args.list {
+        for (name, about) in WORKLOADS {
+            println!("{name:14} {about}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if !args.bench {
+        eprintln!("run it with `cargo bench --bench reads` (see benches/README.md); nothing to do in test mode");
+        return ExitCode::SUCCESS;
+    }
+    let open_files = procfs::raise_open_files_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("load")
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("benchmark failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run(args, open_files) => outcome,
+            signal = interrupted() => Err(anyhow!("stopped by {signal}")),
+        }
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match outcome {
+        Ok(0) => ExitCode::SUCCESS,
+        Ok(failures) => {
+            eprintln!("{failures} workload(s) failed");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("benchmark failed: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Completes on SIGINT or SIGTERM, naming it.
+async fn interrupted() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}
+
+/// What the workloads need.
+struct Bench {
+    args: Args,
+    server: Server,
+    database: Database,
+    api: Graphql,
+    /// The admin's and the member's `Authorization` headers.
+    admin_auth: HeaderMap,
+    member_auth: HeaderMap,
+    member_email: String,
+    /// Organization ids, oldest first.
+    organizations: Vec<String>,
+}
+
+async fn run(args: Args, open_files: u64) -> Result<usize> {
+    let selected = select(&args.filters);
+    if selected.is_empty() {
+        bail!("no workload matches {:?}; --list shows them", args.filters);
+    }
+    let binary = server_binary(&args)?;
+    eprintln!("starting {} (create-admin, then serve)", binary.display());
+    let server = Server::start(&ServerOptions {
+        binary: binary.clone(),
+        database_url: args.database_url.clone(),
+        redis_url: None,
+    })
+    .await?;
+    let database = match (&args.database_url, server.postgres_socket_dir()) {
+        (Some(url), _) => Database::Url(url.clone()),
+        (None, Some(dir)) => Database::Embedded(dir),
+        (None, None) => bail!("no database to seed"),
+    };
+    let mut bench = Bench::seed(args, server, database).await?;
+    println!("{}", preamble(&bench.args, &binary, open_files));
+    println!("{}", report::header());
+    let mut failures = 0;
+    for name in selected {
+        eprintln!("running {name}");
+        let outcome = match name {
+            "organizations" => bench.read("organizations", ORGANIZATIONS_QUERY, true).await,
+            "dashboard" => bench.read("dashboard", DASHBOARD_QUERY, false).await,
+            "live" => bench.live().await,
+            other => Err(anyhow!("no workload named {other}")),
+        };
+        if let Err(e) = outcome {
+            failures += 1;
+            eprintln!("{name} failed: {e:#}");
+            println!(
+                "{}",
+                Row {
+                    workload: name.to_owned(),
+                    notes: format!("FAILED: {}", format!("{e:#}").lines().next().unwrap_or("")),
+                    ..Row::default()
+                }
+                .line()
+            );
+        }
+    }
+    Ok(failures)
+}
+
+fn select(filters: &[String]) -> Vec<&'static str> {
+    WORKLOADS
+        .iter()
+        .map(|(name, _)| *name)
+        .filter(|name| filters.is_empty() || filters.iter().any(|filter| name.contains(filter.as_str())))
+        .collect()
+}
+
+/// The server binary, built first when it is the default one.
+fn server_binary(args: &Args) -> Result<PathBuf> {
+    if let Some(binary) = &args.server_bin {
+        return Ok(binary.clone());
+    }
+    // This benchmark is target/<profile>/deps/reads-<hash>.
+    let exe = std::env::current_exe().context("finding the benchmark's own path")?;
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("cannot tell the target folder from {}", exe.display()))?;
+    if !args.no_build {
+        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
+            Some("debug") => "dev",
+            Some(name) => name,
+            None => "release",
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        eprintln!("building the server: cargo build --profile {profile} --bin tollgate");
+        let status = Command::new(cargo)
+            .args(["build", "--profile", profile, "--bin", "tollgate"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .context("running cargo build")?;
+        if !status.success() {
+            bail!("cargo build --profile {profile} --bin tollgate failed ({status})");
+        }
+    }
+    Ok(profile_dir.join("tollgate"))
+}
+
+/// The lines before the table: the machine and the command.
+fn preamble(args: &Args, binary: &Path, open_files: u64) -> String {
+    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim()))
+        .unwrap_or("unknown CPU");
+    let version = Command::new(binary)
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let options: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    format!(
+        "machine: {cpus} CPUs (nproc), {model}; load average before the run {}; open files limit {open_files}\n\
+         server: {version} ({}), PostgreSQL {}\n\
+         command: cargo bench --bench reads{}{}\n\
+         data: {ORGANIZATIONS} organizations x {} members; the dashboard's member ADMIN in {MEMBER_ORGANIZATIONS} of them (2 keys each)\n\
+         reads: {} s warm-up, then {} s measured, c={CONCURRENCY}; references: pgbench -M prepared, same c\n",
+        load.join(" "),
+        binary.display(),
+        if args.database_url.is_some() {
+            "DATABASE_URL"
+        } else {
+            "embedded"
+        },
+        if options.is_empty() { "" } else { " -- " },
+        options.join(" "),
+        MORE_MEMBERS + 1,
+        args.warmup,
+        args.secs,
+    )
+}
+
+fn bearer(token: &str) -> Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+    Ok(headers)
+}
+
+fn text(value: &Value) -> Result<String> {
+    value
+        .as_str()
+        .map(str::to_owned)
+        .ok_or_else(|| anyhow!("expected a string, got {value}"))
+}
+
+impl Bench {
+    /// Organizations and keys through GraphQL as the admin; the members in
+    /// bulk through SQL; the dashboard's member by `register`.
+    async fn seed(args: Args, server: Server, database: Database) -> Result<Self> {
+        let mut api = Graphql::new(&server.base)?;
+        api.login_as_admin().await?;
+        let run_id = format!("{:x}", std::process::id());
+        eprintln!("seeding {ORGANIZATIONS} organizations through GraphQL");
+        seed::organizations(&api, ORGANIZATIONS, &run_id).await?;
+        let organizations: Vec<String> = database
+            .psql(&format!(
+                "SELECT id FROM organizations WHERE name LIKE 'Bench {run_id} #%' ORDER BY created_at, id"
+            ))?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        if organizations.len() != ORGANIZATIONS {
+            bail!(
+                "expected {ORGANIZATIONS} seeded organizations, found {}",
+                organizations.len()
+            );
+        }
+        eprintln!(
+            "seeding {} users and memberships through SQL",
+            ORGANIZATIONS * MORE_MEMBERS
+        );
+        // Ids made from the organization's and the index, so the two
+        // statements agree; created_at apart so members have an order.
+        database.psql(&format!(
+            "BEGIN; \
+             INSERT INTO users (id, email, name, created_at, updated_at) \
+               SELECT md5(o.id::text || '/' || i)::uuid, format('member%s.%s@bench.example.com', i, o.id), \
+                      format('Member %s of %s', i, o.name), now(), now() \
+               FROM organizations o, generate_series(1, {MORE_MEMBERS}) i WHERE o.name LIKE 'Bench {run_id} #%'; \
+             INSERT INTO memberships (organization_id, user_id, role, created_at, updated_at) \
+               SELECT o.id, md5(o.id::text || '/' || i)::uuid, (ARRAY['ADMIN', 'MEMBER', 'MEMBER', 'VIEWER'])[1 + i % 4], \
+                      now() + i * interval '1 millisecond', now() \
+               FROM organizations o, generate_series(1, {MORE_MEMBERS}) i WHERE o.name LIKE 'Bench {run_id} #%'; \
+             COMMIT;"
+        ))?;
+        let member_email = format!("dashboard-{run_id}@bench.example.com");
+        let data = api
+            .run(
+                "mutation ($input: RegisterInput!) { register(input: $input) { accessToken } }",
+                json!({ "input": { "email": member_email, "password": "bench: the member's own long passphrase 9", "name": "Dashboard member" } }),
+            )
+            .await?;
+        let member_token = text(&data["register"]["accessToken"])?;
+        let member_organizations = organizations[..MEMBER_ORGANIZATIONS]
+            .iter()
+            .map(|id| format!("'{id}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        database.psql(&format!(
+            "INSERT INTO memberships (organization_id, user_id, role, created_at, updated_at) \
+             SELECT o.id, u.id, 'ADMIN', now(), now() FROM organizations o, users u \
+             WHERE o.id IN ({member_organizations}) AND u.email = '{member_email}';"
+        ))?;
+        for organization in &organizations[..MEMBER_ORGANIZATIONS] {
+            create_key(&api, organization, "dashboard", &["USAGE_READ"]).await?;
+        }
+        // A second session of the admin's, for the load generator's header.
+        let data = api
+            .run(
+                "mutation ($input: LoginInput!) { login(input: $input) { accessToken } }",
+                json!({ "input": { "email": support::server::ADMIN_EMAIL, "password": support::server::ADMIN_PASSWORD } }),
+            )
+            .await?;
+        let admin_token = text(&data["login"]["accessToken"])?;
+        Ok(Self {
+            args,
+            admin_auth: bearer(&admin_token)?,
+            member_auth: bearer(&member_token)?,
+            member_email,
+            server,
+            database,
+            api,
+            organizations,
+        })
+    }
+
+    fn shape(&self) -> Shape {
+        Shape {
+            concurrency: CONCURRENCY,
+            warmup: Duration::from_secs(self.args.warmup),
+            window: Duration::from_secs(self.args.secs.max(1)),
+        }
+    }
+
+    /// A nested read over HTTP next to the statement that builds the same
+    /// JSON, each measured alone at the same concurrency.
+    async fn read(&self, name: &str, query: &str, as_admin: bool) -> Result<()> {
+        let (auth, sql) = if as_admin {
+            (self.admin_auth.clone(), ORGANIZATIONS_SQL.to_owned())
+        } else {
+            let email = self.member_email.replace('\'', "''");
+            (
+                self.member_auth.clone(),
+                DASHBOARD_SQL.replace(":'email'", &format!("'{email}'")),
+            )
+        };
+        let target = Target {
+            url: format!("{}/graphql", self.server.base),
+            body: Bytes::from(json!({ "query": query }).to_string()),
+            auth: vec![auth],
+            end_marker: None,
+        };
+        // Once each, to compare the answers and their sizes.
+        let client = load::client()?;
+        let answer: Value = client
+            .post(&target.url)
+            .headers(target.auth[0].clone())
+            .header("content-type", "application/json")
+            .body(target.body.clone())
+            .send()
+            .await?
+            .json()
+            .await?;
+        if answer.get("errors").is_some() {
+            bail!("the query failed: {}", answer["errors"]);
+        }
+        let answer_bytes = answer.to_string().len();
+        let reference: Value = serde_json::from_str(&self.database.psql(&sql)?).context("the reference's JSON")?;
+        let same = if same_shape(&answer, &reference) {
+            "same JSON"
+        } else {
+            let head = |value: &Value| value.to_string().chars().take(400).collect::<String>();
+            eprintln!(
+                "{name}: the answers differ\nGraphQL: {}\nSQL:     {}",
+                head(&answer),
+                head(&reference)
+            );
+            "JSON differs"
+        };
+
+        let reference_name = format!("sql-{name}");
+        let reference_stats = self.database.pgbench(
+            &sql,
+            CONCURRENCY,
+            Duration::from_secs(self.args.warmup),
+            Duration::from_secs(self.args.secs.max(1)),
+        )?;
+        emit_row(Row {
+            workload: reference_name.clone(),
+            concurrency: CONCURRENCY,
+            stats: Some(reference_stats.clone()),
+            reference: "(reference: one json_agg statement, pgbench)".to_owned(),
+            notes: format!("{} KB per answer", reference.to_string().len() / 1000),
+            ..Row::default()
+        });
+
+        let pid = self.server.pid()?;
+        let postmaster = self.server.postmaster();
+        let before = (procfs::cpu_ticks(pid).unwrap_or(0), postmaster.map(procfs::tree_sample));
+        let stats = load::run(&target, self.shape()).await?;
+        let after = (procfs::cpu_ticks(pid).unwrap_or(0), postmaster.map(procfs::tree_sample));
+        if stats.ok == 0 {
+            bail!("no call succeeded: {}", stats.first_error.as_deref().unwrap_or("?"));
+        }
+        // The whole run, warm-up included: CPU per call is a ratio.
+        let calls = (stats.rps() * (self.args.secs + self.args.warmup) as f64).max(1.0);
+        let per_call = |ticks: u64| {
+            report::ms(Duration::from_secs_f64(
+                ticks as f64 / procfs::ticks_per_second() / calls,
+            ))
+        };
+        let mut notes = format!(
+            "{} KB per answer ({same}); server CPU ~{}/call",
+            answer_bytes / 1000,
+            per_call(after.0.saturating_sub(before.0))
+        );
+        if let (Some(before), Some(after)) = (before.1, after.1) {
+            notes.push_str(&format!(
+                ", PostgreSQL ~{}/call",
+                per_call(after.cpu_ticks.saturating_sub(before.cpu_ticks))
+            ));
+        }
+        notes.push_str(&format!(
+            "; server RSS {}",
+            report::megabytes(procfs::status_kib(pid, "VmRSS").unwrap_or(0))
+        ));
+        if stats.errors > 0 {
+            notes.push_str(&format!(
+                "; {} failed, first: {}",
+                stats.errors,
+                stats.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        let ratio = stats.rps() / reference_stats.rps().max(f64::EPSILON);
+        emit_row(Row {
+            workload: name.to_owned(),
+            concurrency: CONCURRENCY,
+            stats: Some(stats.clone()),
+            reference: report::summary(&reference_name, &reference_stats),
+            ratio: format!("{ratio:.2}x the statement's req/s (goal {READ_GOAL}x)"),
+            notes,
+        });
+        Ok(())
+    }
+
+    /// Subscribers of one organization with many keys, one event to all.
+    async fn live(&mut self) -> Result<()> {
+        let count = self.args.subscribers.max(1);
+        let organization = self.organizations[0].clone();
+        let key_count = count.div_ceil(SOCKETS_PER_KEY);
+        eprintln!("creating {key_count} USAGE_READ keys");
+        let api = &self.api;
+        let keys: Vec<String> = futures_util::stream::iter(0..key_count)
+            .map(|index| {
+                let organization = organization.clone();
+                async move { create_key(api, &organization, &format!("live {index}"), &["USAGE_READ"]).await }
+            })
+            .buffer_unordered(8)
+            .try_collect()
+            .await?;
+        let writer = create_key(api, &organization, "live writer", &["USAGE_WRITE"]).await?;
+        let pid = self.server.pid()?;
+        let rss = || procfs::status_kib(pid, "VmRSS").unwrap_or(0);
+        // Settle, then the baseline.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let baseline = rss();
+        eprintln!("opening {count} subscribers");
+        let opened_at = Instant::now();
+        let ws_url = format!("{}/graphql", self.server.base.replacen("http", "ws", 1));
+        let mut subscribers = live::open(&ws_url, &keys, count, &organization).await?;
+        let connected = subscribers.connected.load(std::sync::atomic::Ordering::Relaxed);
+        eprintln!(
+            "{connected} of {count} connected in {:.1} s",
+            opened_at.elapsed().as_secs_f64()
+        );
+        if connected == 0 {
+            bail!(
+                "no subscriber connected: {}",
+                subscribers.first_failure().unwrap_or_default()
+            );
+        }
+        // Subscriptions start when the server has checked their access;
+        // events until every connected subscriber has had one.
+        let mut ready: HashSet<usize> = HashSet::with_capacity(connected);
+        for round in 0..20 {
+            let connected = subscribers.connected.load(std::sync::atomic::Ordering::Relaxed);
+            self.record_usage(&writer, &format!("warm-{round}")).await?;
+            for arrival in subscribers.collect(connected, Duration::from_secs(3)).await {
+                ready.insert(arrival.subscriber);
+            }
+            eprintln!(
+                "warm-up event {round}: {} of {connected} subscribers have had one",
+                ready.len()
+            );
+            if ready.len() >= connected {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let subscribed_kib = rss();
+        let connected = subscribers.connected.load(std::sync::atomic::Ordering::Relaxed);
+        let sent = Instant::now();
+        self.record_usage(&writer, "measured").await?;
+        let arrivals = subscribers.collect(connected, Duration::from_secs(60)).await;
+        let mut latencies: Vec<u32> = arrivals
+            .iter()
+            .map(|arrival| u32::try_from(arrival.at.duration_since(sent).as_micros()).unwrap_or(u32::MAX))
+            .collect();
+        latencies.sort_unstable();
+        let peak_kib = rss().max(subscribed_kib);
+        let failures = subscribers.failures.load(std::sync::atomic::Ordering::Relaxed);
+        let first_failure = subscribers.first_failure();
+        subscribers.close().await;
+        // Memory after load: given a few seconds to be handed back.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let after_kib = rss();
+        let stats = Stats {
+            ok: latencies.len(),
+            errors: connected.saturating_sub(latencies.len()) + failures,
+            first_error: first_failure.clone(),
+            latencies_us: latencies,
+            window: sent.elapsed(),
+        };
+        let per_subscriber = subscribed_kib.saturating_sub(baseline) as f64 * 1.024 / connected as f64;
+        let peak_mb = peak_kib as f64 * 1024.0 / 1e6;
+        let mut notes = format!(
+            "{connected} subscribed over {key_count} keys; {} of them got the event; server RSS {} idle, {} subscribed ({per_subscriber:.1} KB each), {} peak, {} after they left",
+            stats.ok,
+            report::megabytes(baseline),
+            report::megabytes(subscribed_kib),
+            report::megabytes(peak_kib),
+            report::megabytes(after_kib),
+        );
+        if let Some(first) = first_failure {
+            notes.push_str(&format!("; {failures} subscriber failures, first: {first}"));
+        }
+        emit_row(Row {
+            workload: format!("live-{count}"),
+            concurrency: count,
+            // p50 and p99 of delivery after the event was sent; req/s is
+            // deliveries per second until the last one.
+            stats: Some(stats.clone()),
+            reference: format!(
+                "goal: 10,000 subscribers < {LIVE_MEMORY_GOAL_MB:.0} MB, p99 < {}",
+                report::ms(LIVE_P99_GOAL)
+            ),
+            ratio: format!(
+                "{:.2}x the memory goal, {:.2}x the p99 goal",
+                peak_mb / LIVE_MEMORY_GOAL_MB,
+                stats.p99().as_secs_f64() / LIVE_P99_GOAL.as_secs_f64()
+            ),
+            notes,
+        });
+        Ok(())
+    }
+
+    /// One usage event through `recordUsage` with a USAGE_WRITE key.
+    async fn record_usage(&self, key: &str, request_id: &str) -> Result<()> {
+        let client = load::client()?;
+        let answer: Value = client
+            .post(format!("{}/graphql", self.server.base))
+            .bearer_auth(key)
+            .json(&json!({
+                "query": "mutation ($input: RecordUsageInput!) { recordUsage(input: $input) { event { id } } }",
+                "variables": { "input": { "model": "gpt-4o-mini", "promptTokens": 120, "completionTokens": 30, "requestId": format!("bench-{request_id}") } }
+            }))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if answer.get("errors").is_some() {
+            bail!("recordUsage failed: {}", answer["errors"]);
+        }
+        Ok(())
+    }
+}
+
+/// A key of `organization` with `scopes`, created by the admin; its secret.
+async fn create_key(api: &Graphql, organization: &str, name: &str, scopes: &[&str]) -> Result<String> {
+    let data = api
+        .run(
+            "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }",
+            json!({ "input": { "organizationId": organization, "name": name, "scopes": scopes } }),
+        )
+        .await?;
+    text(&data["createApiKey"]["secret"])
+}
+
+/// The same JSON, numbers compared by value (BigInt is a string in
+/// GraphQL, and the reference casts them the same way).
+fn same_shape(a: &Value, b: &Value) -> bool {
+    a == b
+}
+
+/// Prints a row as soon as it is measured.
+fn emit_row(row: Row) {
+    let line = row.line();
+    println!("{line}");
+}
