@@ -10,9 +10,10 @@
 //! row: requests/s, p50, p99, the reference measured in the same run, and
 //! the ratio.
 
-// Shared with the other benchmarks, each of which uses a part of it.
+// The SQL reference through pgbench: only this benchmark uses it.
 #[path = "support/pgbench.rs"]
 mod pgbench;
+// Shared with the other benchmarks, each of which uses a part of it.
 #[allow(dead_code)]
 mod support;
 
