@@ -181,6 +181,15 @@ impl Server {
         self.data_dir.path().join("postgres")
     }
 
+    /// The embedded PostgreSQL's socket folder, when the server runs one
+    /// (its superuser connects there without a password).
+    // Only the metering benchmark reaches the database; the gateway's
+    // compiles this file too.
+    #[allow(dead_code)]
+    pub fn postgres_socket_dir(&self) -> Option<PathBuf> {
+        self.embedded_postgres.then(|| self.postgres_dir())
+    }
+
     /// The end of the server's log.
     pub fn log_tail(&self, lines: usize) -> String {
         process::log_tail(&self.data_dir.path().join("server.log"), lines)

@@ -46,4 +46,5 @@ mod reservations;
 mod tenancy;
 mod usage;
 mod usage_batch;
+mod usage_group;
 mod websocket;

@@ -1,7 +1,10 @@
 //! Usage event rows: what was reported, priced at record time.
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
+use diesel::{
+    prelude::*,
+    sql_types::{Array, BigInt, Bool, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as Uuid_},
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -20,7 +23,7 @@ text_enum! {
 
 /// A row of `usage_events`; also its serde form on the event bus (inside
 /// [`crate::usage::live_message::UsageUpdateMessage`]).
-#[derive(Debug, Clone, PartialEq, Queryable, Selectable, Insertable, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Queryable, QueryableByName, Selectable, Insertable, Serialize, Deserialize)]
 #[diesel(table_name = usage_events, check_for_backend(diesel::pg::Pg))]
 pub struct UsageEventRow {
     pub id: Uuid,
@@ -77,18 +80,48 @@ impl UsageEventRow {
     }
 }
 
-/// Inserts `rows` in one statement; a row whose requestId the organization
-/// already has is skipped (a concurrent insert of the same requestId waits
-/// for the other transaction, then skips). Returns the rows inserted.
+/// Inserts `rows` in one statement whatever their number (the columns as
+/// arrays, so neither the statement nor its parameters grow with the
+/// rows); a row whose requestId the organization already has is skipped (a
+/// concurrent insert of the same requestId waits for the other
+/// transaction, then skips). Returns the rows inserted, as stored.
 pub async fn insert_new(conn: &mut AsyncPgConnection, rows: &[UsageEventRow]) -> QueryResult<Vec<UsageEventRow>> {
+    const INSERT: &str = "
+        INSERT INTO usage_events (id, organization_id, api_key_id, user_id, model, model_id,
+            prompt_tokens, cached_tokens, completion_tokens, total_tokens, cost_micro_usd, priced,
+            request_id, metadata, occurred_at, created_at, source, estimated, provider)
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::text[],
+            $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::int8[], $12::bool[],
+            $13::text[], $14::jsonb[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::bool[], $19::text[])
+        ON CONFLICT DO NOTHING
+        RETURNING *";
     if rows.is_empty() {
         return Ok(Vec::new());
     }
-    diesel::insert_into(usage_events::table)
-        .values(rows)
-        .on_conflict_do_nothing()
-        .returning(UsageEventRow::as_returning())
-        .get_results(conn)
+    fn column<T>(rows: &[UsageEventRow], pick: impl Fn(&UsageEventRow) -> T) -> Vec<T> {
+        rows.iter().map(pick).collect()
+    }
+    diesel::sql_query(INSERT)
+        .bind::<Array<Uuid_>, _>(column(rows, |r| r.id))
+        .bind::<Array<Uuid_>, _>(column(rows, |r| r.organization_id))
+        .bind::<Array<Nullable<Uuid_>>, _>(column(rows, |r| r.api_key_id))
+        .bind::<Array<Nullable<Uuid_>>, _>(column(rows, |r| r.user_id))
+        .bind::<Array<Text>, _>(column(rows, |r| r.model.clone()))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.model_id.clone()))
+        .bind::<Array<Integer>, _>(column(rows, |r| r.prompt_tokens))
+        .bind::<Array<Integer>, _>(column(rows, |r| r.cached_tokens))
+        .bind::<Array<Integer>, _>(column(rows, |r| r.completion_tokens))
+        .bind::<Array<Integer>, _>(column(rows, |r| r.total_tokens))
+        .bind::<Array<BigInt>, _>(column(rows, |r| r.cost_micro_usd))
+        .bind::<Array<Bool>, _>(column(rows, |r| r.priced))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.request_id.clone()))
+        .bind::<Array<Nullable<Jsonb>>, _>(column(rows, |r| r.metadata.clone()))
+        .bind::<Array<Timestamptz>, _>(column(rows, |r| r.occurred_at))
+        .bind::<Array<Timestamptz>, _>(column(rows, |r| r.created_at))
+        .bind::<Array<Text>, _>(column(rows, |r| r.source))
+        .bind::<Array<Bool>, _>(column(rows, |r| r.estimated))
+        .bind::<Array<Nullable<Text>>, _>(column(rows, |r| r.provider.clone()))
+        .load(conn)
         .await
 }
 

@@ -16,7 +16,7 @@ pub(super) async fn claim_and_email(
     before_tokens: i64,
     after: &QuotaSnapshot,
 ) -> AppResult<(Vec<i32>, bool)> {
-    let organization_id = cx.reporter.organization_id;
+    let organization_id = cx.organization_id;
     let crossed = thresholds::crossed(before_tokens, after.tokens_used, after.token_limit);
     let claimed = thresholds::claim(conn, organization_id, cx.windows.token_start, &crossed, cx.now).await?;
     let emailed = match (claimed.iter().max(), after.token_limit) {

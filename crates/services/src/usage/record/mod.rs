@@ -3,36 +3,35 @@
 //!
 //! Reported usage is billing truth, so a report is refused only for who
 //! sends it (credentials, scope, organization) and for impossible numbers;
-//! budgets are enforced before the call by authorizeUsage. A batch is one
-//! transaction of a fixed number of statements whatever its size: one
+//! budgets are enforced before the call by authorizeUsage. Concurrent
+//! recordings of one organization (recordUsage, recordUsageBatch, gateway
+//! settlements) are written together by the organization's writer: one
+//! transaction of a fixed number of statements whatever their number, one
 //! insert for the events, one upsert for the counters (organization row
-//! first), one for the daily rollup.
+//! first), one for the daily rollup; each answered after the commit.
 //!
 //! One file per concern: [`reporter`] (who reports for which
 //! organization), [`check`] (the contract's rules for one input),
 //! [`repeats`] (a refused input that repeats a stored requestId),
-//! [`plan`] (pricing and folding repeats within a batch), [`write`] (the
-//! transaction), [`alerts`] (thresholds crossed and the managers' email)
-//! and [`publish`] (metrics and the events sent to every instance).
+//! [`plan`] (pricing and folding repeats within a batch), [`group`] (the
+//! per-organization writer that gathers concurrent recordings), [`merge`]
+//! (one group's rows, each requestId once), [`write`] (the transaction),
+//! [`alerts`] (thresholds crossed and the managers' email) and
+//! [`publish`] (metrics and the events sent to every instance).
 
 mod alerts;
 mod check;
+mod group;
+mod merge;
 mod plan;
 mod publish;
 mod repeats;
 mod reporter;
 mod write;
 
-use diesel_async::AsyncConnection;
-
 use uuid::Uuid;
 
-use crate::usage::{
-    pricing::{Catalog, Tokens},
-    quota::QuotaSnapshot,
-    reservations::{self, Settlement},
-    windows,
-};
+use crate::usage::{pricing::Tokens, quota::QuotaSnapshot, reservations::Settlement};
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
 
@@ -43,8 +42,14 @@ pub use repeats::check_reports;
 pub use reporter::{Reporter, batch_organization, reporter_unchecked};
 
 use crate::usage::event::UsageEventRow;
-use plan::Planned;
-use write::{WriteContext, write};
+
+/// What one recording answered: a receipt per input and the
+/// organization's quota just after its events.
+#[derive(Debug, Clone)]
+struct Recorded {
+    receipts: Vec<Receipt>,
+    quota: QuotaSnapshot,
+}
 
 /// What recording answered for one input.
 #[derive(Debug, Clone)]
@@ -93,8 +98,9 @@ pub async fn settle(app: &AppState, reporter: Reporter, settlement: Settlement) 
     Ok(written.and_then(|(receipts, _)| receipts.into_iter().next()))
 }
 
-/// The recording transaction; with `settles`, it also deletes that
-/// reservation (under the organization's reservation lock) and writes
+/// The recording, through the organization's writer (see [`group`]):
+/// with `settles`, it also deletes that reservation (under the
+/// organization's reservation lock, in the same transaction) and writes
 /// nothing when it is already gone.
 async fn record_settling(
     app: &AppState,
@@ -102,38 +108,6 @@ async fn record_settling(
     reports: Vec<Report>,
     settles: Option<Uuid>,
 ) -> AppResult<Option<(Vec<Receipt>, QuotaSnapshot)>> {
-    let mut conn = app.db().await?;
-    let catalog = Catalog::load(&mut conn).await?;
-    let written = conn
-        .transaction::<_, AppError, _>(async |conn| {
-            // Receive time is read under the organization's lock, which
-            // resetUsage takes exclusively: every event then falls wholly
-            // before or after a reset, in the window its created_at says.
-            windows::lock_for_recording(conn, reporter.organization_id).await?;
-            if let Some(reservation) = settles
-                && !reservations::delete(conn, reporter.organization_id, reservation).await?
-            {
-                return Ok(None);
-            }
-            let now = app.now();
-            let (windows, plan) = windows::of_organization(conn, reporter.organization_id, now)
-                .await?
-                .ok_or_else(|| AppError::not_found("organization"))?;
-            let planned = Planned::new(&reporter, &catalog, reports, now)?;
-            let context = WriteContext {
-                reporter: &reporter,
-                windows: &windows,
-                plan: &plan,
-                now,
-            };
-            write(conn, &context, &planned).await.map(Some)
-        })
-        .await?;
-    // Back to the pool before anything else: nothing below needs it.
-    drop(conn);
-    let Some(written) = written else {
-        return Ok(None);
-    };
-    publish::after_commit(app, &written);
-    Ok(Some((written.receipts, written.quota)))
+    let recorded = group::submit(app, reporter, reports, settles).await?;
+    Ok(recorded.map(|recorded| (recorded.receipts, recorded.quota)))
 }

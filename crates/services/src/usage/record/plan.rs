@@ -71,15 +71,6 @@ impl Planned {
         }
         Ok(planned)
     }
-
-    /// The rows in insertion order: by requestId, so that two transactions
-    /// inserting overlapping requestIds wait for each other in the same
-    /// order and never deadlock.
-    pub(super) fn insertion_order(&self) -> Vec<UsageEventRow> {
-        let mut rows = self.rows.clone();
-        rows.sort_by(|a, b| a.request_id.cmp(&b.request_id));
-        rows
-    }
 }
 
 /// The event a report becomes, priced at the catalog's current prices.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-use super::write::Written;
+use super::write::Published;
 use crate::usage::{
     event::UsageEventRow, live::USAGE_RECORDED, live_message::UsageUpdateMessage, quota::QuotaSnapshot, thresholds,
 };
@@ -15,7 +15,7 @@ use tollgate_platform::mail;
 
 /// What follows a commit: the mailer is woken when the transaction queued
 /// emails, the metrics count the new events, and each is published.
-pub(super) fn after_commit(app: &AppState, written: &Written) {
+pub(super) fn after_commit(app: &AppState, written: &Published) {
     if written.emailed {
         mail::wake();
     }

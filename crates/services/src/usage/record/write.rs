@@ -1,137 +1,351 @@
-//! The recording transaction: insert, sort out requestIds already stored,
-//! count, roll up, announce thresholds.
+//! A group's transaction: the organization locked once, every recording's
+//! rows inserted in one statement, the counters and the rollup upserted
+//! once for all of them, thresholds announced once; then each caller is
+//! answered, in group order, with the quota as it stood just after its own
+//! events.
+//!
+//! One bad recording does not abort its neighbours. A requestId stored
+//! with other numbers is found by comparing after `ON CONFLICT DO
+//! NOTHING`; the group's attempt then rolls back to its savepoint and is
+//! made again with that recording refused. Any other error in a group of
+//! several rolls back the same way, and the recordings are then written
+//! one by one, each in a savepoint of its own, so only the one that fails
+//! is refused. A lone recording needs no savepoint: its failure aborts the
+//! transaction, as it always did.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use super::{
-    Receipt, Reporter, alerts,
+    Receipt, Recorded, Reporter, alerts,
+    group::{Input, Job},
+    merge::{Merged, Source},
     plan::{Planned, Slot},
     publish,
-    repeats::conflict,
 };
-use crate::usage::{
-    counters::{self, Deltas, SubjectKind},
-    daily,
-    event::{self, UsageEventRow},
-    live_message::UsageUpdateMessage,
-    quota::{self, QuotaSnapshot},
-    windows::Windows,
+use crate::{
+    plans::model::PlanRow,
+    usage::{
+        counters::{self, Deltas, SubjectKind},
+        daily,
+        event::{self, UsageEventRow},
+        live_message::UsageUpdateMessage,
+        pricing::Catalog,
+        quota::{self, QuotaSnapshot},
+        reservations,
+        windows::{self, Windows},
+    },
 };
+use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
 
-/// What the writing transaction needs besides the rows.
+/// What every recording of the group shares.
 pub(super) struct WriteContext<'a> {
-    pub(super) reporter: &'a Reporter,
+    pub(super) organization_id: Uuid,
     pub(super) windows: &'a Windows,
-    pub(super) plan: &'a crate::plans::model::PlanRow,
+    pub(super) plan: &'a PlanRow,
     pub(super) now: DateTime<Utc>,
 }
 
-/// What the transaction produced.
-pub(super) struct Written {
-    pub(super) receipts: Vec<Receipt>,
-    pub(super) quota: QuotaSnapshot,
+/// What follows the commit: the events to publish, and whether emails
+/// were queued.
+#[derive(Default)]
+pub(super) struct Published {
     pub(super) messages: Vec<UsageUpdateMessage>,
     pub(super) emailed: bool,
 }
 
-/// The transaction's body: insert, sort out requestIds already stored,
-/// count, roll up, announce thresholds.
-pub(super) async fn write(
-    conn: &mut AsyncPgConnection,
-    cx: &WriteContext<'_>,
-    planned: &Planned,
-) -> AppResult<Written> {
-    let organization_id = cx.reporter.organization_id;
-    let inserted = event::insert_new(conn, &planned.insertion_order()).await?;
-    let mut stored: HashMap<Uuid, UsageEventRow> = inserted.into_iter().map(|row| (row.id, row)).collect();
-    let originals = originals_of_skipped(conn, organization_id, planned, &stored).await?;
-    // Each candidate row: (the event to answer with, whether it is new).
-    let mut outcomes: Vec<(UsageEventRow, bool)> = Vec::with_capacity(planned.rows.len());
-    for row in &planned.rows {
-        let outcome = match stored.remove(&row.id) {
-            Some(new) => (new, true),
-            None => (originals.get(&row.id).cloned().ok_or_else(|| unaccounted(row))?, false),
-        };
-        outcomes.push(outcome);
-    }
-    let new_events: Vec<&UsageEventRow> = outcomes.iter().filter(|(_, new)| *new).map(|(e, _)| e).collect();
-    let (quota, messages, emailed) = if new_events.is_empty() {
-        (
-            quota::read(conn, organization_id, cx.windows, cx.plan).await?,
-            Vec::new(),
-            false,
-        )
-    } else {
-        count(conn, cx, &new_events).await?
-    };
-    let receipts = planned
-        .slots
-        .iter()
-        .map(|slot| match *slot {
-            Slot::Own(row) => Receipt {
-                event: outcomes[row].0.clone(),
-                duplicate: !outcomes[row].1,
-            },
-            Slot::RepeatOf(row) => Receipt {
-                event: outcomes[row].0.clone(),
-                duplicate: true,
-            },
-        })
-        .collect();
-    Ok(Written {
-        receipts,
-        quota,
-        messages,
-        emailed,
-    })
+/// One recording of the group, planned.
+struct Member {
+    reporter: Reporter,
+    planned: Planned,
+    settles: Option<Uuid>,
 }
 
-/// For each candidate the insert skipped (its requestId was already
-/// stored, perhaps by a concurrent request that has since committed), the
-/// stored original, keyed by the candidate's id; CONFLICT naming the input
-/// when the numbers differ.
+/// Each job's answer, by its place in the group.
+type Outcomes = Vec<Option<AppResult<Option<Recorded>>>>;
+
+/// Writes `jobs` of `organization_id` in one transaction and answers each
+/// caller after the commit (and after publishing what it recorded).
+pub(super) async fn write_group(app: &AppState, organization_id: Uuid, jobs: Vec<Job>) {
+    let mut inputs = Vec::with_capacity(jobs.len());
+    let mut replies = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let (input, reply) = job.split();
+        inputs.push(input);
+        replies.push(reply);
+    }
+    let answers: Vec<AppResult<Option<Recorded>>> = match transaction(app, organization_id, inputs).await {
+        Ok((outcomes, published)) => {
+            publish::after_commit(app, &published);
+            outcomes
+                .into_iter()
+                .map(|outcome| outcome.unwrap_or_else(|| Err(unanswered())))
+                .collect()
+        }
+        Err(error) => replies.iter().map(|_| Err(error.clone())).collect(),
+    };
+    for (reply, answer) in replies.into_iter().zip(answers) {
+        reply.answer(answer);
+    }
+}
+
+fn unanswered() -> AppError {
+    AppError::internal(anyhow::anyhow!("a recording of the group was left unanswered"))
+}
+
+/// The group's transaction.
+async fn transaction(app: &AppState, organization_id: Uuid, inputs: Vec<Input>) -> AppResult<(Outcomes, Published)> {
+    let mut conn = app.db().await?;
+    let catalog = Catalog::load(&mut conn).await?;
+    let written = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            // Receive time is read under the organization's lock, which
+            // resetUsage takes exclusively: every event then falls wholly
+            // before or after a reset, in the window its created_at says.
+            windows::lock_for_recording(conn, organization_id).await?;
+            let now = app.now();
+            let (windows, plan) = windows::of_organization(conn, organization_id, now)
+                .await?
+                .ok_or_else(|| AppError::not_found("organization"))?;
+            let cx = WriteContext {
+                organization_id,
+                windows: &windows,
+                plan: &plan,
+                now,
+            };
+            let mut outcomes: Outcomes = Vec::with_capacity(inputs.len());
+            let mut members = Vec::with_capacity(inputs.len());
+            for (reporter, reports, settles) in inputs {
+                match Planned::new(&reporter, &catalog, reports, now) {
+                    Ok(planned) => {
+                        members.push((
+                            outcomes.len(),
+                            Member {
+                                reporter,
+                                planned,
+                                settles,
+                            },
+                        ));
+                        outcomes.push(None);
+                    }
+                    Err(error) => outcomes.push(Some(Err(error))),
+                }
+            }
+            let published = write_members(conn, &cx, members, &mut outcomes).await?;
+            Ok((outcomes, published))
+        })
+        .await?;
+    Ok(written)
+}
+
+/// Why an attempt rolled back.
+enum Undone {
+    /// Requestids of the attempt turned out stored with other numbers: the
+    /// stored events, to decide them against in the next attempt.
+    Stored(Vec<UsageEventRow>),
+    /// Anything else.
+    Failed(AppError),
+}
+
+impl From<diesel::result::Error> for Undone {
+    fn from(error: diesel::result::Error) -> Self {
+        Self::Failed(error.into())
+    }
+}
+
+impl From<AppError> for Undone {
+    fn from(error: AppError) -> Self {
+        Self::Failed(error)
+    }
+}
+
+/// What one attempt wrote: an answer per member, and what to publish.
+struct Attempted {
+    answers: Vec<AppResult<Option<Recorded>>>,
+    published: Published,
+}
+
+/// Writes the members together, or one by one when together fails (see
+/// the module's comment), filling in their outcomes.
+async fn write_members(
+    conn: &mut AsyncPgConnection,
+    cx: &WriteContext<'_>,
+    members: Vec<(usize, Member)>,
+    outcomes: &mut Outcomes,
+) -> AppResult<Published> {
+    let (places, members): (Vec<usize>, Vec<Member>) = members.into_iter().unzip();
+    let mut stored: HashMap<String, UsageEventRow> = HashMap::new();
+    let mut published = Published::default();
+    if members.len() <= 1 {
+        // Alone: no neighbour to protect, so no savepoint; nothing of a
+        // failed attempt can stay, so the transaction aborts, with the
+        // refusal a next attempt would make.
+        return match attempt(conn, cx, &members, &stored).await {
+            Ok(attempted) => {
+                settle_outcomes(&places, attempted, outcomes, &mut published);
+                Ok(published)
+            }
+            Err(Undone::Stored(found)) => {
+                learn(&mut stored, found);
+                Err(refusal_against(&members, &stored).unwrap_or_else(unanswered))
+            }
+            Err(Undone::Failed(error)) => Err(error),
+        };
+    }
+    loop {
+        let tried = conn
+            .transaction::<_, Undone, _>(async |conn| attempt(conn, cx, &members, &stored).await)
+            .await;
+        match tried {
+            Ok(attempted) => {
+                settle_outcomes(&places, attempted, outcomes, &mut published);
+                return Ok(published);
+            }
+            Err(Undone::Stored(found)) => learn(&mut stored, found),
+            Err(Undone::Failed(_)) => break,
+        }
+    }
+    for (place, member) in places.into_iter().zip(members) {
+        let alone = [member];
+        loop {
+            let tried = conn
+                .transaction::<_, Undone, _>(async |conn| attempt(conn, cx, &alone, &stored).await)
+                .await;
+            match tried {
+                Ok(attempted) => {
+                    settle_outcomes(&[place], attempted, outcomes, &mut published);
+                    break;
+                }
+                Err(Undone::Stored(found)) => learn(&mut stored, found),
+                Err(Undone::Failed(error)) => {
+                    outcomes[place] = Some(Err(error));
+                    break;
+                }
+            }
+        }
+    }
+    Ok(published)
+}
+
+fn learn(stored: &mut HashMap<String, UsageEventRow>, found: Vec<UsageEventRow>) {
+    stored.extend(
+        found
+            .into_iter()
+            .filter_map(|event| event.request_id.clone().map(|id| (id, event))),
+    );
+}
+
+/// The CONFLICT a lone member gets against the stored events.
+fn refusal_against(members: &[Member], stored: &HashMap<String, UsageEventRow>) -> Option<AppError> {
+    let planned: Vec<Option<&Planned>> = members.iter().map(|m| Some(&m.planned)).collect();
+    Merged::new(&planned, stored)
+        .members
+        .into_iter()
+        .find_map(|outcome| outcome.and_then(Result::err))
+}
+
+fn settle_outcomes(places: &[usize], attempted: Attempted, outcomes: &mut Outcomes, published: &mut Published) {
+    for (place, answer) in places.iter().zip(attempted.answers) {
+        outcomes[*place] = Some(answer);
+    }
+    published.messages.extend(attempted.published.messages);
+    published.emailed |= attempted.published.emailed;
+}
+
+/// One attempt at writing `members` together: settlements' reservations
+/// released, rows merged and inserted, requestIds already stored sorted
+/// out, then everything counted.
+async fn attempt(
+    conn: &mut AsyncPgConnection,
+    cx: &WriteContext<'_>,
+    members: &[Member],
+    stored: &HashMap<String, UsageEventRow>,
+) -> Result<Attempted, Undone> {
+    let mut gone = HashSet::new();
+    for (index, member) in members.iter().enumerate() {
+        if let Some(reservation) = member.settles
+            && !reservations::delete(conn, cx.organization_id, reservation).await?
+        {
+            gone.insert(index);
+        }
+    }
+    let planned: Vec<Option<&Planned>> = members
+        .iter()
+        .enumerate()
+        .map(|(index, member)| (!gone.contains(&index)).then_some(&member.planned))
+        .collect();
+    let merged = Merged::new(&planned, stored);
+    let inserted = event::insert_new(conn, &merged.insertion_order()).await?;
+    let mut by_id: HashMap<Uuid, UsageEventRow> = inserted.into_iter().map(|row| (row.id, row)).collect();
+    // Each candidate's event, and whether the group inserted it.
+    let mut events: Vec<(UsageEventRow, bool)> = Vec::with_capacity(merged.candidates.len());
+    let skipped = originals_of_skipped(conn, cx.organization_id, &merged, &by_id).await?;
+    for candidate in &merged.candidates {
+        match by_id.remove(&candidate.id) {
+            Some(new) => events.push((new, true)),
+            None => {
+                let original = candidate
+                    .request_id
+                    .as_deref()
+                    .and_then(|id| skipped.get(id).or_else(|| stored.get(id)))
+                    .ok_or_else(|| unaccounted(candidate))?;
+                events.push((original.clone(), false));
+            }
+        }
+    }
+    let answers = Answers::new(members, &merged, &events, stored)?;
+    let (quotas, published) = count(conn, cx, members, &answers).await?;
+    let answers = answers
+        .receipts
+        .into_iter()
+        .zip(quotas)
+        .map(|(receipts, quota)| receipts.map(|receipts| receipts.map(|receipts| Recorded { receipts, quota })))
+        .collect();
+    Ok(Attempted { answers, published })
+}
+
+/// The stored events of the candidates the insert skipped (their
+/// requestId was already stored, perhaps by another instance's commit),
+/// by requestId. `Undone::Stored` when one of them has other numbers: the
+/// attempt is then made again knowing it.
 async fn originals_of_skipped(
     conn: &mut AsyncPgConnection,
     organization_id: Uuid,
-    planned: &Planned,
-    stored: &HashMap<Uuid, UsageEventRow>,
-) -> AppResult<HashMap<Uuid, UsageEventRow>> {
-    let skipped: Vec<(usize, &UsageEventRow)> = planned
-        .rows
+    merged: &Merged,
+    inserted: &HashMap<Uuid, UsageEventRow>,
+) -> Result<HashMap<String, UsageEventRow>, Undone> {
+    let skipped: Vec<&UsageEventRow> = merged
+        .candidates
         .iter()
-        .enumerate()
-        .filter(|(_, row)| !stored.contains_key(&row.id))
+        .filter(|row| !inserted.contains_key(&row.id))
         .collect();
     if skipped.is_empty() {
         return Ok(HashMap::new());
     }
-    let request_ids: Vec<&str> = skipped
-        .iter()
-        .filter_map(|(_, row)| row.request_id.as_deref())
-        .collect();
-    let existing = event::find_by_request_ids(conn, organization_id, &request_ids).await?;
-    let by_request_id: HashMap<&str, &UsageEventRow> = existing
+    let request_ids: Vec<&str> = skipped.iter().filter_map(|row| row.request_id.as_deref()).collect();
+    let found = event::find_by_request_ids(conn, organization_id, &request_ids).await?;
+    let by_request_id: HashMap<&str, &UsageEventRow> = found
         .iter()
         .filter_map(|row| row.request_id.as_deref().map(|id| (id, row)))
         .collect();
-    let mut originals = HashMap::with_capacity(skipped.len());
-    for (position, row) in skipped {
+    for row in &skipped {
         let original = row
             .request_id
             .as_deref()
             .and_then(|id| by_request_id.get(id))
             .ok_or_else(|| unaccounted(row))?;
         if !original.same_numbers(row) {
-            return Err(conflict().at_index(planned.input_of[position]));
+            return Err(Undone::Stored(found));
         }
-        originals.insert(row.id, (*original).clone());
     }
-    Ok(originals)
+    Ok(found
+        .into_iter()
+        .filter_map(|row| row.request_id.clone().map(|id| (id, row)))
+        .collect())
 }
 
 /// A candidate the insert skipped whose original cannot be found: only a
@@ -140,37 +354,132 @@ fn unaccounted(row: &UsageEventRow) -> AppError {
     AppError::internal(anyhow::anyhow!("usage event {} neither inserted nor found", row.id))
 }
 
-/// Adds the new events to the counters (organization row first), the
-/// rollup and the thresholds; returns the quota after, one bus message per
-/// event, and whether emails were queued.
+/// Per member, its receipts (or refusal, or None for a settlement whose
+/// reservation was gone) and the events it added, in its input order.
+struct Answers {
+    receipts: Vec<AppResult<Option<Vec<Receipt>>>>,
+    new_events: Vec<Vec<UsageEventRow>>,
+}
+
+impl Answers {
+    fn new(
+        members: &[Member],
+        merged: &Merged,
+        events: &[(UsageEventRow, bool)],
+        stored: &HashMap<String, UsageEventRow>,
+    ) -> AppResult<Self> {
+        let mut answers = Self {
+            receipts: Vec::with_capacity(members.len()),
+            new_events: Vec::with_capacity(members.len()),
+        };
+        for (index, (member, outcome)) in members.iter().zip(&merged.members).enumerate() {
+            let sources = match outcome {
+                None => {
+                    answers.receipts.push(Ok(None));
+                    answers.new_events.push(Vec::new());
+                    continue;
+                }
+                Some(Err(error)) => {
+                    answers.receipts.push(Err(error.clone()));
+                    answers.new_events.push(Vec::new());
+                    continue;
+                }
+                Some(Ok(sources)) => sources,
+            };
+            // Per planned row: its event, and whether this member added it.
+            let mut rows: Vec<(&UsageEventRow, bool)> = Vec::with_capacity(sources.len());
+            for source in sources {
+                rows.push(match source {
+                    Source::Candidate(c) => (&events[*c].0, events[*c].1 && merged.owner[*c] == index),
+                    Source::Stored(request_id) => {
+                        let stored = stored.get(request_id).ok_or_else(|| {
+                            AppError::internal(anyhow::anyhow!("stored event {request_id} went missing"))
+                        })?;
+                        (stored, false)
+                    }
+                });
+            }
+            let receipts = member
+                .planned
+                .slots
+                .iter()
+                .map(|slot| match *slot {
+                    Slot::Own(row) => Receipt {
+                        event: rows[row].0.clone(),
+                        duplicate: !rows[row].1,
+                    },
+                    Slot::RepeatOf(row) => Receipt {
+                        event: rows[row].0.clone(),
+                        duplicate: true,
+                    },
+                })
+                .collect();
+            answers.receipts.push(Ok(Some(receipts)));
+            answers
+                .new_events
+                .push(rows.iter().filter(|(_, new)| *new).map(|(e, _)| (*e).clone()).collect());
+        }
+        Ok(answers)
+    }
+}
+
+/// Adds the group's new events to the counters (one upsert for all, the
+/// organization's row first), the rollup and the thresholds; returns each
+/// member's quota as it stood just after its own events (group order),
+/// and what to publish.
 async fn count(
     conn: &mut AsyncPgConnection,
     cx: &WriteContext<'_>,
-    events: &[&UsageEventRow],
-) -> AppResult<(QuotaSnapshot, Vec<UsageUpdateMessage>, bool)> {
-    let organization_id = cx.reporter.organization_id;
-    let tokens: i64 = events.iter().map(|e| i64::from(e.total_tokens)).sum();
-    let requests = i64::try_from(events.len()).unwrap_or(i64::MAX);
+    members: &[Member],
+    answers: &Answers,
+) -> AppResult<(Vec<QuotaSnapshot>, Published)> {
+    let organization_id = cx.organization_id;
     let windows = cx.windows;
     let mut deltas = Deltas::default();
-    deltas.add(
-        windows.row(SubjectKind::Organization, organization_id),
-        tokens,
-        requests,
-    );
-    if let Some(key_id) = cx.reporter.api_key_id {
-        deltas.add(windows.row(SubjectKind::ApiKey, key_id), tokens, requests);
+    let mut added: Vec<(i64, i64)> = Vec::with_capacity(members.len());
+    for (member, events) in members.iter().zip(&answers.new_events) {
+        let tokens: i64 = events.iter().map(|e| i64::from(e.total_tokens)).sum();
+        let requests = i64::try_from(events.len()).unwrap_or(i64::MAX);
+        added.push((tokens, requests));
+        if events.is_empty() {
+            continue;
+        }
+        let reporter = member.reporter;
+        deltas.add(
+            windows.row(SubjectKind::Organization, organization_id),
+            tokens,
+            requests,
+        );
+        if let Some(key_id) = reporter.api_key_id {
+            deltas.add(windows.row(SubjectKind::ApiKey, key_id), tokens, requests);
+        }
+        deltas.add(windows.row(SubjectKind::Member, reporter.user_id), tokens, requests);
+        deltas.add(windows.row(SubjectKind::Day, organization_id), tokens, requests);
     }
-    deltas.add(windows.row(SubjectKind::Member, cx.reporter.user_id), tokens, requests);
-    deltas.add(windows.row(SubjectKind::Day, organization_id), tokens, requests);
-    let spans = quota::spans(organization_id, windows);
-    let totals = counters::add(conn, organization_id, &deltas, &spans).await?;
-    let after = quota::from_totals(organization_id, windows, cx.plan, &totals);
-    let events: Vec<UsageEventRow> = events.iter().map(|e| (*e).clone()).collect();
-    daily::add(conn, organization_id, &events).await?;
-
-    let before_tokens = after.tokens_used - tokens;
-    let (claimed, emailed) = alerts::claim_and_email(conn, cx, before_tokens, &after).await?;
-    let messages = publish::messages(organization_id, events, after, tokens, requests, &claimed);
-    Ok((after, messages, emailed))
+    let tokens: i64 = added.iter().map(|a| a.0).sum();
+    let requests: i64 = added.iter().map(|a| a.1).sum();
+    let mut published = Published::default();
+    let after = if deltas.is_empty() {
+        quota::read(conn, organization_id, windows, cx.plan).await?
+    } else {
+        let spans = quota::spans(organization_id, windows);
+        let totals = counters::add(conn, organization_id, &deltas, &spans).await?;
+        let after = quota::from_totals(organization_id, windows, cx.plan, &totals);
+        let events: Vec<UsageEventRow> = answers.new_events.iter().flatten().cloned().collect();
+        daily::add(conn, organization_id, &events).await?;
+        let (claimed, emailed) = alerts::claim_and_email(conn, cx, after.tokens_used - tokens, &after).await?;
+        published.messages = publish::messages(organization_id, events, after, tokens, requests, &claimed);
+        published.emailed = emailed;
+        after
+    };
+    // Each member's quota: the group's total less what later members added.
+    let mut later = (0_i64, 0_i64);
+    let mut quotas = vec![after; members.len()];
+    for (quota, (tokens, requests)) in quotas.iter_mut().zip(&added).rev() {
+        quota.tokens_used -= later.0;
+        quota.requests_today -= later.1;
+        later.0 += tokens;
+        later.1 += requests;
+    }
+    Ok((quotas, published))
 }

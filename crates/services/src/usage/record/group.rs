@@ -1,0 +1,164 @@
+//! Group commit: one writer per organization in this process, so that
+//! concurrent reports of one hot organization share one transaction
+//! instead of queueing one by one on its counter row.
+//!
+//! The first report of an idle organization starts a writer task at once
+//! (no waiting for company: no added latency when idle). Reports that
+//! arrive while its transaction is in flight queue up and form the next
+//! group, written as soon as the current one commits. Each caller gets its
+//! answer only after its group committed, so a receipt always stands for
+//! counted usage. The writer is a task of its own, so a caller that goes
+//! away (a client hanging up) neither aborts its neighbours nor leaves the
+//! queue without a writer.
+//!
+//! The group is per process; across instances nothing changes: every
+//! group takes the same locks one recording took, and the database's
+//! constraints decide duplicates.
+
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex, PoisonError},
+};
+
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::{Recorded, Reporter, check::Report, write};
+use tollgate_auth::AppState;
+use tollgate_core::error::{AppError, AppResult};
+
+/// Most inputs one group writes: a few concurrent full batches, so one
+/// transaction stays short and the insert's parameters few.
+const MAX_GROUP_INPUTS: usize = 4_000;
+
+/// What one caller records: who reports, its checked inputs in order, and
+/// the reservation it settles (gateway calls).
+pub(super) type Input = (Reporter, Vec<Report>, Option<Uuid>);
+
+/// One caller's recording, waiting for its group.
+pub(super) struct Job {
+    input: Input,
+    reply: Reply,
+}
+
+impl Job {
+    /// The recording, and where its answer goes.
+    pub(super) fn split(self) -> (Input, Reply) {
+        (self.input, self.reply)
+    }
+}
+
+/// Where a caller's answer goes: None when its reservation was already
+/// gone.
+pub(super) struct Reply(oneshot::Sender<AppResult<Option<Recorded>>>);
+
+impl Reply {
+    /// Answers the caller (who may have gone: then nobody listens).
+    pub(super) fn answer(self, outcome: AppResult<Option<Recorded>>) {
+        let _ = self.0.send(outcome);
+    }
+}
+
+/// Whose queue: the application (two apps in one process, as in tests,
+/// have their own databases) and the organization.
+type QueueKey = (usize, Uuid);
+
+/// The organizations with a writer at work, and the jobs waiting for
+/// their next group. An organization is here only while busy.
+static QUEUES: LazyLock<Mutex<HashMap<QueueKey, Vec<Job>>>> = LazyLock::new(Default::default);
+
+fn queues() -> std::sync::MutexGuard<'static, HashMap<QueueKey, Vec<Job>>> {
+    // The lock guards plain pushes and takes: a panic cannot leave the
+    // map half changed.
+    QUEUES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Records through the organization's writer and waits for the commit of
+/// the group the report joined.
+pub(super) async fn submit(
+    app: &AppState,
+    reporter: Reporter,
+    reports: Vec<Report>,
+    settles: Option<Uuid>,
+) -> AppResult<Option<Recorded>> {
+    // Waiting for the writer while holding a connection would deadlock a
+    // full pool, as asking for a second connection would.
+    tollgate_db::hold::ensure_free("recorded usage").map_err(AppError::internal)?;
+    let (reply, answer) = oneshot::channel();
+    let job = Job {
+        input: (reporter, reports, settles),
+        reply: Reply(reply),
+    };
+    let key = (std::ptr::from_ref(app.pool()) as usize, reporter.organization_id);
+    let leads = {
+        let mut queues = queues();
+        match queues.get_mut(&key) {
+            Some(waiting) => {
+                waiting.push(job);
+                None
+            }
+            None => {
+                queues.insert(key, Vec::new());
+                Some(job)
+            }
+        }
+    };
+    if let Some(job) = leads {
+        let app = app.clone();
+        app.tasks()
+            .clone()
+            .spawn(tollgate_db::hold::scoped(drain(app, key, vec![job])));
+    }
+    answer
+        .await
+        .map_err(|_| AppError::internal(anyhow::anyhow!("the usage writer stopped before answering")))?
+}
+
+/// Writes groups until nobody waits: the organization's writer.
+async fn drain(app: AppState, key: QueueKey, first: Vec<Job>) {
+    let mut busy = Busy { key, done: false };
+    let mut group = first;
+    loop {
+        write::write_group(&app, key.1, group).await;
+        let mut queues = queues();
+        let waiting = queues.entry(key).or_default();
+        if waiting.is_empty() {
+            queues.remove(&key);
+            busy.done = true;
+            return;
+        }
+        group = take_group(waiting);
+    }
+}
+
+/// The next group: the waiting jobs in arrival order, up to
+/// [`MAX_GROUP_INPUTS`] inputs (always at least one job).
+fn take_group(waiting: &mut Vec<Job>) -> Vec<Job> {
+    let mut inputs = 0;
+    let mut count = 0;
+    for job in waiting.iter() {
+        inputs += job.input.1.len();
+        if count > 0 && inputs > MAX_GROUP_INPUTS {
+            break;
+        }
+        count += 1;
+    }
+    waiting.drain(..count).collect()
+}
+
+/// Marks the organization busy while its writer runs; should the writer
+/// die (a panic), the organization is freed and its waiting callers are
+/// answered with an error (their replies dropped) instead of waiting
+/// forever.
+struct Busy {
+    key: QueueKey,
+    done: bool,
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        if !self.done {
+            queues().remove(&self.key);
+        }
+    }
+}
