@@ -52,9 +52,11 @@ impl Catalog {
         Ok(Self::new(llm_models::list(conn).await?))
     }
 
-    /// The catalog now, from this instance's copy while it is trusted
-    /// (changes are announced), else read. Call it holding no pooled
-    /// connection: it may take one.
+    /// The catalog now: this instance's copy when the catalog's version
+    /// says it is current (one statement of one row), else read again.
+    /// Callers that read the version along with a statement of their own
+    /// use [`crate::usage::directory::at_version`] instead. Call it holding
+    /// no pooled connection: it may take one.
     pub async fn current(app: &Platform) -> AppResult<Self> {
         Ok(crate::usage::directory::current(app).await?.catalog.clone())
     }
