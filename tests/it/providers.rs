@@ -1,8 +1,9 @@
 //! The gateway's providers and model routes as staff manage them: who may
 //! read and write them, the API key that is stored only encrypted and
 //! never shown, bad inputs, route replacement, Model.callable and
-//! clientConfig.llmBaseUrl, the providers the environment seeds, and the
-//! production start-up check of SECRETS_KEY.
+//! clientConfig.llmBaseUrl, the providers the environment seeds, the
+//! production start-up check of SECRETS_KEY, and changes taking effect at
+//! the next gateway call on every instance.
 
 use diesel::{
     QueryableByName,
@@ -14,7 +15,14 @@ use serde_json::{Value, json};
 use tollgate::auth::users::Role;
 use uuid::Uuid;
 
-use crate::harness::{GqlResponse, TestApp, TestAppOptions, create_user};
+use crate::{
+    harness::{
+        GqlResponse, TestApp, TestAppOptions, create_user,
+        llm_fake::FakeLlm,
+        people::{personal_organization, register_verified},
+    },
+    usage::create_key,
+};
 
 const UPSERT: &str = "mutation ($input: ProviderInput!) {
     upsertProvider(input: $input) { key name kind baseUrl apiKeyHint enabled createdAt updatedAt } }";
@@ -748,4 +756,78 @@ async fn production_without_secrets_key_stores_no_provider_key_and_refuses_to_st
         again.graphql_as(&admin, PROVIDERS, json!({})).await.data()["providers"][0]["apiKeyHint"],
         "PR0D"
     );
+}
+
+/// A chat call to `model` through `app`'s gateway with `key`: the status.
+async fn chat_status(app: &TestApp, key: &str, model: &str) -> u16 {
+    app.http()
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&json!({ "model": model, "messages": [{ "role": "user", "content": "Hi" }] }))
+        .send()
+        .await
+        .expect("POST /v1/chat/completions")
+        .status()
+        .as_u16()
+}
+
+/// The provider key the last request `fake` received carried.
+fn last_key(fake: &FakeLlm) -> Option<String> {
+    fake.requests()
+        .last()
+        .and_then(|request| request.header("authorization").map(str::to_owned))
+}
+
+#[tokio::test]
+async fn a_route_or_provider_changed_on_one_instance_is_used_by_the_next_call_on_every_instance() {
+    let app = TestApp::spawn().await;
+    let sibling = app.spawn_sibling().await;
+    let (_, admin) = token(&app, "admin@cache.test", Role::Admin).await;
+    let (first, second) = (FakeLlm::start().await, FakeLlm::start().await);
+    for (key, fake) in [("first", &first), ("second", &second)] {
+        let mut input = provider(key, Some(&format!("sk-{key}-0000000001")));
+        input["baseUrl"] = json!(fake.openai_base());
+        upsert(&app, &admin, input).await.data();
+    }
+    let routed_to = |provider: &str| Some(json!([{ "providerKey": provider, "upstreamModel": "up" }]));
+    upsert_model(&app, &admin, model("cached-model", routed_to("first")))
+        .await
+        .data();
+    let owner = register_verified(&app, "owner@cache.test").await;
+    let org = personal_organization(&app, &owner.access).await;
+    let (_, key) = create_key(&app, &owner.access, &org, json!({ "scopes": ["LLM"] })).await;
+
+    // Both instances have the catalog and the routes in memory now.
+    for instance in [&app, &sibling] {
+        assert_eq!(chat_status(instance, &key, "cached-model").await, 200);
+    }
+    assert_eq!((first.requests().len(), second.requests().len()), (2, 0));
+
+    // A new route, saved through one instance, is taken by the next call
+    // on the other.
+    upsert_model(&app, &admin, model("cached-model", routed_to("second")))
+        .await
+        .data();
+    assert_eq!(chat_status(&sibling, &key, "cached-model").await, 200);
+    assert_eq!(chat_status(&app, &key, "cached-model").await, 200);
+    assert_eq!((first.requests().len(), second.requests().len()), (2, 2));
+
+    // So is a provider's new key, and its being switched off.
+    let mut input = provider("second", Some("sk-second-0000000002"));
+    input["baseUrl"] = json!(second.openai_base());
+    upsert(&app, &admin, input.clone()).await.data();
+    assert_eq!(chat_status(&sibling, &key, "cached-model").await, 200);
+    assert_eq!(last_key(&second).as_deref(), Some("Bearer sk-second-0000000002"));
+    input["enabled"] = json!(false);
+    upsert(&app, &admin, input).await.data();
+    assert_eq!(chat_status(&sibling, &key, "cached-model").await, 404);
+
+    // And a change made in plain SQL, on neither instance.
+    diesel::sql_query("UPDATE providers SET enabled = true WHERE key = 'second'")
+        .execute(&mut app.db().await)
+        .await
+        .unwrap();
+    assert_eq!(chat_status(&sibling, &key, "cached-model").await, 200);
+    assert_eq!(second.requests().len(), 4);
+    assert_eq!(first.requests().len(), 2);
 }

@@ -21,7 +21,6 @@ use tollgate_core::error::ErrorCode;
 use tollgate_services::usage::{
     authorize::UsageDenial,
     pricing::Tokens,
-    quota,
     record::Reporter,
     reservations::{self, Ask, OutputLimit, Reservation, Reserved},
     windows,
@@ -46,8 +45,6 @@ pub const REQUEST_ID_HEADER: &str = "x-tollgate-request-id";
 /// How long past a call's own deadline its reservation is left before the
 /// expiry job may settle it as abandoned.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);
-/// Seconds to wait when the end of a budget's period cannot be read.
-const UNKNOWN_RENEWAL_SECS: u64 = 60;
 
 /// POST /v1/chat/completions.
 pub async fn chat(State(app): State<AppState>, Extension(gateway): Extension<Gateway>, request: Request) -> Response {
@@ -127,14 +124,18 @@ async fn proxy(
         let body = read_body(body).await?;
         CallRequest::parse(api, &body).map_err(|e| GatewayError::invalid(e.0))?
     };
-    let target = target::resolve(app, &key, api, &call.model).await?;
-    labels.model = Some(target.model_id.clone());
     let reporter = Reporter {
         organization_id: key.organization_id,
         api_key_id: Some(key.key_id),
         user_id: key.created_by,
     };
-    let reservation = reserve(app, &key, reporter, &call, &target, request_id).await?;
+    // One statement: the organization's plan and windows, and the
+    // catalog's version, which tells whether this instance's copy of the
+    // catalog and routes is still current.
+    let context = reservations::context(app, reporter).await?;
+    let target = target::resolve(app, &key, api, &call.model, context.catalog_version).await?;
+    labels.model = Some(target.model_id.clone());
+    let reservation = reserve(app, &context, &key, reporter, &call, &target, request_id).await?;
     let mut hold = Hold::new(
         app.clone(),
         reporter,
@@ -193,6 +194,7 @@ async fn read_body(body: Body) -> Result<Bytes, GatewayError> {
 /// Holds the call's tokens, or refuses it as the contract says.
 async fn reserve(
     app: &AppState,
+    context: &reservations::Context,
     key: &KeyIdentity,
     reporter: Reporter,
     call: &CallRequest,
@@ -215,16 +217,16 @@ async fn reserve(
         request_id,
         prompt_tokens: call.prompt_estimate,
         output,
-        expires_at: app.now() + TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::hours(1)),
+        expires_at: context.now + TimeDelta::from_std(lifetime).unwrap_or(TimeDelta::hours(1)),
     };
-    match reservations::reserve(app, &ask).await {
+    match reservations::reserve_in(app, context, &ask).await {
         Ok(Reserved::Granted(reservation)) => Ok(reservation),
         Ok(Reserved::Refused { denial, in_flight }) => {
             app.metrics().gateway_reservation_refused(denial_code(denial));
             let retry_after = if in_flight {
                 0
             } else {
-                seconds_until_renewal(app, reporter.organization_id, denial).await
+                seconds_until_renewal(context, denial)
             };
             Err(GatewayError::refused(denial, in_flight, retry_after))
         }
@@ -239,21 +241,13 @@ async fn reserve(
 
 /// Seconds until a refused budget or daily limit renews: the period's end,
 /// or the next 00:00 UTC.
-async fn seconds_until_renewal(app: &AppState, organization_id: Uuid, denial: UsageDenial) -> u64 {
-    let now = app.now();
-    let renews: Option<DateTime<Utc>> = match denial {
-        UsageDenial::DailyRequests => Some(windows::utc_midnight(now) + TimeDelta::days(1)),
-        _ => match app.db().await {
-            Ok(mut conn) => quota::of_organization(&mut conn, organization_id, now)
-                .await
-                .ok()
-                .map(|quota| quota.period_end),
-            Err(_) => None,
-        },
+fn seconds_until_renewal(context: &reservations::Context, denial: UsageDenial) -> u64 {
+    let now = context.now;
+    let renews: DateTime<Utc> = match denial {
+        UsageDenial::DailyRequests => windows::utc_midnight(now) + TimeDelta::days(1),
+        _ => context.windows.period.end,
     };
-    renews.map_or(UNKNOWN_RENEWAL_SECS, |at| {
-        (at - now).num_seconds().max(1).unsigned_abs()
-    })
+    (renews - now).num_seconds().max(1).unsigned_abs()
 }
 
 /// A provider's error that another route would not cure (a 400, say): no

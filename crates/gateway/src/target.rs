@@ -4,8 +4,8 @@
 
 use tollgate_auth::{AppState, KeyIdentity};
 use tollgate_services::{
-    providers::{Upstream, upstreams_for},
-    usage::{authorize::model_allowed, llm_models::ModelRow, pricing::Catalog},
+    providers::Upstream,
+    usage::{authorize::model_allowed, directory, llm_models::ModelRow},
 };
 
 use crate::{error::GatewayError, wire::Api};
@@ -24,20 +24,25 @@ pub struct Target {
 /// Resolves `model` for a call on `api` by `key`: 404 when unknown or
 /// routed to no enabled provider, 403 when the key's allow-list leaves it
 /// out or the catalog has it disabled, 400 when its providers all speak
-/// another API.
-pub async fn resolve(app: &AppState, key: &KeyIdentity, api: Api, model: &str) -> Result<Target, GatewayError> {
-    let mut conn = app.db().await?;
-    let catalog = Catalog::load(&mut conn)
-        .await
-        .map_err(tollgate_core::error::AppError::from)?;
+/// another API. The catalog and routes are this instance's copy, checked
+/// against `catalog_version` (read by the caller a moment ago): no
+/// statement runs unless they changed.
+pub async fn resolve(
+    app: &AppState,
+    key: &KeyIdentity,
+    api: Api,
+    model: &str,
+    catalog_version: i64,
+) -> Result<Target, GatewayError> {
+    let directory = directory::at_version(app, catalog_version).await?;
+    let catalog = &directory.catalog;
     let row = catalog
         .resolve(model)
         .ok_or_else(|| GatewayError::model_not_found(model))?;
-    if !model_allowed(&catalog, key.allowed_models.as_deref(), model) {
+    if !model_allowed(catalog, key.allowed_models.as_deref(), model) {
         return Err(GatewayError::model_not_allowed(model));
     }
-    let upstreams = upstreams_for(&mut conn, app.secrets(), &row.id).await?;
-    drop(conn);
+    let upstreams = directory.upstreams(&row.id)?;
     if upstreams.is_empty() {
         return Err(GatewayError::model_not_found(model));
     }

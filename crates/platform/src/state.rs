@@ -6,7 +6,12 @@
 //! adds the live-usage hub) and dereference to it, so a service written
 //! against `&Platform` can be handed any of them.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    any::{Any, TypeId},
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::Instant,
+};
 
 use chrono::{DateTime, Utc};
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
@@ -31,6 +36,8 @@ struct Inner {
     parts: PlatformParts,
     metrics: Metrics,
     started: Instant,
+    /// Per-app state of higher layers, by type ([`Platform::local`]).
+    locals: Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
 /// The parts a [`Platform`] is made of; the server assembles them.
@@ -69,6 +76,7 @@ impl Platform {
                 parts,
                 metrics: Metrics::default(),
                 started: Instant::now(),
+                locals: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -164,5 +172,22 @@ impl Platform {
     /// Tracks long-lived tasks so shutdown can wait for them.
     pub fn tasks(&self) -> &TaskTracker {
         &self.inner.parts.tasks
+    }
+
+    /// This app's one value of type `T`, made by `init` on first use and
+    /// kept for the app's life: per-app state of a higher layer (a cache
+    /// that follows the announcements, say) that the layers below cannot
+    /// name. Two apps in one process each have their own.
+    pub fn local<T: Any + Send + Sync>(&self, init: impl FnOnce(&Platform) -> T) -> Arc<T> {
+        let mut locals = self.inner.locals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(value) = locals
+            .get(&TypeId::of::<T>())
+            .and_then(|v| Arc::clone(v).downcast::<T>().ok())
+        {
+            return value;
+        }
+        let value = Arc::new(init(self));
+        locals.insert(TypeId::of::<T>(), Arc::clone(&value) as Arc<dyn Any + Send + Sync>);
+        value
     }
 }

@@ -10,7 +10,8 @@
 //! - `service`: upsertProvider and deleteProvider, audited;
 //! - `seed`: the start-up check of stored keys and the providers the
 //!   environment names;
-//! - `upstream`: what the gateway needs for one call.
+//! - `upstream`: what the gateway needs for one call (kept in memory per
+//!   instance with the catalog: `crate::usage::directory`).
 
 pub mod model;
 pub mod routes;

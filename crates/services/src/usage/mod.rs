@@ -5,6 +5,7 @@ pub mod authorize;
 pub mod catalog;
 pub mod counters;
 pub mod daily;
+pub mod directory;
 pub mod event;
 pub mod live;
 pub mod live_message;

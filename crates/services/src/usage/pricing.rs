@@ -1,21 +1,26 @@
 //! Which catalog model a reported name is, and what a call costs.
 //!
-//! The catalog is small (tens of rows), so a request loads it once and
-//! resolves every name in memory: one query per request or batch, whatever
-//! the number of events.
+//! The catalog is small (tens of rows), so a request takes it whole and
+//! resolves every name in memory: [`Catalog::current`] answers from the
+//! instance's copy ([`crate::usage::directory`]), so most requests read
+//! no row of it at all.
+
+use std::sync::Arc;
 
 use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
+use tollgate_core::error::AppResult;
+use tollgate_platform::Platform;
 
 use crate::usage::llm_models::{self, ModelRow};
 
 /// Tokens in the unit prices are quoted for.
 const TOKENS_PER_PRICE_UNIT: i128 = 1_000_000;
 
-/// The model catalog as loaded for one request.
+/// The model catalog, cheap to clone (its rows are shared).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
-    models: Vec<ModelRow>,
+    models: Arc<[ModelRow]>,
 }
 
 /// How one call was priced.
@@ -42,14 +47,28 @@ pub struct Tokens {
 }
 
 impl Catalog {
-    /// Loads the whole catalog.
+    /// Reads the whole catalog from the database.
     pub async fn load(conn: &mut AsyncPgConnection) -> QueryResult<Self> {
         Ok(Self::new(llm_models::list(conn).await?))
     }
 
+    /// The catalog now: this instance's copy when the catalog's version
+    /// says it is current (one statement of one row), else read again.
+    /// Callers that read the version along with a statement of their own
+    /// use [`crate::usage::directory::at_version`] instead. Call it holding
+    /// no pooled connection: it may take one.
+    pub async fn current(app: &Platform) -> AppResult<Self> {
+        Ok(crate::usage::directory::current(app).await?.catalog.clone())
+    }
+
     /// A catalog of these rows.
     pub fn new(models: Vec<ModelRow>) -> Self {
-        Self { models }
+        Self { models: models.into() }
+    }
+
+    /// Every model, in display order.
+    pub fn models(&self) -> &[ModelRow] {
+        &self.models
     }
 
     /// The model a reported name prices as: the model whose id or alias

@@ -2,13 +2,26 @@
 //! so that concurrent calls cannot together pass a budget.
 //!
 //! A call reserves its prompt estimate plus its output limit against the
-//! organization's, the key's and the member's budgets in one step that
-//! holds the organization's reservation lock (a transaction-scoped
-//! advisory lock), so reservations of one organization are decided one
-//! after another, each seeing every earlier one. The recording
-//! transaction that settles a call takes the same lock before it deletes
-//! the reservation and counts the event, so a reservation never sees a
-//! call half settled (counted but still reserved, or neither).
+//! organization's, the key's and the member's budgets. What it needs to
+//! know of the organization (plan, windows, the member's budget) is one
+//! statement, [`context`]. Then:
+//!
+//! - **No budget applies** (no plan limit, key or member budget, daily
+//!   limit): the reservation is one INSERT, without any lock: nothing it
+//!   holds is checked by anyone.
+//! - **Otherwise** the decision is made on what the budgets stand at, read
+//!   in one statement outside any lock; the reservation is then inserted
+//!   under the organization's reservation lock (a transaction-scoped
+//!   advisory lock) by one statement that reads the budgets again and
+//!   inserts only if they still hold it. Reservations of one organization
+//!   are so decided one after another, each seeing every earlier one, and
+//!   the lock is held for that statement and the commit. When calls in flight took what the
+//!   first reading counted on, the call is decided again under the lock.
+//!
+//! Settling takes no lock: it deletes the reservation and counts the event
+//! in one transaction, and every reading here is one statement, so it sees
+//! a settlement whole or not at all (never counted but still reserved, or
+//! neither).
 //!
 //! Reservations are not tied to a period: one taken just before a period
 //! ends still holds until it is settled. One whose instance died expires
@@ -17,22 +30,30 @@
 
 use chrono::{DateTime, Utc};
 use diesel::{
+    pg::Pg,
     prelude::*,
-    sql_types::{BigInt, Nullable, Uuid as SqlUuid},
+    query_builder::{BoxedSqlQuery, SqlQuery},
+    sql_types::{BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::usage::{
-    authorize::{UsageDenial, check_rate, member_token_limit},
-    counters::{self, SubjectKind},
-    quota,
-    record::Reporter,
-    windows,
+use crate::{
+    plans::{
+        model::{self as plan_model, FREE_PLAN_KEY, PlanRow},
+        subscription::SubscriptionRow,
+    },
+    usage::{
+        authorize::{UsageDenial, check_rate},
+        counters::SubjectKind,
+        directory,
+        record::Reporter,
+        windows::{self, Windows},
+    },
 };
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
-use tollgate_db::schema::usage_reservations;
+use tollgate_db::schema::{memberships, organizations, plans, subscriptions, usage_reservations};
 
 /// A row of `usage_reservations`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -129,17 +150,175 @@ pub enum Reserved {
     },
 }
 
-/// Tokens held by calls in flight, per subject.
+/// What a reservation needs to know of the organization, read in one
+/// statement before anything is decided: its windows and plan, the
+/// member's budget, and the catalog's version (so the gateway checks its
+/// copy of the catalog at no extra round trip).
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The organization's windows now.
+    pub windows: Windows,
+    /// The plan in effect.
+    pub plan: PlanRow,
+    /// The member's token budget; None = none (or no longer a member).
+    pub member_limit: Option<i64>,
+    /// The catalog's version ([`crate::usage::directory`]).
+    pub catalog_version: i64,
+    /// When it was read.
+    pub now: DateTime<Utc>,
+}
+
+/// The subscription, its plan, the organization's last reset, the
+/// member's budget and the catalog's version.
+type ContextRow = (SubscriptionRow, PlanRow, Option<DateTime<Utc>>, Option<i64>, i64);
+
+/// Reads the [`Context`] of a call by `reporter`: one statement (two when
+/// the subscribed plan has lapsed). NOT_FOUND when there is no such
+/// organization.
+pub async fn context(app: &AppState, reporter: Reporter) -> AppResult<Context> {
+    let now = app.now();
+    let mut conn = app.db().await?;
+    let membership = memberships::table.on(memberships::organization_id
+        .eq(subscriptions::organization_id)
+        .and(memberships::user_id.eq(reporter.user_id)));
+    let row: Option<ContextRow> = subscriptions::table
+        .inner_join(plans::table)
+        .inner_join(organizations::table)
+        .left_join(membership)
+        .filter(subscriptions::organization_id.eq(reporter.organization_id))
+        .select((
+            SubscriptionRow::as_select(),
+            PlanRow::as_select(),
+            organizations::usage_reset_at,
+            memberships::token_limit.nullable(),
+            diesel::dsl::sql::<BigInt>(directory::VERSION_SQL),
+        ))
+        .first(&mut conn)
+        .await
+        .optional()?;
+    let (subscription, plan, reset_at, member_limit, catalog_version) =
+        row.ok_or_else(|| AppError::not_found("organization"))?;
+    let plan = if subscription.plan_counts_at(now) {
+        plan
+    } else {
+        plan_model::find_by_key(&mut conn, FREE_PLAN_KEY)
+            .await?
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("the free plan is missing")))?
+    };
+    Ok(Context {
+        windows: windows::windows_of(&subscription, &plan, reset_at, now),
+        plan,
+        member_limit,
+        catalog_version,
+        now,
+    })
+}
+
+/// The budgets a call is held against; None = no such budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Limits {
+    organization: Option<i64>,
+    key: Option<i64>,
+    member: Option<i64>,
+    daily_requests: Option<i64>,
+}
+
+impl Limits {
+    fn of(context: &Context, ask: &Ask<'_>) -> Self {
+        Self {
+            organization: context.plan.monthly_token_limit,
+            key: ask.key_token_limit.filter(|_| ask.reporter.api_key_id.is_some()),
+            member: context.member_limit,
+            daily_requests: context.plan.daily_request_limit.map(i64::from),
+        }
+    }
+
+    /// Whether nothing bounds the call: it is held without any check, so
+    /// without the organization's lock either.
+    fn none(&self) -> bool {
+        *self
+            == Self {
+                organization: None,
+                key: None,
+                member: None,
+                daily_requests: None,
+            }
+    }
+}
+
+/// What the budgets stand at: tokens used in the window, tokens held by
+/// calls in flight, per subject, and requests today and in flight.
 #[derive(Debug, Clone, Copy, Default, QueryableByName)]
-struct Held {
+struct Standing {
     #[diesel(sql_type = BigInt)]
-    organization: i64,
+    organization_used: i64,
     #[diesel(sql_type = BigInt)]
-    member: i64,
+    requests_today: i64,
     #[diesel(sql_type = BigInt)]
-    key: i64,
+    member_used: i64,
+    #[diesel(sql_type = BigInt)]
+    key_used: i64,
+    #[diesel(sql_type = BigInt)]
+    organization_held: i64,
+    #[diesel(sql_type = BigInt)]
+    member_held: i64,
+    #[diesel(sql_type = BigInt)]
+    key_held: i64,
     #[diesel(sql_type = BigInt)]
     calls: i64,
+}
+
+/// The [`Standing`] query, parameters $1 to $9: organization, token window
+/// start, day window start, member, key; the counters' subject kinds
+/// (organization, day, member, key). One statement, so one snapshot: a
+/// settlement (which deletes its reservation and counts its event in one
+/// transaction) is seen whole or not at all.
+macro_rules! standing_sql {
+    () => {
+        "SELECT
+            (SELECT COALESCE(sum(tokens), 0)::int8 FROM usage_counters
+              WHERE organization_id = $1 AND subject_kind = $6 AND subject_id = $1 AND window_start >= $2)
+              AS organization_used,
+            (SELECT COALESCE(sum(requests), 0)::int8 FROM usage_counters
+              WHERE organization_id = $1 AND subject_kind = $7 AND subject_id = $1 AND window_start >= $3)
+              AS requests_today,
+            (SELECT COALESCE(sum(tokens), 0)::int8 FROM usage_counters
+              WHERE organization_id = $1 AND subject_kind = $8 AND subject_id = $4 AND window_start >= $2)
+              AS member_used,
+            (SELECT COALESCE(sum(tokens), 0)::int8 FROM usage_counters
+              WHERE organization_id = $1 AND subject_kind = $9 AND subject_id = $5 AND window_start >= $2)
+              AS key_used,
+            h.organization_held, h.member_held, h.key_held, h.calls
+         FROM (SELECT COALESCE(sum(tokens), 0)::int8 AS organization_held,
+                      COALESCE(sum(tokens) FILTER (WHERE user_id = $4), 0)::int8 AS member_held,
+                      COALESCE(sum(tokens) FILTER (WHERE api_key_id = $5), 0)::int8 AS key_held,
+                      count(*) AS calls
+               FROM usage_reservations WHERE organization_id = $1) h"
+    };
+}
+
+/// Binds the [`standing_sql`] parameters.
+fn bind_standing<'a>(
+    query: BoxedSqlQuery<'a, Pg, SqlQuery>,
+    context: &Context,
+    reporter: Reporter,
+) -> BoxedSqlQuery<'a, Pg, SqlQuery> {
+    query
+        .bind::<SqlUuid, _>(reporter.organization_id)
+        .bind::<Timestamptz, _>(context.windows.token_start)
+        .bind::<Timestamptz, _>(context.windows.day_start)
+        .bind::<SqlUuid, _>(reporter.user_id)
+        .bind::<Nullable<SqlUuid>, _>(reporter.api_key_id)
+        .bind::<Text, _>(SubjectKind::Organization)
+        .bind::<Text, _>(SubjectKind::Day)
+        .bind::<Text, _>(SubjectKind::Member)
+        .bind::<Text, _>(SubjectKind::ApiKey)
+}
+
+async fn standing(conn: &mut AsyncPgConnection, context: &Context, reporter: Reporter) -> QueryResult<Standing> {
+    bind_standing(diesel::sql_query(standing_sql!()).into_boxed(), context, reporter)
+        .get_result(conn)
+        .await
 }
 
 /// One budget's state: its limit, what is used, what is held.
@@ -162,107 +341,217 @@ impl Budget {
     }
 }
 
+/// What a granted call holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Hold {
+    prompt: i64,
+    output: i64,
+    send_limit: Option<i64>,
+}
+
+impl Hold {
+    fn tokens(&self) -> i64 {
+        self.prompt + self.output
+    }
+}
+
+/// The contract's decision for `ask` with the budgets standing at
+/// `standing`: the first denial that applies, or what to hold.
+fn decide(limits: Limits, standing: &Standing, ask: &Ask<'_>) -> Result<Hold, Reserved> {
+    let budgets: Vec<Budget> = [
+        limits.organization.map(|limit| Budget {
+            denial: UsageDenial::OrganizationBudget,
+            limit,
+            used: standing.organization_used,
+            held: standing.organization_held,
+        }),
+        limits.key.map(|limit| Budget {
+            denial: UsageDenial::ApiKeyBudget,
+            limit,
+            used: standing.key_used,
+            held: standing.key_held,
+        }),
+        limits.member.map(|limit| Budget {
+            denial: UsageDenial::MemberBudget,
+            limit,
+            used: standing.member_used,
+            held: standing.member_held,
+        }),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+
+    if let Some(spent) = budgets.iter().find(|b| b.spent()) {
+        return Err(refused(spent.denial, false));
+    }
+    if let Some(limit) = limits.daily_requests {
+        if standing.requests_today >= limit {
+            return Err(refused(UsageDenial::DailyRequests, false));
+        }
+        if standing.requests_today + standing.calls >= limit {
+            return Err(refused(UsageDenial::DailyRequests, true));
+        }
+    }
+    let prompt = ask.prompt_tokens.max(0);
+    let tightest = budgets.iter().min_by_key(|b| b.headroom());
+    let (output, send_limit) = match (ask.output, tightest) {
+        (OutputLimit::Caller(limit), _) => (limit.max(0), None),
+        (OutputLimit::Chosen { preferred }, None) => (preferred.max(1), None),
+        (OutputLimit::Chosen { preferred }, Some(budget)) => {
+            let output = preferred.max(1).min(budget.headroom() - prompt);
+            (output.max(1), Some(output.max(1)))
+        }
+    };
+    let hold = Hold {
+        prompt,
+        output,
+        send_limit,
+    };
+    if let Some(short) = budgets.iter().find(|b| hold.tokens() > b.headroom()) {
+        let in_flight = hold.tokens() <= (short.limit - short.used);
+        return Err(refused(short.denial, in_flight));
+    }
+    Ok(hold)
+}
+
 /// Checks the plan's rate, every budget and the daily request limit, and
 /// holds the call's tokens if they fit (see the module documentation).
 pub async fn reserve(app: &AppState, ask: &Ask<'_>) -> AppResult<Reserved> {
-    let organization_id = ask.reporter.organization_id;
-    let now = app.now();
+    let context = context(app, ask.reporter).await?;
+    reserve_in(app, &context, ask).await
+}
+
+/// [`reserve`] with the organization's [`Context`] already read.
+pub async fn reserve_in(app: &AppState, context: &Context, ask: &Ask<'_>) -> AppResult<Reserved> {
+    check_rate(app, &context.plan, ask.reporter, ask.key, context.now).await?;
+    let limits = Limits::of(context, ask);
     let mut conn = app.db().await?;
-    let (windows, plan) = windows::of_organization(&mut conn, organization_id, now)
-        .await?
-        .ok_or_else(|| AppError::not_found("organization"))?;
-    check_rate(app, &plan, ask.reporter, ask.key, now).await?;
+    if limits.none() {
+        let output = match ask.output {
+            OutputLimit::Caller(limit) => limit.max(0),
+            OutputLimit::Chosen { preferred } => preferred.max(1),
+        };
+        let hold = Hold {
+            prompt: ask.prompt_tokens.max(0),
+            output,
+            send_limit: None,
+        };
+        let row = row_of(ask, context, hold);
+        insert(&mut conn, &row).await?;
+        return Ok(granted(&row, hold));
+    }
+    // Decided on what the budgets stood at a moment ago, outside the lock;
+    // then held only if they still allow it, checked under the lock.
+    let seen = standing(&mut conn, context, ask.reporter).await?;
+    let hold = match decide(limits, &seen, ask) {
+        Ok(hold) => hold,
+        Err(refusal) => return Ok(refusal),
+    };
+    let row = row_of(ask, context, hold);
+    let organization_id = ask.reporter.organization_id;
+    let held = conn
+        .transaction::<_, AppError, _>(async |conn| {
+            lock(conn, organization_id).await?;
+            Ok(insert_if_fits(conn, context, &row, limits).await?)
+        })
+        .await?;
+    if held {
+        return Ok(granted(&row, hold));
+    }
+    // Calls in flight took what it counted on: decided again, under the
+    // lock, on what the budgets stand at now.
     conn.transaction::<_, AppError, _>(async |conn| {
         lock(conn, organization_id).await?;
-        let key_span = ask
-            .reporter
-            .api_key_id
-            .map(|key| windows.span(SubjectKind::ApiKey, key));
-        let member_span = windows.span(SubjectKind::Member, ask.reporter.user_id);
-        let mut wanted = quota::spans(organization_id, &windows).to_vec();
-        wanted.push(member_span);
-        wanted.extend(key_span);
-        let totals = counters::sum(conn, organization_id, &wanted).await?;
-        let used = |span: Option<counters::CounterSpan>| span.and_then(|s| totals.get(&s)).map_or(0, |t| t.0);
-        let quota = quota::from_totals(organization_id, &windows, &plan, &totals);
-        let held = held(conn, ask.reporter).await?;
-        let member_limit = member_token_limit(conn, organization_id, ask.reporter.user_id).await?;
-
-        let budgets: Vec<Budget> = [
-            quota.token_limit.map(|limit| Budget {
-                denial: UsageDenial::OrganizationBudget,
-                limit,
-                used: quota.tokens_used,
-                held: held.organization,
-            }),
-            ask.key_token_limit.filter(|_| key_span.is_some()).map(|limit| Budget {
-                denial: UsageDenial::ApiKeyBudget,
-                limit,
-                used: used(key_span),
-                held: held.key,
-            }),
-            member_limit.map(|limit| Budget {
-                denial: UsageDenial::MemberBudget,
-                limit,
-                used: used(Some(member_span)),
-                held: held.member,
-            }),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-
-        if let Some(spent) = budgets.iter().find(|b| b.spent()) {
-            return Ok(refused(spent.denial, false));
-        }
-        if let Some(limit) = quota.daily_request_limit.map(i64::from) {
-            if quota.requests_today >= limit {
-                return Ok(refused(UsageDenial::DailyRequests, false));
-            }
-            if quota.requests_today + held.calls >= limit {
-                return Ok(refused(UsageDenial::DailyRequests, true));
-            }
-        }
-        let prompt = ask.prompt_tokens.max(0);
-        let tightest = budgets.iter().min_by_key(|b| b.headroom());
-        let (output, send_limit) = match (ask.output, tightest) {
-            (OutputLimit::Caller(limit), _) => (limit.max(0), None),
-            (OutputLimit::Chosen { preferred }, None) => (preferred.max(1), None),
-            (OutputLimit::Chosen { preferred }, Some(budget)) => {
-                let output = preferred.max(1).min(budget.headroom() - prompt);
-                (output.max(1), Some(output.max(1)))
-            }
+        let now = standing(conn, context, ask.reporter).await?;
+        let hold = match decide(limits, &now, ask) {
+            Ok(hold) => hold,
+            Err(refusal) => return Ok(refusal),
         };
-        let tokens = prompt + output;
-        if let Some(short) = budgets.iter().find(|b| tokens > b.headroom()) {
-            let in_flight = tokens <= (short.limit - short.used);
-            return Ok(refused(short.denial, in_flight));
-        }
-        let row = ReservationRow {
-            id: Uuid::now_v7(),
-            organization_id,
-            user_id: ask.reporter.user_id,
-            api_key_id: ask.reporter.api_key_id,
-            model: ask.model.to_owned(),
-            provider: ask.provider.map(str::to_owned),
-            request_id: ask.request_id.to_owned(),
-            prompt_tokens: i32::try_from(prompt).unwrap_or(i32::MAX),
-            tokens,
-            created_at: now,
-            expires_at: ask.expires_at,
-        };
-        diesel::insert_into(usage_reservations::table)
-            .values(&row)
-            .execute(conn)
-            .await?;
-        Ok(Reserved::Granted(Reservation {
-            id: row.id,
-            prompt_tokens: prompt,
-            output_tokens: output,
-            send_limit,
-        }))
+        let row = row_of(ask, context, hold);
+        insert(conn, &row).await?;
+        Ok(granted(&row, hold))
     })
     .await
+}
+
+fn row_of(ask: &Ask<'_>, context: &Context, hold: Hold) -> ReservationRow {
+    ReservationRow {
+        id: Uuid::now_v7(),
+        organization_id: ask.reporter.organization_id,
+        user_id: ask.reporter.user_id,
+        api_key_id: ask.reporter.api_key_id,
+        model: ask.model.to_owned(),
+        provider: ask.provider.map(str::to_owned),
+        request_id: ask.request_id.to_owned(),
+        prompt_tokens: i32::try_from(hold.prompt).unwrap_or(i32::MAX),
+        tokens: hold.tokens(),
+        created_at: context.now,
+        expires_at: ask.expires_at,
+    }
+}
+
+fn granted(row: &ReservationRow, hold: Hold) -> Reserved {
+    Reserved::Granted(Reservation {
+        id: row.id,
+        prompt_tokens: hold.prompt,
+        output_tokens: hold.output,
+        send_limit: hold.send_limit,
+    })
+}
+
+async fn insert(conn: &mut AsyncPgConnection, row: &ReservationRow) -> QueryResult<()> {
+    diesel::insert_into(usage_reservations::table)
+        .values(row)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Inserts `row` if every budget of `limits` still holds it, read in the
+/// same statement (the caller holds the organization's lock, so no other
+/// reservation can come in between); false when one no longer does.
+async fn insert_if_fits(
+    conn: &mut AsyncPgConnection,
+    context: &Context,
+    row: &ReservationRow,
+    limits: Limits,
+) -> QueryResult<bool> {
+    const INSERT_IF_FITS: &str = concat!(
+        "INSERT INTO usage_reservations
+            (id, organization_id, user_id, api_key_id, model, provider, request_id, prompt_tokens, tokens,
+             created_at, expires_at)
+         SELECT $10, $1, $4, $5, $11, $12, $13, $14, $15, $16, $17 FROM (",
+        standing_sql!(),
+        ") s
+         WHERE ($18::int8 IS NULL OR (s.organization_used < $18
+                AND $15 <= GREATEST($18 - s.organization_used - s.organization_held, 0)))
+           AND ($19::int8 IS NULL OR (s.key_used < $19 AND $15 <= GREATEST($19 - s.key_used - s.key_held, 0)))
+           AND ($20::int8 IS NULL OR (s.member_used < $20
+                AND $15 <= GREATEST($20 - s.member_used - s.member_held, 0)))
+           AND ($21::int8 IS NULL OR (s.requests_today < $21 AND s.requests_today + s.calls < $21))"
+    );
+    let reporter = Reporter {
+        organization_id: row.organization_id,
+        api_key_id: row.api_key_id,
+        user_id: row.user_id,
+    };
+    let inserted = bind_standing(diesel::sql_query(INSERT_IF_FITS).into_boxed(), context, reporter)
+        .bind::<SqlUuid, _>(row.id)
+        .bind::<Text, _>(&row.model)
+        .bind::<Nullable<Text>, _>(&row.provider)
+        .bind::<Text, _>(&row.request_id)
+        .bind::<Integer, _>(row.prompt_tokens)
+        .bind::<BigInt, _>(row.tokens)
+        .bind::<Timestamptz, _>(row.created_at)
+        .bind::<Timestamptz, _>(row.expires_at)
+        .bind::<Nullable<BigInt>, _>(limits.organization)
+        .bind::<Nullable<BigInt>, _>(limits.key)
+        .bind::<Nullable<BigInt>, _>(limits.member)
+        .bind::<Nullable<BigInt>, _>(limits.daily_requests)
+        .execute(conn)
+        .await?;
+    Ok(inserted == 1)
 }
 
 fn refused(denial: UsageDenial, in_flight: bool) -> Reserved {
@@ -270,7 +559,7 @@ fn refused(denial: UsageDenial, in_flight: bool) -> Reserved {
 }
 
 /// Takes the organization's reservation lock until the transaction ends.
-pub(crate) async fn lock(conn: &mut AsyncPgConnection, organization_id: Uuid) -> QueryResult<()> {
+async fn lock(conn: &mut AsyncPgConnection, organization_id: Uuid) -> QueryResult<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(lock_key(organization_id))
         .execute(conn)
@@ -287,27 +576,13 @@ fn lock_key(organization_id: Uuid) -> i64 {
     (folded | (0x52 << 56)) as i64
 }
 
-/// Tokens held in the organization, by the member and by the key, and the
-/// calls in flight.
-async fn held(conn: &mut AsyncPgConnection, reporter: Reporter) -> QueryResult<Held> {
-    diesel::sql_query(
-        "SELECT COALESCE(sum(tokens), 0)::int8 AS organization,
-                COALESCE(sum(tokens) FILTER (WHERE user_id = $2), 0)::int8 AS member,
-                COALESCE(sum(tokens) FILTER (WHERE api_key_id = $3), 0)::int8 AS key,
-                count(*) AS calls
-         FROM usage_reservations WHERE organization_id = $1",
-    )
-    .bind::<SqlUuid, _>(reporter.organization_id)
-    .bind::<SqlUuid, _>(reporter.user_id)
-    .bind::<Nullable<SqlUuid>, _>(reporter.api_key_id)
-    .get_result(conn)
-    .await
-}
-
-/// Deletes a reservation inside the settling transaction (which has taken
-/// [`lock`]); false when it was already gone (settled by the expiry job).
+/// Deletes a reservation inside the settling transaction; false when it
+/// was already gone (settled by the expiry job, or by another instance).
+/// It takes no lock: reservations read what they check in one statement,
+/// and see the settling transaction (this deletion and the event's counts)
+/// whole or not at all; two settlers of one reservation are ordered by its
+/// row.
 pub(crate) async fn delete(conn: &mut AsyncPgConnection, organization_id: Uuid, id: Uuid) -> QueryResult<bool> {
-    lock(conn, organization_id).await?;
     let deleted = diesel::delete(
         usage_reservations::table
             .filter(usage_reservations::id.eq(id))
@@ -322,8 +597,8 @@ pub(crate) async fn delete(conn: &mut AsyncPgConnection, organization_id: Uuid, 
 /// reached a provider that answered.
 pub async fn release(app: &AppState, organization_id: Uuid, id: Uuid) -> AppResult<()> {
     let mut conn = app.db().await?;
-    conn.transaction::<_, AppError, _>(async |conn| Ok(delete(conn, organization_id, id).await.map(|_| ())?))
-        .await
+    delete(&mut conn, organization_id, id).await?;
+    Ok(())
 }
 
 /// Tokens held in flight, per organization (Quota.tokensReserved);

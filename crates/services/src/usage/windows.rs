@@ -147,8 +147,9 @@ pub async fn of_organization(
     Ok(Some((windows_of(&subscription, &plan, reset_at, now), plan)))
 }
 
-/// The windows of a subscription with `plan` in effect.
-fn windows_of(
+/// The windows of a subscription with `plan` in effect (the plan that
+/// counts at `now`: the free plan once a subscribed one lapsed).
+pub fn windows_of(
     subscription: &SubscriptionRow,
     plan: &PlanRow,
     reset_at: Option<DateTime<Utc>>,
