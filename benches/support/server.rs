@@ -171,7 +171,8 @@ impl Server {
 
     /// The embedded PostgreSQL's folder (its Unix socket is there), when
     /// the server runs one.
-    // The reads benchmark's (SQL seeding, pgbench); the gateway's has no use for it.
+    // The reads and metering benchmarks' (SQL seeding, pgbench); the
+    // gateway's has no use for it.
     #[allow(dead_code)]
     pub fn postgres_socket_dir(&self) -> Option<PathBuf> {
         self.embedded_postgres.then(|| self.postgres_dir())
@@ -179,15 +180,6 @@ impl Server {
 
     fn postgres_dir(&self) -> PathBuf {
         self.data_dir.path().join("postgres")
-    }
-
-    /// The embedded PostgreSQL's socket folder, when the server runs one
-    /// (its superuser connects there without a password).
-    // Only the metering benchmark reaches the database; the gateway's
-    // compiles this file too.
-    #[allow(dead_code)]
-    pub fn postgres_socket_dir(&self) -> Option<PathBuf> {
-        self.embedded_postgres.then(|| self.postgres_dir())
     }
 
     /// The end of the server's log.
