@@ -151,6 +151,85 @@ async fn the_playground_runs_a_query_and_a_subscription_in_chromium() {
     browser.close().await;
 }
 
+/// A person with TOTP on approves an editor's device login on the built-in
+/// `/device` page: password, then a wrong code (the page says so and asks
+/// again), then the right one, then the approval the editor's poll sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_device_page_asks_a_totp_user_for_their_code_then_approves() {
+    let Some(chromium) = chromium().await else {
+        return;
+    };
+    let app = TestApp::spawn().await;
+    let ada = people::register(&app, "device-mfa@example.test").await;
+    let (secret, _) = crate::mfa::enable_totp(&app, &ada).await;
+    let started = app
+        .graphql(
+            "mutation { startDeviceLogin(clientName: \"VS Code\") { deviceCode userCode } }",
+            json!({}),
+        )
+        .await;
+    let started = started.data()["startDeviceLogin"].clone();
+    let user_code = started["userCode"].as_str().expect("a user code");
+
+    let browser = Browser::launch(&chromium).await;
+    let page = browser
+        .open(&app.url(&format!("/device?code={}", percent(user_code))))
+        .await;
+    page.type_into("#signin input[name=email]", "device-mfa@example.test")
+        .await;
+    page.type_into("#signin input[name=password]", people::PASSWORD).await;
+    page.click("#signin button[type=submit]").await;
+    page.wait_for("the two-factor form", "!document.querySelector('#mfa-form').hidden")
+        .await;
+
+    let right = crate::mfa::current_code(&app, &secret);
+    let wrong: String = right
+        .chars()
+        .enumerate()
+        .map(|(i, c)| if i == 0 { if c == '1' { '2' } else { '1' } } else { c })
+        .collect();
+    page.type_into("#mfa-form input[name=mfa]", &wrong).await;
+    page.click("#mfa-form button[type=submit]").await;
+    let said = page
+        .wait_for(
+            "the wrong code to be refused",
+            "document.querySelector('#status.error')?.textContent",
+        )
+        .await;
+    assert!(said.as_str().unwrap_or_default().contains("not correct"), "{said}");
+    assert_eq!(
+        page.eval("document.querySelector('#mfa-form').hidden").await,
+        json!(false)
+    );
+
+    page.eval("document.querySelector('#mfa-form input[name=mfa]').value = ''")
+        .await;
+    page.type_into("#mfa-form input[name=mfa]", &right).await;
+    page.click("#mfa-form button[type=submit]").await;
+    page.wait_for(
+        "the device request to confirm",
+        "!document.querySelector('#confirm').hidden && document.querySelector('#client-name').textContent",
+    )
+    .await;
+    page.click("#approve").await;
+    page.wait_for("the approval", "!document.querySelector('#done').hidden")
+        .await;
+
+    let polled = app
+        .graphql(
+            "mutation ($c: String!) { pollDeviceLogin(deviceCode: $c) { accessToken user { email } } }",
+            json!({ "c": started["deviceCode"] }),
+        )
+        .await;
+    assert_eq!(
+        polled.data()["pollDeviceLogin"]["user"]["email"],
+        "device-mfa@example.test",
+        "{:?}",
+        polled.body
+    );
+    browser.close().await;
+}
+
 /// The response pane's text (Monaco writes spaces as no-break spaces).
 const RESPONSE_TEXT: &str =
     "(document.querySelector('.graphiql-response .view-lines')?.innerText ?? '').replace(/\\u00a0/g, ' ')";

@@ -144,7 +144,9 @@ dd { margin: 0; overflow-wrap: anywhere; }
 const COMMON_SCRIPT: &str = r#"
 "use strict";
 class GqlError extends Error {
-  constructor(message, code, field) { super(message); this.code = code; this.field = field; }
+  constructor(message, code, field, mfaToken) {
+    super(message); this.code = code; this.field = field; this.mfaToken = mfaToken;
+  }
 }
 async function gql(query, variables, token) {
   const headers = { "Content-Type": "application/json", "Accept": "application/json" };
@@ -169,7 +171,7 @@ async function gql(query, variables, token) {
       message = ext.code === "ACCOUNT_LOCKED" ? "Too many failed sign-ins." : "Too many attempts.";
       if (ext.retryAfter) message += " Try again in " + ext.retryAfter + " seconds.";
     }
-    throw new GqlError(message, ext.code, ext.field);
+    throw new GqlError(message, ext.code, ext.field, ext.mfaToken);
   }
   return body.data;
 }
@@ -195,6 +197,13 @@ const DEVICE_BODY: &str = r#"
   <label>Password <input type="password" name="password" autocomplete="current-password" required></label>
   <button type="submit">Sign in</button>
 <!--providers-->
+</form>
+
+<form id="mfa-form" hidden>
+  <h2>1. Two-factor code</h2>
+  <p class="muted">Your account uses two-factor authentication: enter the code your authenticator app shows, or one of your recovery codes.</p>
+  <label>Code <input name="mfa" autocomplete="one-time-code" spellcheck="false" required></label>
+  <button type="submit">Verify</button>
 </form>
 
 <form id="code-form" hidden>
@@ -230,13 +239,16 @@ const DEVICE_BODY: &str = r#"
 const DEVICE_SCRIPT: &str = r#"
 const signin = document.getElementById("signin");
 const codeForm = document.getElementById("code-form");
+const mfaForm = document.getElementById("mfa-form");
 const confirmBox = document.getElementById("confirm");
 const done = document.getElementById("done");
 let token = null;
 let pendingCode = null;
+// Spent by verifyMfa: the password or provider sign-in's pending second step.
+let mfaToken = null;
 
 function show(section) {
-  for (const s of [signin, codeForm, confirmBox, done]) s.hidden = s !== section;
+  for (const s of [signin, mfaForm, codeForm, confirmBox, done]) s.hidden = s !== section;
 }
 function when(iso) {
   const at = new Date(iso);
@@ -285,6 +297,37 @@ signin.addEventListener("submit", (event) => {
         { input: { email: signin.elements.email.value, password: signin.elements.password.value } });
       await signedIn(data.login);
     } catch (e) {
+      if (!askSecondFactor(e)) say(e.message, "error");
+    }
+  });
+});
+
+// A first factor accepted for an account with TOTP on: ask for the code.
+function askSecondFactor(error) {
+  if (error.code !== "MFA_REQUIRED" || !error.mfaToken) return false;
+  mfaToken = error.mfaToken;
+  say("");
+  show(mfaForm);
+  mfaForm.elements.mfa.focus();
+  return true;
+}
+mfaForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  const button = mfaForm.querySelector("button[type=submit]");
+  busy(button, async () => {
+    say("");
+    try {
+      const data = await gql(
+        "mutation ($token: String!, $code: String!) { verifyMfa(mfaToken: $token, code: $code) { accessToken user { email } } }",
+        { token: mfaToken, code: mfaForm.elements.mfa.value.trim() });
+      mfaToken = null;
+      mfaForm.elements.mfa.value = "";
+      await signedIn(data.verifyMfa);
+    } catch (e) {
+      if (e.code === "UNAUTHENTICATED") {
+        mfaToken = null;
+        show(signin);
+      }
       say(e.message, "error");
     }
   });
@@ -331,9 +374,7 @@ if (fromProvider) {
           { code: oauthCode });
         await signedIn(data.completeOAuthLogin);
       } catch (e) {
-        say(e.code === "MFA_REQUIRED"
-          ? "This account uses two-factor authentication, which this page cannot ask for: approve the device from your app instead."
-          : e.message, "error");
+        if (!askSecondFactor(e)) say(e.message, "error");
       }
     })();
   }
