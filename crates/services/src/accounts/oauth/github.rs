@@ -4,8 +4,7 @@
 
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointNotSet, EndpointSet,
-    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, TokenResponse, TokenUrl,
-    basic::BasicClient,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse, TokenUrl, basic::BasicClient,
 };
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -80,14 +79,7 @@ pub async fn exchange(
         .set_pkce_verifier(PkceCodeVerifier::new(secrets.pkce_verifier.clone()))
         .request_async(&http)
         .await
-        .map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => {
-                ExchangeError::new(format!("token endpoint refused: {}", r.error()))
-            }
-            RequestTokenError::Request(_) => ExchangeError::new("token endpoint unreachable"),
-            RequestTokenError::Parse(..) => ExchangeError::new("token response not understood"),
-            RequestTokenError::Other(_) => ExchangeError::new("token request failed"),
-        })?;
+        .map_err(ExchangeError::from_token_request)?;
     let access = token.access_token().secret();
     let api = provider.api_base.as_str().trim_end_matches('/');
     let user: GithubUser = get_json(&http, &format!("{api}/user"), access).await?;

@@ -12,8 +12,7 @@
 use chrono::{DateTime, Utc};
 use openidconnect::{
     AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IssuerUrl,
-    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
-    TokenResponse,
+    Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
     core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims},
 };
 use secrecy::ExposeSecret;
@@ -94,14 +93,7 @@ pub async fn exchange(
         .set_pkce_verifier(PkceCodeVerifier::new(secrets.pkce_verifier.clone()))
         .request_async(&http)
         .await
-        .map_err(|e| match e {
-            RequestTokenError::ServerResponse(r) => {
-                ExchangeError::new(format!("token endpoint refused: {}", r.error()))
-            }
-            RequestTokenError::Request(_) => ExchangeError::new("token endpoint unreachable"),
-            RequestTokenError::Parse(..) => ExchangeError::new("token response not understood"),
-            RequestTokenError::Other(_) => ExchangeError::new("token request failed"),
-        })?;
+        .map_err(ExchangeError::from_token_request)?;
     let id_token = tokens
         .id_token()
         .ok_or_else(|| ExchangeError::new("no ID token in the token response"))?;

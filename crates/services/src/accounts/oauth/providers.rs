@@ -101,6 +101,22 @@ impl ExchangeError {
     pub fn new(what: impl Into<String>) -> Self {
         Self(what.into())
     }
+
+    /// A failed code exchange at the token endpoint, said the same way for
+    /// GitHub and OpenID Connect (both go through `oauth2`).
+    pub fn from_token_request<E, K>(error: oauth2::RequestTokenError<E, oauth2::StandardErrorResponse<K>>) -> Self
+    where
+        E: std::error::Error + 'static,
+        K: oauth2::ErrorResponseType + std::fmt::Display + 'static,
+    {
+        use oauth2::RequestTokenError;
+        match error {
+            RequestTokenError::ServerResponse(r) => Self::new(format!("token endpoint refused: {}", r.error())),
+            RequestTokenError::Request(_) => Self::new("token endpoint unreachable"),
+            RequestTokenError::Parse(..) => Self::new("token response not understood"),
+            RequestTokenError::Other(_) => Self::new("token request failed"),
+        }
+    }
 }
 
 /// How long one request to a provider may take.
