@@ -3,6 +3,7 @@
 
 pub mod authorize;
 pub mod catalog;
+mod coalesce;
 pub mod counters;
 pub mod daily;
 pub mod directory;

@@ -15,15 +15,13 @@
 //! group takes the same locks one recording took, and the database's
 //! constraints decide duplicates.
 
-use std::{
-    collections::HashMap,
-    sync::{LazyLock, Mutex, PoisonError},
-};
+use std::sync::LazyLock;
 
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::{Recorded, Reporter, check::Report, write};
+use crate::usage::coalesce::Coalescer;
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
 
@@ -73,14 +71,8 @@ impl Reply {
 type QueueKey = (usize, Uuid);
 
 /// The organizations with a writer at work, and the jobs waiting for
-/// their next group. An organization is here only while busy.
-static QUEUES: LazyLock<Mutex<HashMap<QueueKey, Vec<Job>>>> = LazyLock::new(Default::default);
-
-fn queues() -> std::sync::MutexGuard<'static, HashMap<QueueKey, Vec<Job>>> {
-    // The lock guards plain pushes and takes: a panic cannot leave the
-    // map half changed.
-    QUEUES.lock().unwrap_or_else(PoisonError::into_inner)
-}
+/// their next group.
+static QUEUES: LazyLock<Coalescer<QueueKey, Job>> = LazyLock::new(Coalescer::default);
 
 /// Records through the organization's writer and waits for the commit of
 /// the group the report joined.
@@ -107,24 +99,15 @@ pub(super) async fn submit(
         }));
         return wait(answer).await;
     }
-    let leads = {
-        let mut queues = queues();
-        match queues.get_mut(&key) {
-            Some(waiting) => {
-                waiting.push(job);
-                None
-            }
-            None => {
-                queues.insert(key, Vec::new());
-                Some(job)
-            }
-        }
-    };
-    if let Some(job) = leads {
+    if let Some(job) = QUEUES.join(key, job) {
         let app = app.clone();
-        app.tasks()
-            .clone()
-            .spawn(tollgate_db::hold::scoped(drain(app, key, vec![job])));
+        app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
+            QUEUES
+                .drain(key, vec![job], take_group, |group| {
+                    write::write_group(&app, key.1, group)
+                })
+                .await;
+        }));
     }
     wait(answer).await
 }
@@ -134,23 +117,6 @@ async fn wait(answer: oneshot::Receiver<AppResult<Option<Recorded>>>) -> AppResu
     answer
         .await
         .map_err(|_| AppError::internal(anyhow::anyhow!("the usage writer stopped before answering")))?
-}
-
-/// Writes groups until nobody waits: the organization's writer.
-async fn drain(app: AppState, key: QueueKey, first: Vec<Job>) {
-    let mut busy = Busy { key, done: false };
-    let mut group = first;
-    loop {
-        write::write_group(&app, key.1, group).await;
-        let mut queues = queues();
-        let waiting = queues.entry(key).or_default();
-        if waiting.is_empty() {
-            queues.remove(&key);
-            busy.done = true;
-            return;
-        }
-        group = take_group(waiting);
-    }
 }
 
 /// The next group: the waiting jobs in arrival order, up to
@@ -166,21 +132,4 @@ fn take_group(waiting: &mut Vec<Job>) -> Vec<Job> {
         count += 1;
     }
     waiting.drain(..count).collect()
-}
-
-/// Marks the organization busy while its writer runs; should the writer
-/// die (a panic), the organization is freed and its waiting callers are
-/// answered with an error (their replies dropped) instead of waiting
-/// forever.
-struct Busy {
-    key: QueueKey,
-    done: bool,
-}
-
-impl Drop for Busy {
-    fn drop(&mut self) {
-        if !self.done {
-            queues().remove(&self.key);
-        }
-    }
 }
