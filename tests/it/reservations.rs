@@ -125,6 +125,60 @@ async fn fifty_concurrent_calls_against_a_budget_for_ten_hold_at_most_ten() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_calls_without_a_budget_share_their_inserts_and_each_settles_once() {
+    let app = app_mid_month().await;
+    set_free_plan(&app, None, None, None).await;
+    let team = team(&app, "unbounded.test", &[]).await;
+    let warm = granted(
+        reservations::reserve(&app.state, &ask(&team, "warm", 5, OutputLimit::Caller(5), &app))
+            .await
+            .unwrap(),
+    );
+    record::settle(&app.state, reporter(&team), settlement(&warm, "warm", 5, 5))
+        .await
+        .unwrap()
+        .expect("recorded");
+
+    const CALLS: u64 = 48;
+    let ids: Vec<String> = (0..CALLS).map(|i| format!("free-{i}")).collect();
+    let before = app.query_count();
+    let held: Vec<Reservation> = futures_util::future::join_all(ids.iter().map(|id| {
+        let ask = ask(&team, id, 10, OutputLimit::Caller(10), &app);
+        let state = app.state.clone();
+        async move { granted(reservations::reserve(&state, &ask).await.unwrap()) }
+    }))
+    .await;
+    let statements = app.query_count() - before;
+    // One reading of the organization per call; alone, each would also
+    // insert its own row: 2 statements a call.
+    assert!(
+        statements < 2 * CALLS - CALLS / 4,
+        "{CALLS} concurrent reservations took {statements} statements: their inserts were not shared"
+    );
+    assert_eq!(quota(&app, &team).await["tokensReserved"], 20 * CALLS);
+
+    // Every call settles at once, and the second one twice: it records
+    // once. (The first settlement is written alone; the two of the second
+    // wait behind it, so they are written in one group.)
+    let mut settlements: Vec<Settlement> = held
+        .iter()
+        .zip(&ids)
+        .map(|(reservation, id)| settlement(reservation, id, 10, 3))
+        .collect();
+    settlements.insert(2, settlement(&held[1], &ids[1], 10, 3));
+    let receipts = futures_util::future::join_all(settlements.into_iter().map(|settlement| {
+        let state = app.state.clone();
+        let reporter = reporter(&team);
+        async move { record::settle(&state, reporter, settlement).await.unwrap() }
+    }))
+    .await;
+    assert_eq!(receipts.iter().filter(|r| r.is_some()).count() as u64, CALLS);
+    let after = quota(&app, &team).await;
+    assert_eq!(after["tokensUsed"], 10 + 13 * CALLS);
+    assert_eq!(after["tokensReserved"], 0);
+}
+
 #[tokio::test]
 async fn a_call_without_a_limit_gets_what_the_budget_has_left() {
     let app = app_mid_month().await;

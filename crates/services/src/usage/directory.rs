@@ -154,8 +154,7 @@ pub const VERSION_SQL: &str = "(SELECT version FROM catalog_version)";
 /// read again and kept. Call it holding no pooled connection: it may take
 /// one.
 pub async fn at_version(app: &Platform, version: i64) -> AppResult<Arc<Directory>> {
-    let cached = app.local(|_| Cached::default());
-    if let Some(directory) = cached.get(version) {
+    if let Some(directory) = cached(app).get(version) {
         return Ok(directory);
     }
     let mut conn = app.db().await?;
@@ -163,9 +162,28 @@ pub async fn at_version(app: &Platform, version: i64) -> AppResult<Arc<Directory
     // leaves a copy labelled older than it is, read again next time; never
     // older rows under a newer label.
     let read_at = self::version(&mut conn).await?;
-    let directory = Arc::new(Directory::load(&mut conn, app.secrets()).await?);
-    drop(conn);
-    cached.keep(read_at, Arc::clone(&directory));
+    load_and_keep(app, &mut conn, read_at).await
+}
+
+/// [`at_version`] on a connection the caller holds (inside its own
+/// transaction, say), with `version` read on it before: the copy when it
+/// is of that version, else read on `conn` and kept.
+pub async fn at_version_on(app: &Platform, conn: &mut AsyncPgConnection, version: i64) -> AppResult<Arc<Directory>> {
+    match cached(app).get(version) {
+        Some(directory) => Ok(directory),
+        None => load_and_keep(app, conn, version).await,
+    }
+}
+
+fn cached(app: &Platform) -> Arc<Cached> {
+    app.local(|_| Cached::default())
+}
+
+/// Reads the directory on `conn` and keeps it as of `read_at`, a version
+/// read before the rows (see [`at_version`]).
+async fn load_and_keep(app: &Platform, conn: &mut AsyncPgConnection, read_at: i64) -> AppResult<Arc<Directory>> {
+    let directory = Arc::new(Directory::load(conn, app.secrets()).await?);
+    cached(app).keep(read_at, Arc::clone(&directory));
     Ok(directory)
 }
 

@@ -32,7 +32,7 @@ use crate::{
     plans::{
         model as plans,
         model::{FREE_PLAN_KEY, PlanRow},
-        subscription::{self, Period, SubscriptionRow, billing_period, calendar_month, current_period},
+        subscription::{Period, SubscriptionRow, billing_period, calendar_month, current_period},
     },
     usage::counters::{CounterKey, CounterSpan, SubjectKind},
 };
@@ -134,17 +134,11 @@ pub async fn of_organization(
     organization_id: Uuid,
     now: DateTime<Utc>,
 ) -> QueryResult<Option<(Windows, PlanRow)>> {
-    let reset_at: Option<Option<DateTime<Utc>>> = organizations::table
-        .find(organization_id)
-        .select(organizations::usage_reset_at)
-        .first(conn)
-        .await
-        .optional()?;
-    let Some(reset_at) = reset_at else {
-        return Ok(None);
-    };
-    let (subscription, plan) = subscription::plan_in_effect(conn, organization_id, now).await?;
-    Ok(Some((windows_of(&subscription, &plan, reset_at, now), plan)))
+    // One statement (two once the plan lapsed) instead of one per table:
+    // every recording group and authorizeUsage reads this.
+    Ok(of_organizations(conn, &[organization_id], now)
+        .await?
+        .remove(&organization_id))
 }
 
 /// The windows of a subscription with `plan` in effect (the plan that
@@ -162,16 +156,19 @@ pub fn windows_of(
 
 /// Locks the organization's row against a concurrent resetUsage for the
 /// rest of the recording transaction (shared: recordings do not wait on
-/// each other here). NOT_FOUND when there is no such organization.
-pub async fn lock_for_recording(conn: &mut AsyncPgConnection, organization_id: Uuid) -> AppResult<()> {
+/// each other here), and returns the catalog's version read in the same
+/// statement, so the writer checks its copy of the catalog at no extra
+/// round trip. NOT_FOUND when there is no such organization.
+pub async fn lock_for_recording(conn: &mut AsyncPgConnection, organization_id: Uuid) -> AppResult<i64> {
     organizations::table
         .find(organization_id)
-        .select(organizations::id)
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            crate::usage::directory::VERSION_SQL,
+        ))
         .for_share()
-        .first::<Uuid>(conn)
+        .first::<i64>(conn)
         .await
         .optional()?
-        .map(|_| ())
         .ok_or_else(|| AppError::not_found("organization"))
 }
 

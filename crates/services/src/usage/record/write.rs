@@ -30,10 +30,9 @@ use crate::{
     plans::model::PlanRow,
     usage::{
         counters::{self, Deltas, SubjectKind},
-        daily,
+        daily, directory,
         event::{self, UsageEventRow},
         live_message::UsageUpdateMessage,
-        pricing::Catalog,
         quota::{self, QuotaSnapshot},
         reservations,
         windows::{self, Windows},
@@ -100,13 +99,14 @@ fn unanswered() -> AppError {
 /// The group's transaction.
 async fn transaction(app: &AppState, organization_id: Uuid, inputs: Vec<Input>) -> AppResult<(Outcomes, Published)> {
     let mut conn = app.db().await?;
-    let catalog = Catalog::load(&mut conn).await?;
     let written = conn
         .transaction::<_, AppError, _>(async |conn| {
             // Receive time is read under the organization's lock, which
             // resetUsage takes exclusively: every event then falls wholly
             // before or after a reset, in the window its created_at says.
-            windows::lock_for_recording(conn, organization_id).await?;
+            let catalog_version = windows::lock_for_recording(conn, organization_id).await?;
+            let directory = directory::at_version_on(app, conn, catalog_version).await?;
+            let catalog = &directory.catalog;
             let now = app.now();
             let (windows, plan) = windows::of_organization(conn, organization_id, now)
                 .await?
@@ -120,7 +120,7 @@ async fn transaction(app: &AppState, organization_id: Uuid, inputs: Vec<Input>) 
             let mut outcomes: Outcomes = Vec::with_capacity(inputs.len());
             let mut members = Vec::with_capacity(inputs.len());
             for (reporter, reports, settles) in inputs {
-                match Planned::new(&reporter, &catalog, reports, now) {
+                match Planned::new(&reporter, catalog, reports, now) {
                     Ok(planned) => {
                         members.push((
                             outcomes.len(),
@@ -265,18 +265,20 @@ async fn attempt(
     members: &[Member],
     stored: &HashMap<String, UsageEventRow>,
 ) -> Result<Attempted, Undone> {
-    let mut gone = HashSet::new();
-    for (index, member) in members.iter().enumerate() {
-        if let Some(reservation) = member.settles
-            && !reservations::delete(conn, cx.organization_id, reservation).await?
-        {
-            gone.insert(index);
-        }
-    }
+    let settled: Vec<Uuid> = members.iter().filter_map(|member| member.settles).collect();
+    let mut deleted = if settled.is_empty() {
+        HashSet::new()
+    } else {
+        reservations::delete_all(conn, cx.organization_id, &settled).await?
+    };
+    // A settlement whose reservation was already gone records nothing; of
+    // two settling one reservation in this group, the first records it.
     let planned: Vec<Option<&Planned>> = members
         .iter()
-        .enumerate()
-        .map(|(index, member)| (!gone.contains(&index)).then_some(&member.planned))
+        .map(|member| {
+            let gone = member.settles.is_some_and(|id| !deleted.remove(&id));
+            (!gone).then_some(&member.planned)
+        })
         .collect();
     let merged = Merged::new(&planned, stored);
     let inserted = event::insert_new(conn, &merged.insertion_order()).await?;

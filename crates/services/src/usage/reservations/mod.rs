@@ -7,8 +7,9 @@
 //! statement, [`context`]. Then:
 //!
 //! - **No budget applies** (no plan limit, key or member budget, daily
-//!   limit): the reservation is one INSERT, without any lock: nothing it
-//!   holds is checked by anyone.
+//!   limit): the reservation is inserted without any lock, nothing it
+//!   holds being checked by anyone, and together with the other calls'
+//!   in flight: one INSERT and one commit for all of them ([`writer`]).
 //! - **Otherwise** the decision is made on what the budgets stand at, read
 //!   in one statement outside any lock; the reservation is then inserted
 //!   under the organization's reservation lock (a transaction-scoped
@@ -54,6 +55,8 @@ use crate::{
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
 use tollgate_db::schema::{memberships, organizations, plans, subscriptions, usage_reservations};
+
+mod writer;
 
 /// A row of `usage_reservations`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -426,7 +429,6 @@ pub async fn reserve(app: &AppState, ask: &Ask<'_>) -> AppResult<Reserved> {
 pub async fn reserve_in(app: &AppState, context: &Context, ask: &Ask<'_>) -> AppResult<Reserved> {
     check_rate(app, &context.plan, ask.reporter, ask.key, context.now).await?;
     let limits = Limits::of(context, ask);
-    let mut conn = app.db().await?;
     if limits.none() {
         let output = match ask.output {
             OutputLimit::Caller(limit) => limit.max(0),
@@ -438,9 +440,11 @@ pub async fn reserve_in(app: &AppState, context: &Context, ask: &Ask<'_>) -> App
             send_limit: None,
         };
         let row = row_of(ask, context, hold);
-        insert(&mut conn, &row).await?;
-        return Ok(granted(&row, hold));
+        let reservation = granted(&row, hold);
+        writer::insert(app, row).await?;
+        return Ok(reservation);
     }
+    let mut conn = app.db().await?;
     // Decided on what the budgets stood at a moment ago, outside the lock;
     // then held only if they still allow it, checked under the lock.
     let seen = standing(&mut conn, context, ask.reporter).await?;
@@ -591,6 +595,24 @@ pub(crate) async fn delete(conn: &mut AsyncPgConnection, organization_id: Uuid, 
     .execute(conn)
     .await?;
     Ok(deleted == 1)
+}
+
+/// [`delete`] for the reservations of a group's settlements, in one
+/// statement: the ids it deleted (the others were already gone).
+pub(crate) async fn delete_all(
+    conn: &mut AsyncPgConnection,
+    organization_id: Uuid,
+    ids: &[Uuid],
+) -> QueryResult<std::collections::HashSet<Uuid>> {
+    let deleted: Vec<Uuid> = diesel::delete(
+        usage_reservations::table
+            .filter(usage_reservations::id.eq_any(ids))
+            .filter(usage_reservations::organization_id.eq(organization_id)),
+    )
+    .returning(usage_reservations::id)
+    .get_results(conn)
+    .await?;
+    Ok(deleted.into_iter().collect())
 }
 
 /// Gives a reservation back without recording anything: the call never
