@@ -8,21 +8,18 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::prelude::*;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use uuid::Uuid;
 
 use crate::plans::model::PlanRow;
 use crate::usage::{
     counters::{self, CounterSpan, SubjectKind},
+    directory,
     pricing::Catalog,
     quota::{self, QuotaSnapshot},
     record::{Reporter, check_name},
-    windows,
+    reservations,
 };
 use tollgate_auth::{AppState, KeyIdentity};
-use tollgate_core::error::{AppError, AppResult};
-use tollgate_db::schema::memberships;
+use tollgate_core::error::AppResult;
 
 /// The window of the plan's requestsPerMinute.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -56,26 +53,33 @@ pub struct Decision {
 /// user's token) is RATE_LIMITED with retryAfter, not a denial.
 pub async fn decide(app: &AppState, reporter: Reporter, key: Option<&KeyIdentity>, model: &str) -> AppResult<Decision> {
     check_name("model", model.trim())?;
-    let now = app.now();
     let organization_id = reporter.organization_id;
-    let mut conn = app.db().await?;
-    let (windows, plan) = windows::of_organization(&mut conn, organization_id, now)
-        .await?
-        .ok_or_else(|| AppError::not_found("organization"))?;
+    // Plan, windows, the member's budget and the catalog's version in one
+    // statement; the catalog itself is this instance's copy.
+    let reservations::Context {
+        windows,
+        plan,
+        member_limit,
+        catalog_version,
+        now,
+    } = reservations::context(app, reporter).await?;
     check_rate(app, &plan, reporter, key, now).await?;
-    let catalog = Catalog::load(&mut conn).await?;
+    let directory = directory::at_version(app, catalog_version).await?;
+    let catalog = &directory.catalog;
     let key_span = key.map(|key| windows.span(SubjectKind::ApiKey, key.key_id));
     let member_span = windows.span(SubjectKind::Member, reporter.user_id);
     let mut wanted = quota::spans(organization_id, &windows).to_vec();
     wanted.push(member_span);
     wanted.extend(key_span);
-    let totals = counters::sum(&mut conn, organization_id, &wanted).await?;
-    let member_limit = member_token_limit(&mut conn, organization_id, reporter.user_id).await?;
+    let totals = {
+        let mut conn = app.db().await?;
+        counters::sum(&mut conn, organization_id, &wanted).await?
+    };
     let quota = quota::from_totals(organization_id, &windows, &plan, &totals);
     let tokens_of = |span: &CounterSpan| totals.get(span).map_or(0, |t| t.0);
 
     let spent = |used: i64, limit: Option<i64>| limit.is_some_and(|limit| used >= limit);
-    let denial = if !model_allowed(&catalog, key.and_then(|k| k.allowed_models.as_deref()), model) {
+    let denial = if !model_allowed(catalog, key.and_then(|k| k.allowed_models.as_deref()), model) {
         Some(UsageDenial::ModelNotAllowed)
     } else if quota.exceeded() {
         Some(UsageDenial::OrganizationBudget)
@@ -109,23 +113,6 @@ pub async fn check_rate(
     };
     let limit = u32::try_from(per_minute).unwrap_or(0);
     app.rate_limiter().check(&bucket, limit, RATE_WINDOW, now).await
-}
-
-/// The member's token budget in the organization; None = none (or no
-/// longer a member: the usage still counts, only the organization's and
-/// key's budgets apply).
-pub(crate) async fn member_token_limit(
-    conn: &mut AsyncPgConnection,
-    organization_id: Uuid,
-    user_id: Uuid,
-) -> QueryResult<Option<i64>> {
-    let limit: Option<Option<i64>> = memberships::table
-        .find((organization_id, user_id))
-        .select(memberships::token_limit)
-        .first(conn)
-        .await
-        .optional()?;
-    Ok(limit.flatten())
 }
 
 /// Whether `model` may be called: a disabled catalog model never; with an
