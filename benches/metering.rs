@@ -14,7 +14,7 @@ mod support;
 
 use std::{path::Path, process::ExitCode};
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use axum::body::Bytes;
 use clap::Parser;
 use serde_json::{Value, json};
@@ -36,6 +36,10 @@ const WORKLOADS: Workloads = &[
     ),
     ("record", "recordUsage, one organization, one key, c=32"),
     ("batch", "recordUsageBatch of 1,000 inputs, 4 concurrent: events/s"),
+    (
+        "authorize",
+        "authorizeUsage with the same key, c=64, after the statements it runs through pgbench at c=64 (pgbench-authorize)",
+    ),
 ];
 
 /// Callers of recordUsage (and pgbench clients), as in the issue.
@@ -47,6 +51,8 @@ const BATCH_INPUTS: usize = 1_000;
 /// The issue's targets.
 const RECORD_TARGET_RATIO: f64 = 3.0;
 const BATCH_TARGET_EVENTS: f64 = 50_000.0;
+/// Callers of authorizeUsage (and pgbench clients), as in the issue.
+const AUTHORIZE_CONCURRENCY: usize = 64;
 
 /// The metering benchmark: `cargo bench --bench metering -- [OPTIONS] [WORKLOAD...]`.
 #[derive(Parser, Debug)]
@@ -139,6 +145,7 @@ impl Bench {
             "record" => self.record().await,
             "pgbench" => self.pgbench(),
             "batch" => self.batch().await,
+            "authorize" => self.authorize().await,
             other => Err(anyhow!("no workload {other}")),
         }
     }
@@ -205,6 +212,41 @@ impl Bench {
         })
     }
 
+    /// authorizeUsage with the hot organization's key at c=64, after its
+    /// reference: the statements the server runs for one call, through
+    /// pgbench at the same concurrency (printed as a row of its own).
+    async fn authorize(&mut self) -> Result<Row> {
+        let target = self.graphql_target(authorize_body())?;
+        let answer = load::graphql_once(&target).await?;
+        if answer["data"]["authorizeUsage"]["allowed"] != json!(true) {
+            bail!("authorizeUsage did not allow the call: {}", answer["data"]);
+        }
+        let reference = self.database.pgbench(
+            &authorize_script(&self.hot)?,
+            AUTHORIZE_CONCURRENCY,
+            self.args.common.warmup(),
+            self.args.common.window(),
+        )?;
+        Row {
+            workload: "pgbench-authorize".into(),
+            concurrency: AUTHORIZE_CONCURRENCY,
+            stats: Some(reference.clone()),
+            reference: "— (it is the reference)".into(),
+            notes: AUTHORIZE_REFERENCE_NOTE.into(),
+            ..Row::default()
+        }
+        .emit();
+        let stats = load::run(&target, self.args.common.shape(AUTHORIZE_CONCURRENCY)).await?;
+        Ok(Row {
+            workload: "authorize".into(),
+            concurrency: AUTHORIZE_CONCURRENCY,
+            reference: report::summary("pgbench-authorize", &reference),
+            ratio: format!("{} the statements' req/s", ratio(&stats, &reference)),
+            notes: "allowed, with record's USAGE_WRITE key (resolved from the server's key cache)".into(),
+            stats: Some(stats),
+        })
+    }
+
     fn graphql_target(&self, body: Bytes) -> Result<Target> {
         Ok(Target {
             url: format!("{}/graphql", self.server.base),
@@ -232,6 +274,47 @@ fn record_body() -> Bytes {
         })
         .to_string(),
     )
+}
+
+fn authorize_body() -> Bytes {
+    Bytes::from(
+        json!({
+            "query": "query ($model: String!) { authorizeUsage(model: $model) { allowed reason quota { tokensUsed tokenLimit remaining exceeded requestsToday } } }",
+            "variables": { "model": seed::OPENAI_MODEL }
+        })
+        .to_string(),
+    )
+}
+
+/// What `pgbench-authorize` runs, in its row.
+const AUTHORIZE_REFERENCE_NOTE: &str = "one authorizeUsage's 5 statements (reset time, subscription and plan, catalog, counters, member's budget), prepared, no transaction";
+
+/// The statements the server runs for one authorizeUsage of the hot key,
+/// as PostgreSQL's statement log showed them (`log_statement = all` on
+/// the embedded database during a run of `authorize`), parameters written
+/// in: the organization's reset time, its subscription and plan (the
+/// windows), the model catalog (the allow-list check), the organization's,
+/// day's, member's and key's counters in one statement, and the member's
+/// token budget, each on its own outside a transaction. The key itself
+/// costs no statement: the server caches resolved keys (30 s at most,
+/// announced changes drop them), so its lookup by secret hash runs once
+/// per 30 s, not per call; with a key, the access check reads nothing
+/// either. Window starts are the calendar month's and the UTC day's (the
+/// unlimited plan's period).
+fn authorize_script(hot: &Hot) -> Result<String> {
+    let organization = uuid(&hot.organization_id)?;
+    let key = uuid(&hot.api_key_id)?;
+    let user = uuid(&hot.user_id)?;
+    let month = "date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    let day = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    Ok(format!(
+        r#"SELECT "organizations"."usage_reset_at" FROM "organizations" WHERE ("organizations"."id" = '{organization}') LIMIT 1;
+SELECT "subscriptions"."organization_id", "subscriptions"."plan_id", "subscriptions"."status", "subscriptions"."current_period_start", "subscriptions"."current_period_end", "subscriptions"."cancel_at_period_end", "subscriptions"."stripe_customer_id", "subscriptions"."stripe_subscription_id", "subscriptions"."created_at", "subscriptions"."updated_at", "subscriptions"."delinquent_since", "subscriptions"."grace_ends_at", "subscriptions"."lapse_noticed_for", "subscriptions"."lapses_at", "subscriptions"."usage_segment_floor", "plans"."id", "plans"."key", "plans"."name", "plans"."description", "plans"."price_cents", "plans"."currency", "plans"."billing_interval", "plans"."monthly_token_limit", "plans"."daily_request_limit", "plans"."requests_per_minute", "plans"."max_members", "plans"."max_api_keys", "plans"."features", "plans"."public", "plans"."stripe_price_id", "plans"."sort_order", "plans"."created_at", "plans"."updated_at" FROM ("subscriptions" INNER JOIN "plans" ON ("subscriptions"."plan_id" = "plans"."id")) WHERE ("subscriptions"."organization_id" = '{organization}') LIMIT 1;
+SELECT "models"."id", "models"."aliases", "models"."provider", "models"."display_name", "models"."context_window", "models"."input_micro_usd_per_mtok", "models"."cached_input_micro_usd_per_mtok", "models"."output_micro_usd_per_mtok", "models"."enabled", "models"."sort_order", "models"."created_at", "models"."updated_at", "models"."max_output_tokens" FROM "models" ORDER BY "models"."sort_order", "models"."id";
+SELECT s.n, COALESCE(sum(c.tokens), 0)::int8 AS tokens, COALESCE(sum(c.requests), 0)::int8 AS requests FROM unnest(ARRAY['{organization}', '{organization}', '{organization}', '{organization}']::uuid[], ARRAY['ORGANIZATION', 'DAY', 'MEMBER', 'API_KEY']::text[], ARRAY['{organization}', '{organization}', '{user}', '{key}']::uuid[], ARRAY[{month}, {day}, {month}, {month}]::timestamptz[]) WITH ORDINALITY AS s(organization_id, kind, subject, since, n) LEFT JOIN usage_counters c ON c.organization_id = s.organization_id AND c.subject_kind = s.kind AND c.subject_id = s.subject AND c.window_start >= s.since GROUP BY s.n;
+SELECT "memberships"."token_limit" FROM "memberships" WHERE (("memberships"."organization_id" = '{organization}') AND ("memberships"."user_id" = '{user}')) LIMIT 1;
+"#
+    ))
 }
 
 fn batch_body() -> Bytes {
