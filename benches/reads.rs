@@ -34,6 +34,7 @@ use support::{
     cli::{self, CommonArgs, Workloads},
     live,
     load::{self, Stats, Target},
+    postgraphile::{self, PostGraphile},
     procfs,
     report::{self, Machine, Row},
     seed::{self, Graphql, text},
@@ -43,6 +44,10 @@ use support::{
 
 /// The workloads, in the order they run.
 const WORKLOADS: Workloads = &[
+    (
+        "postgraphile-organizations",
+        "the same organizations read from PostGraphile v5 on the same database, c=32 (optional: needs node and npm)",
+    ),
     (
         "organizations",
         "ADMIN organizations(first: 100) with members and their users, c=32, next to one json_agg statement through pgbench",
@@ -70,11 +75,18 @@ const MEMBER_ORGANIZATIONS: usize = 5;
 const SOCKETS_PER_KEY: usize = 20;
 /// The issue's goals.
 const READ_GOAL: f64 = 2.5;
+const POSTGRAPHILE_GOAL: f64 = 3.0;
 const LIVE_MEMORY_GOAL_MB: f64 = 250.0;
 const LIVE_P99_GOAL: Duration = Duration::from_millis(250);
 
 const ORGANIZATIONS_QUERY: &str =
     "{ organizations(first: 100) { edges { node { name slug members { role user { name email } } } } } }";
+/// [`ORGANIZATIONS_QUERY`] in PostGraphile's schema (its Amber preset's
+/// names): the same organizations in the same order, their memberships
+/// (in primary key order: the comparison sorts them) with each member's
+/// user.
+const POSTGRAPHILE_ORGANIZATIONS_QUERY: &str = "{ allOrganizations(first: 100, orderBy: [CREATED_AT_ASC, PRIMARY_KEY_ASC]) { nodes { name slug \
+     membershipsByOrganizationId { nodes { role userByUserId { name email } } } } } }";
 const DASHBOARD_QUERY: &str = "{ me { memberships { organization { members { user { name } } quota { tokensUsed } apiKeys { name tokensUsed } } } } }";
 
 /// The same JSON as [`ORGANIZATIONS_QUERY`]'s answer, from one statement.
@@ -135,6 +147,8 @@ struct Bench {
     member_email: String,
     /// Organization ids, oldest first.
     organizations: Vec<String>,
+    /// PostGraphile's organizations read, once measured.
+    postgraphile: Option<Stats>,
 }
 
 async fn run(args: Args, open_files: u64) -> Result<usize> {
@@ -145,6 +159,7 @@ async fn run(args: Args, open_files: u64) -> Result<usize> {
     println!("{}", preamble(&bench.args, &binary, open_files));
     println!("{}", report::header());
     Ok(cli::run_each(&selected, async |name| match name {
+        "postgraphile-organizations" => bench.postgraphile().await,
         "organizations" => bench.read("organizations", ORGANIZATIONS_QUERY, true).await,
         "dashboard" => bench.read("dashboard", DASHBOARD_QUERY, false).await,
         "live" => bench.live().await,
@@ -257,7 +272,77 @@ impl Bench {
             database,
             api,
             organizations,
+            postgraphile: None,
         })
+    }
+
+    /// The organizations read from PostGraphile v5 on the same database at
+    /// the same concurrency, its data compared with the server's answer;
+    /// stopped before the server's turn, so the two never share the CPUs.
+    async fn postgraphile(&mut self) -> Result<()> {
+        let dir = postgraphile::package_dir();
+        let node = postgraphile::install(&dir)?;
+        let logs = tempfile::Builder::new()
+            .prefix("tollgate-bench-postgraphile-")
+            .tempdir()?;
+        eprintln!("starting PostGraphile ({})", dir.display());
+        let peer = PostGraphile::start(&dir, &node, logs.path(), &self.database.url()).await?;
+        let target = Target {
+            url: peer.url.clone(),
+            body: Bytes::from(json!({ "query": POSTGRAPHILE_ORGANIZATIONS_QUERY }).to_string()),
+            auth: vec![HeaderMap::new()],
+            end_marker: None,
+        };
+        let answer = load::graphql_once(&target)
+            .await
+            .map_err(|e| anyhow!("PostGraphile's answer: {e:#}; its log:\n{}", peer.process.log_tail(20)))?;
+        let ours = load::graphql_once(&Target {
+            url: format!("{}/graphql", self.server.base),
+            body: Bytes::from(json!({ "query": ORGANIZATIONS_QUERY }).to_string()),
+            auth: vec![self.admin_auth.clone()],
+            end_marker: None,
+        })
+        .await?;
+        let theirs = postgraphile_organizations(&answer);
+        let same = if theirs == server_organizations(&ours) {
+            let members: usize = theirs.iter().map(|organization| organization.members.len()).sum();
+            format!(
+                "same data as the server's answer ({} organizations, {members} members)",
+                theirs.len()
+            )
+        } else {
+            let head = |value: &Value| value.to_string().chars().take(400).collect::<String>();
+            eprintln!(
+                "postgraphile-organizations: the data differ\nPostGraphile: {}\nserver:       {}",
+                head(&answer),
+                head(&ours)
+            );
+            "DATA DIFFERS from the server's answer".to_owned()
+        };
+        let stats = load::run(&target, self.args.common.shape(CONCURRENCY)).await?;
+        if stats.ok == 0 {
+            bail!("no call succeeded: {}", stats.first_error.as_deref().unwrap_or("?"));
+        }
+        let mut notes = format!("{} KB per answer; {same}", answer.to_string().len() / 1000);
+        if stats.errors > 0 {
+            notes.push_str(&format!(
+                "; {} failed, first: {}",
+                stats.errors,
+                stats.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        drop(peer);
+        Row {
+            workload: "postgraphile-organizations".to_owned(),
+            concurrency: CONCURRENCY,
+            stats: Some(stats.clone()),
+            reference: "(peer: PostGraphile v5, same database)".to_owned(),
+            notes,
+            ..Row::default()
+        }
+        .emit();
+        self.postgraphile = Some(stats);
+        Ok(())
     }
 
     /// A nested read over HTTP next to the statement that builds the same
@@ -346,12 +431,23 @@ impl Bench {
             ));
         }
         let ratio = stats.rps() / reference_stats.rps().max(f64::EPSILON);
+        let mut reference = report::summary(&reference_name, &reference_stats);
+        let mut ratio = format!("{ratio:.2}x the statement's req/s (goal {READ_GOAL}x)");
+        if let Some(peer) = self.postgraphile.as_ref().filter(|_| as_admin) {
+            reference.push_str(&format!("; {}", report::summary("postgraphile-organizations", peer)));
+            ratio.push_str(&format!(
+                "; {:.2}x PostGraphile's req/s (goal {POSTGRAPHILE_GOAL}x), p99 {} vs its {}",
+                stats.rps() / peer.rps().max(f64::EPSILON),
+                report::ms(stats.p99()),
+                report::ms(peer.p99())
+            ));
+        }
         Row {
             workload: name.to_owned(),
             concurrency: CONCURRENCY,
             stats: Some(stats.clone()),
-            reference: report::summary(&reference_name, &reference_stats),
-            ratio: format!("{ratio:.2}x the statement's req/s (goal {READ_GOAL}x)"),
+            reference,
+            ratio,
             notes,
         }
         .emit();
@@ -494,6 +590,71 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// An organization as both servers' answers carry it, for comparing them:
+/// its members sorted (PostGraphile lists them in primary key order).
+#[derive(Debug, PartialEq, Eq)]
+struct OrganizationData {
+    name: String,
+    slug: String,
+    /// (role, user's name, user's email)
+    members: Vec<(String, String, String)>,
+}
+
+fn organization_data(name: &Value, slug: &Value, members: &[Value], role: &str, user: &str) -> OrganizationData {
+    let field = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    let mut members: Vec<(String, String, String)> = members
+        .iter()
+        .map(|member| {
+            (
+                field(&member[role]),
+                field(&member[user]["name"]),
+                field(&member[user]["email"]),
+            )
+        })
+        .collect();
+    members.sort();
+    OrganizationData {
+        name: field(name),
+        slug: field(slug),
+        members,
+    }
+}
+
+/// The organizations of the server's answer to [`ORGANIZATIONS_QUERY`].
+fn server_organizations(answer: &Value) -> Vec<OrganizationData> {
+    let edges = answer["data"]["organizations"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    edges
+        .iter()
+        .map(|edge| {
+            let node = &edge["node"];
+            let members = node["members"].as_array().cloned().unwrap_or_default();
+            organization_data(&node["name"], &node["slug"], &members, "role", "user")
+        })
+        .collect()
+}
+
+/// The organizations of PostGraphile's answer to
+/// [`POSTGRAPHILE_ORGANIZATIONS_QUERY`].
+fn postgraphile_organizations(answer: &Value) -> Vec<OrganizationData> {
+    let nodes = answer["data"]["allOrganizations"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    nodes
+        .iter()
+        .map(|node| {
+            let members = node["membershipsByOrganizationId"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            organization_data(&node["name"], &node["slug"], &members, "role", "userByUserId")
+        })
+        .collect()
 }
 
 /// The same JSON, numbers compared by value (BigInt is a string in

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod litellm;
 pub mod live;
 pub mod load;
+pub mod postgraphile;
 pub mod process;
 pub mod procfs;
 pub mod report;

@@ -37,6 +37,28 @@ impl Database {
         }
     }
 
+    /// A connection URL for other clients (PostGraphile): the embedded
+    /// database's socket folder as the URL's host, percent-encoded.
+    pub fn url(&self) -> String {
+        match self {
+            Self::Embedded(dir) => {
+                let host: String = dir
+                    .display()
+                    .to_string()
+                    .bytes()
+                    .map(|byte| match byte {
+                        b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                            char::from(byte).to_string()
+                        }
+                        other => format!("%{other:02X}"),
+                    })
+                    .collect();
+                format!("postgres://postgres@{host}/tollgate")
+            }
+            Self::Url(url) => url.clone(),
+        }
+    }
+
     /// libpq's connection options for `psql` and `pgbench`.
     fn connection_args(&self) -> Vec<String> {
         match self {
