@@ -19,9 +19,8 @@ mod support;
 
 use std::{
     collections::HashMap,
-    fmt,
     path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    process::ExitCode,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -29,7 +28,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Result, anyhow, bail};
 use axum::body::Bytes;
 use clap::Parser;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -37,18 +36,19 @@ use serde_json::json;
 
 use llm_fake::{Behaviour, FakeLlm};
 use support::{
+    cli::{self, CommonArgs, Workloads},
     litellm::{self, LiteLlm},
-    load::{self, Shape, Stats, Target},
+    load::{self, Stats, Target, bearer},
     procfs::{self, Sample},
-    report::{self, Row},
+    report::{self, Machine, Row, Skipped, first_line},
     seed::{self, Graphql},
-    server::{Server, ServerOptions},
+    server::{self, Server},
 };
 
 /// The workloads, in the order they run: a reference comes before what is
 /// compared with it, and `streams-1000` last (it queues slow answers in the
 /// fake upstream).
-const WORKLOADS: &[(&str, &str)] = &[
+const WORKLOADS: Workloads = &[
     (
         "direct",
         "chat completions straight to the fake upstream, c=100: the reference",
@@ -93,25 +93,8 @@ const STREAMS_TARGET_MB: f64 = 300.0;
 #[derive(Parser, Debug)]
 #[command(name = "gateway")]
 struct Args {
-    /// Workloads to run: names or parts of names (default: all; --list
-    /// shows them).
-    filters: Vec<String>,
-    /// Measured seconds per workload.
-    #[arg(long, default_value_t = 10)]
-    secs: u64,
-    /// Seconds of load before each measurement.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
-    /// The server binary (default: `tollgate` next to this benchmark, in
-    /// target/release, built first with `cargo build --release --bin tollgate`).
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
-    /// Do not run `cargo build` for the default server binary.
-    #[arg(long)]
-    no_build: bool,
-    /// Use this database instead of the server's embedded PostgreSQL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Run the server with this Redis (default: none).
     #[arg(long)]
     redis: Option<String>,
@@ -128,56 +111,18 @@ struct Args {
     /// How long each of those streams lasts, in seconds.
     #[arg(long, default_value_t = 5)]
     stream_secs: u64,
-    /// List the workloads and exit.
-    #[arg(long)]
-    list: bool,
-    /// Passed by `cargo bench`; without it (`cargo test --benches`) the
-    /// benchmark does nothing.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
-
-/// Why a workload did not run, when that is not a failure (the peer is not
-/// installed, the server has no gateway yet).
-#[derive(Debug)]
-struct Skipped(String);
-
-impl fmt::Display for Skipped {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Skipped {}
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.list {
-        for (name, about) in WORKLOADS {
-            println!("{name:18} {about}");
-        }
-        return ExitCode::SUCCESS;
+    if let Some(done) = cli::before_start(&args.common, "gateway", WORKLOADS) {
+        return done;
     }
-    if !args.bench {
-        eprintln!("run it with `cargo bench --bench gateway` (see benches/README.md); nothing to do in test mode");
-        return ExitCode::SUCCESS;
-    }
-    match main_with(args) {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(failures) => {
-            eprintln!("{failures} workload(s) failed");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    cli::exit_code(main_with(args))
 }
 
 /// Starts the fake upstream on its runtime, then runs the benchmark on the
-/// load generator's, stopping on Ctrl-C or SIGTERM (the server and its
-/// PostgreSQL are stopped either way, by their guards).
+/// load generator's.
 fn main_with(args: Args) -> Result<usize> {
     let open_files = procfs::raise_open_files_limit();
     let fake_runtime = tokio::runtime::Builder::new_multi_thread()
@@ -188,35 +133,10 @@ fn main_with(args: Args) -> Result<usize> {
     let fake = Arc::new(fake_runtime.block_on(FakeLlm::start()));
     // Millions of calls must neither grow memory nor contend on its lock.
     fake.set_recording(false);
-    let load_runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("load")
-        .enable_all()
-        .build()?;
-    // Processes are started from this (the main) thread, inside block_on:
-    // their parent-death signal follows this thread.
-    let outcome = load_runtime.block_on(async {
-        tokio::select! {
-            outcome = run(args, fake.clone(), open_files) => outcome,
-            signal = interrupted() => Err(anyhow!("stopped by {signal}")),
-        }
-    });
-    load_runtime.shutdown_timeout(Duration::from_secs(2));
+    let outcome = cli::on_load_runtime(run(args, fake.clone(), open_files));
     drop(fake);
     fake_runtime.shutdown_timeout(Duration::from_secs(2));
     outcome
-}
-
-/// Completes on SIGINT or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
 }
 
 /// Everything a workload needs.
@@ -233,18 +153,8 @@ struct Bench {
 }
 
 async fn run(args: Args, fake: Arc<FakeLlm>, open_files: u64) -> Result<usize> {
-    let selected = select(&args.filters);
-    if selected.is_empty() {
-        bail!("no workload matches {:?}; --list shows them", args.filters);
-    }
-    let binary = server_binary(&args)?;
-    eprintln!("starting {} (create-admin, then serve)", binary.display());
-    let server = Server::start(&ServerOptions {
-        binary: binary.clone(),
-        database_url: args.database_url.clone(),
-        redis_url: args.redis.clone(),
-    })
-    .await?;
+    let selected = cli::select(WORKLOADS, &args.common.filters)?;
+    let (binary, server) = cli::start_server(&args.common, args.redis.clone()).await?;
     eprintln!("seeding {} organizations through GraphQL", args.organizations);
     let mut api = Graphql::new(&server.base)?;
     api.login_as_admin().await?;
@@ -265,139 +175,33 @@ async fn run(args: Args, fake: Arc<FakeLlm>, open_files: u64) -> Result<usize> {
 
     println!("{}", preamble(&bench.args, &binary, open_files));
     println!("{}", report::header());
-    let mut failures = 0;
-    for name in selected {
-        eprintln!("running {name}");
-        if let Err(e) = bench.run_workload(name).await {
-            let skipped = e.downcast_ref::<Skipped>().is_some();
-            if !skipped {
-                failures += 1;
-                eprintln!("{name} failed: {e:#}");
-            }
-            let note = if skipped { "skipped" } else { "FAILED" };
-            emit(&Row {
-                workload: name.to_owned(),
-                notes: format!("{note}: {}", first_line(&format!("{e:#}"))),
-                ..Row::default()
-            });
-        }
-    }
-    Ok(failures)
-}
-
-/// The workloads the filters name, in their order: a filter that is a
-/// workload's whole name picks that one, any other every name holding it.
-fn select(filters: &[String]) -> Vec<&'static str> {
-    let names = WORKLOADS.iter().map(|(name, _)| *name);
-    if filters.is_empty() {
-        return names.collect();
-    }
-    names
-        .filter(|name| {
-            filters.iter().any(|filter| {
-                let exact = WORKLOADS.iter().any(|(other, _)| other == filter);
-                if exact {
-                    name == filter
-                } else {
-                    name.contains(filter.as_str())
-                }
-            })
-        })
-        .collect()
-}
-
-/// The server binary, built first when it is the default one.
-fn server_binary(args: &Args) -> Result<PathBuf> {
-    if let Some(binary) = &args.server_bin {
-        return Ok(binary.clone());
-    }
-    // This benchmark is target/<profile>/deps/gateway-<hash>.
-    let exe = std::env::current_exe().context("finding the benchmark's own path")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("cannot tell the target folder from {}", exe.display()))?;
-    if !args.no_build {
-        build_server(profile_dir)?;
-    }
-    Ok(profile_dir.join("tollgate"))
-}
-
-/// `cargo build --profile <this benchmark's> --bin tollgate`: `cargo bench`
-/// builds the benchmark, not the server's binary.
-fn build_server(profile_dir: &Path) -> Result<()> {
-    let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-        Some("debug") => "dev",
-        Some(name) => name,
-        None => "release",
-    };
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    eprintln!("building the server: cargo build --profile {profile} --bin tollgate");
-    let status = Command::new(cargo)
-        .args(["build", "--profile", profile, "--bin", "tollgate"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .context("running cargo build")?;
-    if !status.success() {
-        bail!("cargo build --profile {profile} --bin tollgate failed ({status})");
-    }
-    Ok(())
+    Ok(cli::run_each(&selected, async |name| bench.run_workload(name).await).await)
 }
 
 /// The lines before the table: the machine and the command.
 fn preamble(args: &Args, binary: &Path, open_files: u64) -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim()))
-        .unwrap_or("unknown CPU");
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|info| {
-            let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
-        .map_or_else(
-            || "unknown".to_owned(),
-            |kib| format!("{:.1} GiB", kib as f64 / 1048576.0),
-        );
-    let version = Command::new(binary)
-        .arg("--version")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let options: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
-    // Other work on the machine skews every row: say how busy it was.
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    let database = if args.database_url.is_some() {
+    let machine = Machine::now();
+    let database = if args.common.database_url.is_some() {
         "DATABASE_URL"
     } else {
         "embedded"
     };
     let redis = if args.redis.is_some() { "yes" } else { "none" };
     format!(
-        "machine: {cpus} CPUs (nproc), {model}, {memory}; load average before the run {}; open files limit {open_files}\n\
-         server: {version} ({}), PostgreSQL {database}, Redis {redis}\n\
-         command: cargo bench --bench gateway{}{}\n\
+        "machine: {} CPUs (nproc), {}, {}; load average before the run {}; open files limit {open_files}\n\
+         server: {} ({}), PostgreSQL {database}, Redis {redis}\n\
+         command: {}\n\
          each row: {} s warm-up, then {} s measured; a latency is a whole call (streams: to their last byte)\n",
-        load.join(" "),
+        machine.cpus,
+        machine.model,
+        machine.memory,
+        machine.load,
+        server::version(binary),
         binary.display(),
-        if options.is_empty() { "" } else { " -- " },
-        options.join(" "),
-        args.warmup,
-        args.secs,
+        cli::command_line("gateway"),
+        args.common.warmup,
+        args.common.secs,
     )
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
-}
-
-/// Prints a row as soon as it is measured.
-fn emit(row: &Row) {
-    println!("{}", row.line());
 }
 
 /// A header set with one header.
@@ -405,10 +209,6 @@ fn header(name: &'static str, value: &str) -> Result<HeaderMap> {
     let mut headers = HeaderMap::new();
     headers.insert(HeaderName::from_static(name), HeaderValue::from_str(value)?);
     Ok(headers)
-}
-
-fn bearer(key: &str) -> Result<HeaderMap> {
-    header("authorization", &format!("Bearer {key}"))
 }
 
 fn anthropic_auth(key: &str) -> Result<HeaderMap> {
@@ -494,14 +294,6 @@ fn usage_notes(label: &str, before: &Usage, after: &Usage, calls: usize) -> Stri
 }
 
 impl Bench {
-    fn shape(&self, concurrency: usize) -> Shape {
-        Shape {
-            concurrency,
-            warmup: Duration::from_secs(self.args.warmup),
-            window: Duration::from_secs(self.args.secs.max(1)),
-        }
-    }
-
     fn server_probe(&self) -> Result<Probe> {
         Ok(Probe::Server {
             pid: self.server.pid()?,
@@ -596,7 +388,7 @@ impl Bench {
         concurrency: usize,
         probe: Option<Probe>,
     ) -> Result<(Stats, Option<(Usage, Usage)>)> {
-        let shape = self.shape(concurrency);
+        let shape = self.args.common.shape(concurrency);
         let readings = probe.map(|probe| {
             tokio::spawn(async move {
                 tokio::time::sleep(shape.warmup).await;
@@ -631,14 +423,15 @@ impl Bench {
         }
         let (target, concurrency) = self.target(name)?;
         let (stats, _) = self.measure(&target, concurrency, None).await?;
-        emit(&Row {
+        Row {
             workload: name.to_owned(),
             concurrency,
             stats: Some(stats.clone()),
             reference: "(reference)".to_owned(),
             notes: error_note(&stats),
             ..Row::default()
-        });
+        }
+        .emit();
         self.measured.insert(name, stats.clone());
         Ok(stats)
     }
@@ -653,14 +446,15 @@ impl Bench {
             .map(|(before, after)| usage_notes("server", &before, &after, stats.ok))
             .unwrap_or_default();
         notes.push_str(&error_note(&stats));
-        emit(&Row {
+        Row {
             workload: name.to_owned(),
             concurrency,
             stats: Some(stats.clone()),
             reference: report::summary(reference, &direct),
             ratio: report::added(&stats, &direct),
             notes,
-        });
+        }
+        .emit();
         self.measured.insert(name, stats);
         Ok(())
     }
@@ -694,22 +488,24 @@ impl Bench {
             .map(|(before, after)| usage_notes("LiteLLM", &before, &after, peer.ok))
             .unwrap_or_default();
         notes.push_str(&error_note(&peer));
-        emit(&Row {
+        Row {
             workload: "litellm".to_owned(),
             concurrency: PEER_CONCURRENCY,
             stats: Some(peer.clone()),
             reference: "(peer)".to_owned(),
             notes,
             ..Row::default()
-        });
+        }
+        .emit();
         // Stopped before the gateway's turn, so it does not take the CPUs.
         drop(proxy);
         if let Err(why) = &self.gateway {
-            emit(&Row {
+            Row {
                 workload: "gateway-c32".to_owned(),
                 notes: format!("skipped: {why}"),
                 ..Row::default()
-            });
+            }
+            .emit();
             return Ok(());
         }
 
@@ -721,7 +517,7 @@ impl Bench {
             .map(|(before, after)| usage_notes("server", &before, &after, stats.ok))
             .unwrap_or_default();
         notes.push_str(&error_note(&stats));
-        emit(&Row {
+        Row {
             workload: "gateway-c32".to_owned(),
             concurrency: PEER_CONCURRENCY,
             stats: Some(stats.clone()),
@@ -733,7 +529,8 @@ impl Bench {
                 report::ms(peer.p50())
             ),
             notes,
-        });
+        }
+        .emit();
         Ok(())
     }
 
@@ -784,14 +581,15 @@ impl Bench {
             per_stream_kib * 1.024,
         );
         notes.push_str(&error_note(&stats));
-        emit(&Row {
+        Row {
             workload: format!("streams-{count}"),
             concurrency: count,
             stats: Some(stats),
             reference: format!("target: 1,000 streams in < {STREAMS_TARGET_MB:.0} MB"),
             ratio: format!("{:.2}x the target", peak_mb / STREAMS_TARGET_MB),
             notes,
-        });
+        }
+        .emit();
         Ok(())
     }
 }

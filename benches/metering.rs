@@ -10,41 +10,36 @@
 //! row: requests/s, p50, p99, the reference measured in the same run, and
 //! the ratio.
 
-// The SQL reference through pgbench: only this benchmark uses it.
-#[path = "support/pgbench.rs"]
-mod pgbench;
-// Shared with the other benchmarks, each of which uses a part of it.
-#[allow(dead_code)]
 mod support;
 
-use std::{
-    path::{Path, PathBuf},
-    process::{Command, ExitCode},
-    time::Duration,
-};
+use std::{path::Path, process::ExitCode};
 
 use anyhow::{Context, Result, anyhow, bail};
 use axum::body::Bytes;
 use clap::Parser;
-use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{Value, json};
 
-use pgbench::Database;
 use support::{
-    load::{self, Shape, Stats, Target},
-    report::{self, Row},
+    cli::{self, CommonArgs, Workloads},
+    load::{self, Stats, Target},
+    report::{self, Machine, Row},
     seed::{self, Graphql},
-    server::{Server, ServerOptions},
+    server::Server,
+    sql::Database,
 };
 
 /// The workloads, in the order they run.
-const WORKLOADS: &[(&str, &str)] = &[
+const WORKLOADS: Workloads = &[
     (
         "pgbench",
         "one recordUsage's transaction (lock, windows, event insert, counter upsert, rollup upsert) through pgbench, c=32: the reference",
     ),
     ("record", "recordUsage, one organization, one key, c=32"),
     ("batch", "recordUsageBatch of 1,000 inputs, 4 concurrent: events/s"),
+    (
+        "authorize",
+        "authorizeUsage with the same key, c=64, after the statements it runs through pgbench at c=64 (pgbench-authorize)",
+    ),
 ];
 
 /// Callers of recordUsage (and pgbench clients), as in the issue.
@@ -56,92 +51,23 @@ const BATCH_INPUTS: usize = 1_000;
 /// The issue's targets.
 const RECORD_TARGET_RATIO: f64 = 3.0;
 const BATCH_TARGET_EVENTS: f64 = 50_000.0;
+/// Callers of authorizeUsage (and pgbench clients), as in the issue.
+const AUTHORIZE_CONCURRENCY: usize = 64;
 
 /// The metering benchmark: `cargo bench --bench metering -- [OPTIONS] [WORKLOAD...]`.
 #[derive(Parser, Debug)]
 #[command(name = "metering")]
 struct Args {
-    /// Workloads to run (default: all; --list shows them).
-    filters: Vec<String>,
-    /// Measured seconds per workload.
-    #[arg(long, default_value_t = 10)]
-    secs: u64,
-    /// Seconds of load before each measurement.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
-    /// The server binary (default: `tollgate` next to this benchmark, built
-    /// first with `cargo build --release --bin tollgate`).
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
-    /// Do not run `cargo build` for the default server binary.
-    #[arg(long)]
-    no_build: bool,
-    /// Use this database instead of the server's embedded PostgreSQL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// List the workloads and exit.
-    #[arg(long)]
-    list: bool,
-    /// Passed by `cargo bench`; without it (`cargo test --benches`) the
-    /// benchmark does nothing.
-    #[arg(long, hide = true)]
-    bench: bool,
+    #[command(flatten)]
+    common: CommonArgs,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.list {
-        for (name, about) in WORKLOADS {
-            println!("{name:10} {about}");
-        }
-        return ExitCode::SUCCESS;
+    if let Some(done) = cli::before_start(&args.common, "metering", WORKLOADS) {
+        return done;
     }
-    if !args.bench {
-        eprintln!("run it with `cargo bench --bench metering` (see benches/README.md); nothing to do in test mode");
-        return ExitCode::SUCCESS;
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("load")
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("benchmark failed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            outcome = run(args) => outcome,
-            signal = interrupted() => Err(anyhow!("stopped by {signal}")),
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    match outcome {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(failures) => {
-            eprintln!("{failures} workload(s) failed");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
+    cli::exit_code(cli::on_load_runtime(run(args)))
 }
 
 /// The seeded organization and how to reach it.
@@ -164,23 +90,9 @@ struct Bench {
 }
 
 async fn run(args: Args) -> Result<usize> {
-    let selected = select(&args.filters);
-    if selected.is_empty() {
-        bail!("no workload matches {:?}; --list shows them", args.filters);
-    }
-    let binary = server_binary(&args)?;
-    eprintln!("starting {} (create-admin, then serve)", binary.display());
-    let server = Server::start(&ServerOptions {
-        binary: binary.clone(),
-        database_url: args.database_url.clone(),
-        redis_url: None,
-    })
-    .await?;
-    let database = match (&args.database_url, server.postgres_socket_dir()) {
-        (Some(url), _) => Database::Url(url.clone()),
-        (None, Some(dir)) => Database::Socket(dir),
-        (None, None) => bail!("the server has neither a DATABASE_URL nor an embedded PostgreSQL"),
-    };
+    let selected = cli::select(WORKLOADS, &args.common.filters)?;
+    let (binary, server) = cli::start_server(&args.common, None).await?;
+    let database = Database::of(&server, args.common.database_url.as_deref())?;
     eprintln!("seeding one organization through GraphQL");
     let mut api = Graphql::new(&server.base)?;
     api.login_as_admin().await?;
@@ -195,23 +107,11 @@ async fn run(args: Args) -> Result<usize> {
     };
     println!("{}", preamble(&bench.args, &binary));
     println!("{}", report::header());
-    let mut failures = 0;
-    for name in selected {
-        eprintln!("running {name}");
-        let row = match bench.run_workload(name).await {
-            Ok(row) => row,
-            Err(e) => {
-                failures += 1;
-                eprintln!("{name} failed: {e:#}");
-                Row {
-                    workload: name.to_owned(),
-                    notes: format!("FAILED: {}", format!("{e:#}").lines().next().unwrap_or_default()),
-                    ..Row::default()
-                }
-            }
-        };
-        println!("{}", row.line());
-    }
+    let failures = cli::run_each(&selected, async |name| {
+        bench.run_workload(name).await?.emit();
+        Ok(())
+    })
+    .await;
     if failures > 0 {
         eprintln!("the server's log ends with:\n{}", bench.server.log_tail(20));
     }
@@ -223,67 +123,39 @@ async fn run(args: Args) -> Result<usize> {
 async fn seed_hot(api: &Graphql, database: &Database, run_id: &str) -> Result<Hot> {
     // The plan (and an organization of the gateway's kind, unused here).
     seed::organizations(api, 1, run_id).await?;
-    let data = api
-        .run(
-            "mutation ($input: CreateOrganizationInput!) { createOrganization(input: $input) { id } }",
-            json!({ "input": { "name": format!("Metering {run_id}") } }),
-        )
-        .await?;
-    let organization_id = text(&data["createOrganization"]["id"])?;
-    api.run(
-        "mutation ($id: ID!, $plan: String!) { setOrganizationPlan(organizationId: $id, planKey: $plan) { __typename } }",
-        json!({ "id": organization_id, "plan": seed::PLAN_KEY }),
-    )
-    .await?;
-    let data = api
-        .run(
-            "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id } } }",
-            json!({ "input": { "organizationId": organization_id, "name": "metering", "scopes": ["USAGE_WRITE"] } }),
-        )
-        .await?;
-    let secret = text(&data["createApiKey"]["secret"])?;
-    let api_key_id = text(&data["createApiKey"]["apiKey"]["id"])?;
-    let rows = pgbench::query(
-        database,
-        &format!("SELECT created_by FROM api_keys WHERE id = '{}'", uuid(&api_key_id)?),
-    )?;
-    let user_id = rows
-        .first()
-        .and_then(|row| row.first())
-        .cloned()
-        .ok_or_else(|| anyhow!("the key's creator was not found"))?;
+    let organization = seed::organization(api, &format!("Metering {run_id}"), &["USAGE_WRITE"]).await?;
+    let user_id = database.psql(&format!(
+        "SELECT created_by FROM api_keys WHERE id = '{}'",
+        uuid(&organization.key.id)?
+    ))?;
+    if user_id.is_empty() {
+        return Err(anyhow!("the key's creator was not found"));
+    }
     Ok(Hot {
-        organization_id,
-        api_key_id,
+        organization_id: organization.id,
+        api_key_id: organization.key.id,
         user_id,
-        secret,
+        secret: organization.key.secret,
     })
 }
 
 impl Bench {
-    fn shape(&self, concurrency: usize) -> Shape {
-        Shape {
-            concurrency,
-            warmup: Duration::from_secs(self.args.warmup),
-            window: Duration::from_secs(self.args.secs.max(1)),
-        }
-    }
-
     async fn run_workload(&mut self, name: &str) -> Result<Row> {
         match name {
             "record" => self.record().await,
             "pgbench" => self.pgbench(),
             "batch" => self.batch().await,
-            other => bail!("no workload {other}"),
+            "authorize" => self.authorize().await,
+            other => Err(anyhow!("no workload {other}")),
         }
     }
 
     /// recordUsage of the hot organization at c=32.
     async fn record(&mut self) -> Result<Row> {
         let target = self.graphql_target(record_body())?;
-        check_once(&target).await?;
+        load::graphql_once(&target).await?;
         let before = self.events()?;
-        let stats = load::run(&target, self.shape(RECORD_CONCURRENCY)).await?;
+        let stats = load::run(&target, self.args.common.shape(RECORD_CONCURRENCY)).await?;
         let recorded = self.events()? - before;
         let mut row = Row {
             workload: "record".into(),
@@ -301,15 +173,12 @@ impl Bench {
 
     /// The same transaction through pgbench on the same database.
     fn pgbench(&mut self) -> Result<Row> {
-        let work = tempfile::Builder::new().prefix("metering-pgbench-").tempdir()?;
         let script = transaction_script(&self.hot)?;
-        let stats = pgbench::run(
-            &self.database,
-            work.path(),
+        let stats = self.database.pgbench(
             &script,
             RECORD_CONCURRENCY,
-            Duration::from_secs(self.args.warmup),
-            Duration::from_secs(self.args.secs.max(1)),
+            self.args.common.warmup(),
+            self.args.common.window(),
         )?;
         let mut row = Row {
             workload: "pgbench".into(),
@@ -326,8 +195,8 @@ impl Bench {
     /// recordUsageBatch of 1,000 inputs, 4 at once.
     async fn batch(&mut self) -> Result<Row> {
         let target = self.graphql_target(batch_body())?;
-        check_once(&target).await?;
-        let stats = load::run(&target, self.shape(BATCH_CONCURRENCY)).await?;
+        load::graphql_once(&target).await?;
+        let stats = load::run(&target, self.args.common.shape(BATCH_CONCURRENCY)).await?;
         let events = stats.rps() * BATCH_INPUTS as f64;
         Ok(Row {
             workload: "batch".into(),
@@ -343,51 +212,58 @@ impl Bench {
         })
     }
 
+    /// authorizeUsage with the hot organization's key at c=64, after its
+    /// reference: the statements the server runs for one call, through
+    /// pgbench at the same concurrency (printed as a row of its own).
+    async fn authorize(&mut self) -> Result<Row> {
+        let target = self.graphql_target(authorize_body())?;
+        let answer = load::graphql_once(&target).await?;
+        if answer["data"]["authorizeUsage"]["allowed"] != json!(true) {
+            bail!("authorizeUsage did not allow the call: {}", answer["data"]);
+        }
+        let reference = self.database.pgbench(
+            &authorize_script(&self.hot)?,
+            AUTHORIZE_CONCURRENCY,
+            self.args.common.warmup(),
+            self.args.common.window(),
+        )?;
+        Row {
+            workload: "pgbench-authorize".into(),
+            concurrency: AUTHORIZE_CONCURRENCY,
+            stats: Some(reference.clone()),
+            reference: "— (it is the reference)".into(),
+            notes: AUTHORIZE_REFERENCE_NOTE.into(),
+            ..Row::default()
+        }
+        .emit();
+        let stats = load::run(&target, self.args.common.shape(AUTHORIZE_CONCURRENCY)).await?;
+        Ok(Row {
+            workload: "authorize".into(),
+            concurrency: AUTHORIZE_CONCURRENCY,
+            reference: report::summary("pgbench-authorize", &reference),
+            ratio: format!("{} the statements' req/s", ratio(&stats, &reference)),
+            notes: "allowed, with record's USAGE_WRITE key (resolved from the server's key cache)".into(),
+            stats: Some(stats),
+        })
+    }
+
     fn graphql_target(&self, body: Bytes) -> Result<Target> {
-        let mut auth = HeaderMap::new();
-        auth.insert(
-            "authorization",
-            HeaderValue::from_str(&format!("Bearer {}", self.hot.secret))?,
-        );
         Ok(Target {
             url: format!("{}/graphql", self.server.base),
             body,
-            auth: vec![auth],
+            auth: vec![load::bearer(&self.hot.secret)?],
             end_marker: None,
         })
     }
 
     /// The hot organization's events so far.
     fn events(&self) -> Result<u64> {
-        let rows = pgbench::query(
-            &self.database,
-            &format!(
-                "SELECT count(*) FROM usage_events WHERE organization_id = '{}'",
-                uuid(&self.hot.organization_id)?
-            ),
-        )?;
-        rows.first()
-            .and_then(|row| row.first())
-            .and_then(|count| count.parse().ok())
-            .ok_or_else(|| anyhow!("counting events gave {rows:?}"))
+        let count = self.database.psql(&format!(
+            "SELECT count(*) FROM usage_events WHERE organization_id = '{}'",
+            uuid(&self.hot.organization_id)?
+        ))?;
+        count.parse().with_context(|| format!("counting events gave {count:?}"))
     }
-}
-
-/// One call must record without a GraphQL error (the load generator only
-/// sees the HTTP status).
-async fn check_once(target: &Target) -> Result<()> {
-    let response = load::client()?
-        .post(&target.url)
-        .headers(target.auth[0].clone())
-        .header("content-type", "application/json")
-        .body(target.body.clone())
-        .send()
-        .await?;
-    let body: Value = response.json().await.context("reading the first answer")?;
-    if body.get("errors").is_some_and(|errors| !errors.is_null()) {
-        bail!("the first call was refused: {}", body["errors"]);
-    }
-    Ok(())
 }
 
 fn record_body() -> Bytes {
@@ -398,6 +274,47 @@ fn record_body() -> Bytes {
         })
         .to_string(),
     )
+}
+
+fn authorize_body() -> Bytes {
+    Bytes::from(
+        json!({
+            "query": "query ($model: String!) { authorizeUsage(model: $model) { allowed reason quota { tokensUsed tokenLimit remaining exceeded requestsToday } } }",
+            "variables": { "model": seed::OPENAI_MODEL }
+        })
+        .to_string(),
+    )
+}
+
+/// What `pgbench-authorize` runs, in its row.
+const AUTHORIZE_REFERENCE_NOTE: &str = "one authorizeUsage's 5 statements (reset time, subscription and plan, catalog, counters, member's budget), prepared, no transaction";
+
+/// The statements the server runs for one authorizeUsage of the hot key,
+/// as PostgreSQL's statement log showed them (`log_statement = all` on
+/// the embedded database during a run of `authorize`), parameters written
+/// in: the organization's reset time, its subscription and plan (the
+/// windows), the model catalog (the allow-list check), the organization's,
+/// day's, member's and key's counters in one statement, and the member's
+/// token budget, each on its own outside a transaction. The key itself
+/// costs no statement: the server caches resolved keys (30 s at most,
+/// announced changes drop them), so its lookup by secret hash runs once
+/// per 30 s, not per call; with a key, the access check reads nothing
+/// either. Window starts are the calendar month's and the UTC day's (the
+/// unlimited plan's period).
+fn authorize_script(hot: &Hot) -> Result<String> {
+    let organization = uuid(&hot.organization_id)?;
+    let key = uuid(&hot.api_key_id)?;
+    let user = uuid(&hot.user_id)?;
+    let month = "date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    let day = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
+    Ok(format!(
+        r#"SELECT "organizations"."usage_reset_at" FROM "organizations" WHERE ("organizations"."id" = '{organization}') LIMIT 1;
+SELECT "subscriptions"."organization_id", "subscriptions"."plan_id", "subscriptions"."status", "subscriptions"."current_period_start", "subscriptions"."current_period_end", "subscriptions"."cancel_at_period_end", "subscriptions"."stripe_customer_id", "subscriptions"."stripe_subscription_id", "subscriptions"."created_at", "subscriptions"."updated_at", "subscriptions"."delinquent_since", "subscriptions"."grace_ends_at", "subscriptions"."lapse_noticed_for", "subscriptions"."lapses_at", "subscriptions"."usage_segment_floor", "plans"."id", "plans"."key", "plans"."name", "plans"."description", "plans"."price_cents", "plans"."currency", "plans"."billing_interval", "plans"."monthly_token_limit", "plans"."daily_request_limit", "plans"."requests_per_minute", "plans"."max_members", "plans"."max_api_keys", "plans"."features", "plans"."public", "plans"."stripe_price_id", "plans"."sort_order", "plans"."created_at", "plans"."updated_at" FROM ("subscriptions" INNER JOIN "plans" ON ("subscriptions"."plan_id" = "plans"."id")) WHERE ("subscriptions"."organization_id" = '{organization}') LIMIT 1;
+SELECT "models"."id", "models"."aliases", "models"."provider", "models"."display_name", "models"."context_window", "models"."input_micro_usd_per_mtok", "models"."cached_input_micro_usd_per_mtok", "models"."output_micro_usd_per_mtok", "models"."enabled", "models"."sort_order", "models"."created_at", "models"."updated_at", "models"."max_output_tokens" FROM "models" ORDER BY "models"."sort_order", "models"."id";
+SELECT s.n, COALESCE(sum(c.tokens), 0)::int8 AS tokens, COALESCE(sum(c.requests), 0)::int8 AS requests FROM unnest(ARRAY['{organization}', '{organization}', '{organization}', '{organization}']::uuid[], ARRAY['ORGANIZATION', 'DAY', 'MEMBER', 'API_KEY']::text[], ARRAY['{organization}', '{organization}', '{user}', '{key}']::uuid[], ARRAY[{month}, {day}, {month}, {month}]::timestamptz[]) WITH ORDINALITY AS s(organization_id, kind, subject, since, n) LEFT JOIN usage_counters c ON c.organization_id = s.organization_id AND c.subject_kind = s.kind AND c.subject_id = s.subject AND c.window_start >= s.since GROUP BY s.n;
+SELECT "memberships"."token_limit" FROM "memberships" WHERE (("memberships"."organization_id" = '{organization}') AND ("memberships"."user_id" = '{user}')) LIMIT 1;
+"#
+    ))
 }
 
 fn batch_body() -> Bytes {
@@ -448,74 +365,24 @@ fn uuid(id: &str) -> Result<String> {
     Ok(parsed.to_string())
 }
 
-fn text(value: &Value) -> Result<String> {
-    value
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("expected a string, got {value}"))
-}
-
-/// The workloads the filters name (a part of a name picks it), in order;
-fn select(filters: &[String]) -> Vec<&'static str> {
-    WORKLOADS
-        .iter()
-        .map(|(name, _)| *name)
-        .filter(|name| filters.is_empty() || filters.iter().any(|filter| name.contains(filter.as_str())))
-        .collect()
-}
-
-/// The server binary, built first when it is the default one.
-fn server_binary(args: &Args) -> Result<PathBuf> {
-    if let Some(binary) = &args.server_bin {
-        return Ok(binary.clone());
-    }
-    // This benchmark is target/<profile>/deps/metering-<hash>.
-    let exe = std::env::current_exe().context("finding the benchmark's own path")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("cannot tell the target folder from {}", exe.display()))?;
-    if !args.no_build {
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") => "dev",
-            Some(name) => name,
-            None => "release",
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("building the server: cargo build --profile {profile} --bin tollgate");
-        let status = Command::new(cargo)
-            .args(["build", "--profile", profile, "--bin", "tollgate"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .context("running cargo build")?;
-        if !status.success() {
-            bail!("cargo build --profile {profile} --bin tollgate failed ({status})");
-        }
-    }
-    Ok(profile_dir.join("tollgate"))
-}
-
 /// The lines before the table: the machine, the load on it, the command.
 fn preamble(args: &Args, binary: &Path) -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
-    let options: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
-    let database = if args.database_url.is_some() {
+    let machine = Machine::now();
+    let database = if args.common.database_url.is_some() {
         "DATABASE_URL"
     } else {
         "embedded"
     };
     format!(
-        "machine: {cpus} CPUs (nproc); load average before the run {}\n\
+        "machine: {} CPUs (nproc); load average before the run {}\n\
          server: {}, PostgreSQL {database}\n\
-         command: cargo bench --bench metering{}{}\n\
+         command: {}\n\
          each row: {} s warm-up, then {} s measured\n",
-        load.join(" "),
+        machine.cpus,
+        machine.load,
         binary.display(),
-        if options.is_empty() { "" } else { " -- " },
-        options.join(" "),
-        args.warmup,
-        args.secs,
+        cli::command_line("metering"),
+        args.common.warmup,
+        args.common.secs,
     )
 }

@@ -14,23 +14,12 @@
 //!   one event, how long it takes to reach all of them, and the server's
 //!   memory before, during and after.
 
-// Shared with the gateway's benchmark; this one uses only part of them.
-#[allow(dead_code)]
-mod support {
-    pub mod live;
-    pub mod load;
-    pub mod process;
-    pub mod procfs;
-    pub mod report;
-    pub mod seed;
-    pub mod server;
-    pub mod sql;
-}
+mod support;
 
 use std::{
     collections::HashSet,
-    path::{Path, PathBuf},
-    process::{Command, ExitCode},
+    path::Path,
+    process::ExitCode,
     time::{Duration, Instant},
 };
 
@@ -38,21 +27,27 @@ use anyhow::{Context, Result, anyhow, bail};
 use axum::body::Bytes;
 use clap::Parser;
 use futures_util::{StreamExt, TryStreamExt};
-use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
 
 use support::{
+    cli::{self, CommonArgs, Workloads},
     live,
-    load::{self, Shape, Stats, Target},
+    load::{self, Stats, Target},
+    postgraphile::{self, PostGraphile},
     procfs,
-    report::{self, Row},
-    seed::{self, Graphql},
-    server::{Server, ServerOptions},
+    report::{self, Machine, Row},
+    seed::{self, Graphql, text},
+    server::{self, Server},
     sql::Database,
 };
 
 /// The workloads, in the order they run.
-const WORKLOADS: &[(&str, &str)] = &[
+const WORKLOADS: Workloads = &[
+    (
+        "postgraphile-organizations",
+        "the same organizations read from PostGraphile v5 on the same database, c=32 (optional: needs node and npm)",
+    ),
     (
         "organizations",
         "ADMIN organizations(first: 100) with members and their users, c=32, next to one json_agg statement through pgbench",
@@ -80,11 +75,18 @@ const MEMBER_ORGANIZATIONS: usize = 5;
 const SOCKETS_PER_KEY: usize = 20;
 /// The issue's goals.
 const READ_GOAL: f64 = 2.5;
+const POSTGRAPHILE_GOAL: f64 = 3.0;
 const LIVE_MEMORY_GOAL_MB: f64 = 250.0;
 const LIVE_P99_GOAL: Duration = Duration::from_millis(250);
 
 const ORGANIZATIONS_QUERY: &str =
     "{ organizations(first: 100) { edges { node { name slug members { role user { name email } } } } } }";
+/// [`ORGANIZATIONS_QUERY`] in PostGraphile's schema (its Amber preset's
+/// names): the same organizations in the same order, their memberships
+/// (in primary key order: the comparison sorts them) with each member's
+/// user.
+const POSTGRAPHILE_ORGANIZATIONS_QUERY: &str = "{ allOrganizations(first: 100, orderBy: [CREATED_AT_ASC, PRIMARY_KEY_ASC]) { nodes { name slug \
+     membershipsByOrganizationId { nodes { role userByUserId { name email } } } } } }";
 const DASHBOARD_QUERY: &str = "{ me { memberships { organization { members { user { name } } quota { tokensUsed } apiKeys { name tokensUsed } } } } }";
 
 /// The same JSON as [`ORGANIZATIONS_QUERY`]'s answer, from one statement.
@@ -117,91 +119,20 @@ const DASHBOARD_SQL: &str = "SELECT json_build_object('data', json_build_object(
 #[derive(Parser, Debug)]
 #[command(name = "reads")]
 struct Args {
-    /// Workloads to run (default: all; --list shows them).
-    filters: Vec<String>,
-    /// Measured seconds per read workload (and per reference).
-    #[arg(long, default_value_t = 10)]
-    secs: u64,
-    /// Seconds of load before each measurement.
-    #[arg(long, default_value_t = 2)]
-    warmup: u64,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Live-usage subscribers.
     #[arg(long, default_value_t = 10_000)]
     subscribers: usize,
-    /// The server binary (default: `tollgate` next to this benchmark,
-    /// built first with `cargo build --release --bin tollgate`).
-    #[arg(long)]
-    server_bin: Option<PathBuf>,
-    /// Do not run `cargo build` for the default server binary.
-    #[arg(long)]
-    no_build: bool,
-    /// Use this database instead of the server's embedded PostgreSQL.
-    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
-    database_url: Option<String>,
-    /// List the workloads and exit.
-    #[arg(long)]
-    list: bool,
-    /// Passed by `cargo bench`; without it (`cargo test --benches`) the
-    /// benchmark does nothing.
-    #[arg(long, hide = true)]
-    bench: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    if args.list {
-        for (name, about) in WORKLOADS {
-            println!("{name:14} {about}");
-        }
-        return ExitCode::SUCCESS;
-    }
-    if !args.bench {
-        eprintln!("run it with `cargo bench --bench reads` (see benches/README.md); nothing to do in test mode");
-        return ExitCode::SUCCESS;
+    if let Some(done) = cli::before_start(&args.common, "reads", WORKLOADS) {
+        return done;
     }
     let open_files = procfs::raise_open_files_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("load")
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("benchmark failed: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            outcome = run(args, open_files) => outcome,
-            signal = interrupted() => Err(anyhow!("stopped by {signal}")),
-        }
-    });
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    match outcome {
-        Ok(0) => ExitCode::SUCCESS,
-        Ok(failures) => {
-            eprintln!("{failures} workload(s) failed");
-            ExitCode::FAILURE
-        }
-        Err(e) => {
-            eprintln!("benchmark failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// Completes on SIGINT or SIGTERM, naming it.
-async fn interrupted() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
-    }
+    cli::exit_code(cli::on_load_runtime(run(args, open_files)))
 }
 
 /// What the workloads need.
@@ -216,142 +147,51 @@ struct Bench {
     member_email: String,
     /// Organization ids, oldest first.
     organizations: Vec<String>,
+    /// PostGraphile's organizations read, once measured.
+    postgraphile: Option<Stats>,
 }
 
 async fn run(args: Args, open_files: u64) -> Result<usize> {
-    let selected = select(&args.filters);
-    if selected.is_empty() {
-        bail!("no workload matches {:?}; --list shows them", args.filters);
-    }
-    let binary = server_binary(&args)?;
-    eprintln!("starting {} (create-admin, then serve)", binary.display());
-    let server = Server::start(&ServerOptions {
-        binary: binary.clone(),
-        database_url: args.database_url.clone(),
-        redis_url: None,
-    })
-    .await?;
-    let database = match (&args.database_url, server.postgres_socket_dir()) {
-        (Some(url), _) => Database::Url(url.clone()),
-        (None, Some(dir)) => Database::Embedded(dir),
-        (None, None) => bail!("no database to seed"),
-    };
+    let selected = cli::select(WORKLOADS, &args.common.filters)?;
+    let (binary, server) = cli::start_server(&args.common, None).await?;
+    let database = Database::of(&server, args.common.database_url.as_deref())?;
     let mut bench = Bench::seed(args, server, database).await?;
     println!("{}", preamble(&bench.args, &binary, open_files));
     println!("{}", report::header());
-    let mut failures = 0;
-    for name in selected {
-        eprintln!("running {name}");
-        let outcome = match name {
-            "organizations" => bench.read("organizations", ORGANIZATIONS_QUERY, true).await,
-            "dashboard" => bench.read("dashboard", DASHBOARD_QUERY, false).await,
-            "live" => bench.live().await,
-            other => Err(anyhow!("no workload named {other}")),
-        };
-        if let Err(e) = outcome {
-            failures += 1;
-            eprintln!("{name} failed: {e:#}");
-            println!(
-                "{}",
-                Row {
-                    workload: name.to_owned(),
-                    notes: format!("FAILED: {}", format!("{e:#}").lines().next().unwrap_or("")),
-                    ..Row::default()
-                }
-                .line()
-            );
-        }
-    }
-    Ok(failures)
-}
-
-fn select(filters: &[String]) -> Vec<&'static str> {
-    WORKLOADS
-        .iter()
-        .map(|(name, _)| *name)
-        .filter(|name| filters.is_empty() || filters.iter().any(|filter| name.contains(filter.as_str())))
-        .collect()
-}
-
-/// The server binary, built first when it is the default one.
-fn server_binary(args: &Args) -> Result<PathBuf> {
-    if let Some(binary) = &args.server_bin {
-        return Ok(binary.clone());
-    }
-    // This benchmark is target/<profile>/deps/reads-<hash>.
-    let exe = std::env::current_exe().context("finding the benchmark's own path")?;
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("cannot tell the target folder from {}", exe.display()))?;
-    if !args.no_build {
-        let profile = match profile_dir.file_name().and_then(|name| name.to_str()) {
-            Some("debug") => "dev",
-            Some(name) => name,
-            None => "release",
-        };
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        eprintln!("building the server: cargo build --profile {profile} --bin tollgate");
-        let status = Command::new(cargo)
-            .args(["build", "--profile", profile, "--bin", "tollgate"])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .context("running cargo build")?;
-        if !status.success() {
-            bail!("cargo build --profile {profile} --bin tollgate failed ({status})");
-        }
-    }
-    Ok(profile_dir.join("tollgate"))
+    Ok(cli::run_each(&selected, async |name| match name {
+        "postgraphile-organizations" => bench.postgraphile().await,
+        "organizations" => bench.read("organizations", ORGANIZATIONS_QUERY, true).await,
+        "dashboard" => bench.read("dashboard", DASHBOARD_QUERY, false).await,
+        "live" => bench.live().await,
+        other => Err(anyhow!("no workload named {other}")),
+    })
+    .await)
 }
 
 /// The lines before the table: the machine and the command.
 fn preamble(args: &Args, binary: &Path, open_files: u64) -> String {
-    let cpus = std::thread::available_parallelism().map_or(0, usize::from);
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim()))
-        .unwrap_or("unknown CPU");
-    let version = Command::new(binary)
-        .arg("--version")
-        .output()
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let options: Vec<String> = std::env::args().skip(1).filter(|arg| arg != "--bench").collect();
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let load: Vec<&str> = load.split_whitespace().take(3).collect();
+    let machine = Machine::now();
     format!(
-        "machine: {cpus} CPUs (nproc), {model}; load average before the run {}; open files limit {open_files}\n\
-         server: {version} ({}), PostgreSQL {}\n\
-         command: cargo bench --bench reads{}{}\n\
+        "machine: {} CPUs (nproc), {}; load average before the run {}; open files limit {open_files}\n\
+         server: {} ({}), PostgreSQL {}\n\
+         command: {}\n\
          data: {ORGANIZATIONS} organizations x {} members; the dashboard's member ADMIN in {MEMBER_ORGANIZATIONS} of them (2 keys each)\n\
          reads: {} s warm-up, then {} s measured, c={CONCURRENCY}; references: pgbench -M prepared, same c\n",
-        load.join(" "),
+        machine.cpus,
+        machine.model,
+        machine.load,
+        server::version(binary),
         binary.display(),
-        if args.database_url.is_some() {
+        if args.common.database_url.is_some() {
             "DATABASE_URL"
         } else {
             "embedded"
         },
-        if options.is_empty() { "" } else { " -- " },
-        options.join(" "),
+        cli::command_line("reads"),
         MORE_MEMBERS + 1,
-        args.warmup,
-        args.secs,
+        args.common.warmup,
+        args.common.secs,
     )
-}
-
-fn bearer(token: &str) -> Result<HeaderMap> {
-    let mut headers = HeaderMap::new();
-    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
-    Ok(headers)
-}
-
-fn text(value: &Value) -> Result<String> {
-    value
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("expected a string, got {value}"))
 }
 
 impl Bench {
@@ -413,34 +253,96 @@ impl Bench {
              WHERE o.id IN ({member_organizations}) AND u.email = '{member_email}';"
         ))?;
         for organization in &organizations[..MEMBER_ORGANIZATIONS] {
-            create_key(&api, organization, "dashboard", &["USAGE_READ"]).await?;
+            seed::create_key(&api, organization, "dashboard", &["USAGE_READ"]).await?;
         }
         // A second session of the admin's, for the load generator's header.
         let data = api
             .run(
                 "mutation ($input: LoginInput!) { login(input: $input) { accessToken } }",
-                json!({ "input": { "email": support::server::ADMIN_EMAIL, "password": support::server::ADMIN_PASSWORD } }),
+                json!({ "input": { "email": server::ADMIN_EMAIL, "password": server::ADMIN_PASSWORD } }),
             )
             .await?;
         let admin_token = text(&data["login"]["accessToken"])?;
         Ok(Self {
             args,
-            admin_auth: bearer(&admin_token)?,
-            member_auth: bearer(&member_token)?,
+            admin_auth: load::bearer(&admin_token)?,
+            member_auth: load::bearer(&member_token)?,
             member_email,
             server,
             database,
             api,
             organizations,
+            postgraphile: None,
         })
     }
 
-    fn shape(&self) -> Shape {
-        Shape {
-            concurrency: CONCURRENCY,
-            warmup: Duration::from_secs(self.args.warmup),
-            window: Duration::from_secs(self.args.secs.max(1)),
+    /// The organizations read from PostGraphile v5 on the same database at
+    /// the same concurrency, its data compared with the server's answer;
+    /// stopped before the server's turn, so the two never share the CPUs.
+    async fn postgraphile(&mut self) -> Result<()> {
+        let dir = postgraphile::package_dir();
+        let node = postgraphile::install(&dir)?;
+        let logs = tempfile::Builder::new()
+            .prefix("tollgate-bench-postgraphile-")
+            .tempdir()?;
+        eprintln!("starting PostGraphile ({})", dir.display());
+        let peer = PostGraphile::start(&dir, &node, logs.path(), &self.database.url()).await?;
+        let target = Target {
+            url: peer.url.clone(),
+            body: Bytes::from(json!({ "query": POSTGRAPHILE_ORGANIZATIONS_QUERY }).to_string()),
+            auth: vec![HeaderMap::new()],
+            end_marker: None,
+        };
+        let answer = load::graphql_once(&target)
+            .await
+            .map_err(|e| anyhow!("PostGraphile's answer: {e:#}; its log:\n{}", peer.process.log_tail(20)))?;
+        let ours = load::graphql_once(&Target {
+            url: format!("{}/graphql", self.server.base),
+            body: Bytes::from(json!({ "query": ORGANIZATIONS_QUERY }).to_string()),
+            auth: vec![self.admin_auth.clone()],
+            end_marker: None,
+        })
+        .await?;
+        let theirs = postgraphile_organizations(&answer);
+        let same = if theirs == server_organizations(&ours) {
+            let members: usize = theirs.iter().map(|organization| organization.members.len()).sum();
+            format!(
+                "same data as the server's answer ({} organizations, {members} members)",
+                theirs.len()
+            )
+        } else {
+            let head = |value: &Value| value.to_string().chars().take(400).collect::<String>();
+            eprintln!(
+                "postgraphile-organizations: the data differ\nPostGraphile: {}\nserver:       {}",
+                head(&answer),
+                head(&ours)
+            );
+            "DATA DIFFERS from the server's answer".to_owned()
+        };
+        let stats = load::run(&target, self.args.common.shape(CONCURRENCY)).await?;
+        if stats.ok == 0 {
+            bail!("no call succeeded: {}", stats.first_error.as_deref().unwrap_or("?"));
         }
+        let mut notes = format!("{} KB per answer; {same}", answer.to_string().len() / 1000);
+        if stats.errors > 0 {
+            notes.push_str(&format!(
+                "; {} failed, first: {}",
+                stats.errors,
+                stats.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+        drop(peer);
+        Row {
+            workload: "postgraphile-organizations".to_owned(),
+            concurrency: CONCURRENCY,
+            stats: Some(stats.clone()),
+            reference: "(peer: PostGraphile v5, same database)".to_owned(),
+            notes,
+            ..Row::default()
+        }
+        .emit();
+        self.postgraphile = Some(stats);
+        Ok(())
     }
 
     /// A nested read over HTTP next to the statement that builds the same
@@ -462,19 +364,7 @@ impl Bench {
             end_marker: None,
         };
         // Once each, to compare the answers and their sizes.
-        let client = load::client()?;
-        let answer: Value = client
-            .post(&target.url)
-            .headers(target.auth[0].clone())
-            .header("content-type", "application/json")
-            .body(target.body.clone())
-            .send()
-            .await?
-            .json()
-            .await?;
-        if answer.get("errors").is_some() {
-            bail!("the query failed: {}", answer["errors"]);
-        }
+        let answer = load::graphql_once(&target).await?;
         let answer_bytes = answer.to_string().len();
         let reference: Value = serde_json::from_str(&self.database.psql(&sql)?).context("the reference's JSON")?;
         let same = if same_shape(&answer, &reference) {
@@ -490,31 +380,29 @@ impl Bench {
         };
 
         let reference_name = format!("sql-{name}");
-        let reference_stats = self.database.pgbench(
-            &sql,
-            CONCURRENCY,
-            Duration::from_secs(self.args.warmup),
-            Duration::from_secs(self.args.secs.max(1)),
-        )?;
-        emit_row(Row {
+        let reference_stats =
+            self.database
+                .pgbench(&sql, CONCURRENCY, self.args.common.warmup(), self.args.common.window())?;
+        Row {
             workload: reference_name.clone(),
             concurrency: CONCURRENCY,
             stats: Some(reference_stats.clone()),
             reference: "(reference: one json_agg statement, pgbench)".to_owned(),
             notes: format!("{} KB per answer", reference.to_string().len() / 1000),
             ..Row::default()
-        });
+        }
+        .emit();
 
         let pid = self.server.pid()?;
         let postmaster = self.server.postmaster();
         let before = (procfs::cpu_ticks(pid).unwrap_or(0), postmaster.map(procfs::tree_sample));
-        let stats = load::run(&target, self.shape()).await?;
+        let stats = load::run(&target, self.args.common.shape(CONCURRENCY)).await?;
         let after = (procfs::cpu_ticks(pid).unwrap_or(0), postmaster.map(procfs::tree_sample));
         if stats.ok == 0 {
             bail!("no call succeeded: {}", stats.first_error.as_deref().unwrap_or("?"));
         }
         // The whole run, warm-up included: CPU per call is a ratio.
-        let calls = (stats.rps() * (self.args.secs + self.args.warmup) as f64).max(1.0);
+        let calls = (stats.rps() * (self.args.common.secs + self.args.common.warmup) as f64).max(1.0);
         let per_call = |ticks: u64| {
             report::ms(Duration::from_secs_f64(
                 ticks as f64 / procfs::ticks_per_second() / calls,
@@ -543,14 +431,26 @@ impl Bench {
             ));
         }
         let ratio = stats.rps() / reference_stats.rps().max(f64::EPSILON);
-        emit_row(Row {
+        let mut reference = report::summary(&reference_name, &reference_stats);
+        let mut ratio = format!("{ratio:.2}x the statement's req/s (goal {READ_GOAL}x)");
+        if let Some(peer) = self.postgraphile.as_ref().filter(|_| as_admin) {
+            reference.push_str(&format!("; {}", report::summary("postgraphile-organizations", peer)));
+            ratio.push_str(&format!(
+                "; {:.2}x PostGraphile's req/s (goal {POSTGRAPHILE_GOAL}x), p99 {} vs its {}",
+                stats.rps() / peer.rps().max(f64::EPSILON),
+                report::ms(stats.p99()),
+                report::ms(peer.p99())
+            ));
+        }
+        Row {
             workload: name.to_owned(),
             concurrency: CONCURRENCY,
             stats: Some(stats.clone()),
-            reference: report::summary(&reference_name, &reference_stats),
-            ratio: format!("{ratio:.2}x the statement's req/s (goal {READ_GOAL}x)"),
+            reference,
+            ratio,
             notes,
-        });
+        }
+        .emit();
         Ok(())
     }
 
@@ -564,12 +464,17 @@ impl Bench {
         let keys: Vec<String> = futures_util::stream::iter(0..key_count)
             .map(|index| {
                 let organization = organization.clone();
-                async move { create_key(api, &organization, &format!("live {index}"), &["USAGE_READ"]).await }
+                async move {
+                    let key = seed::create_key(api, &organization, &format!("live {index}"), &["USAGE_READ"]).await?;
+                    Ok::<_, anyhow::Error>(key.secret)
+                }
             })
             .buffer_unordered(8)
             .try_collect()
             .await?;
-        let writer = create_key(api, &organization, "live writer", &["USAGE_WRITE"]).await?;
+        let writer = seed::create_key(api, &organization, "live writer", &["USAGE_WRITE"])
+            .await?
+            .secret;
         let pid = self.server.pid()?;
         let rss = || procfs::status_kib(pid, "VmRSS").unwrap_or(0);
         // Settle, then the baseline.
@@ -645,7 +550,7 @@ impl Bench {
         if let Some(first) = first_failure {
             notes.push_str(&format!("; {failures} subscriber failures, first: {first}"));
         }
-        emit_row(Row {
+        Row {
             workload: format!("live-{count}"),
             concurrency: count,
             // p50 and p99 of delivery after the event was sent; req/s is
@@ -661,7 +566,8 @@ impl Bench {
                 stats.p99().as_secs_f64() / LIVE_P99_GOAL.as_secs_f64()
             ),
             notes,
-        });
+        }
+        .emit();
         Ok(())
     }
 
@@ -686,25 +592,73 @@ impl Bench {
     }
 }
 
-/// A key of `organization` with `scopes`, created by the admin; its secret.
-async fn create_key(api: &Graphql, organization: &str, name: &str, scopes: &[&str]) -> Result<String> {
-    let data = api
-        .run(
-            "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }",
-            json!({ "input": { "organizationId": organization, "name": name, "scopes": scopes } }),
-        )
-        .await?;
-    text(&data["createApiKey"]["secret"])
+/// An organization as both servers' answers carry it, for comparing them:
+/// its members sorted (PostGraphile lists them in primary key order).
+#[derive(Debug, PartialEq, Eq)]
+struct OrganizationData {
+    name: String,
+    slug: String,
+    /// (role, user's name, user's email)
+    members: Vec<(String, String, String)>,
+}
+
+fn organization_data(name: &Value, slug: &Value, members: &[Value], role: &str, user: &str) -> OrganizationData {
+    let field = |value: &Value| value.as_str().unwrap_or_default().to_owned();
+    let mut members: Vec<(String, String, String)> = members
+        .iter()
+        .map(|member| {
+            (
+                field(&member[role]),
+                field(&member[user]["name"]),
+                field(&member[user]["email"]),
+            )
+        })
+        .collect();
+    members.sort();
+    OrganizationData {
+        name: field(name),
+        slug: field(slug),
+        members,
+    }
+}
+
+/// The organizations of the server's answer to [`ORGANIZATIONS_QUERY`].
+fn server_organizations(answer: &Value) -> Vec<OrganizationData> {
+    let edges = answer["data"]["organizations"]["edges"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    edges
+        .iter()
+        .map(|edge| {
+            let node = &edge["node"];
+            let members = node["members"].as_array().cloned().unwrap_or_default();
+            organization_data(&node["name"], &node["slug"], &members, "role", "user")
+        })
+        .collect()
+}
+
+/// The organizations of PostGraphile's answer to
+/// [`POSTGRAPHILE_ORGANIZATIONS_QUERY`].
+fn postgraphile_organizations(answer: &Value) -> Vec<OrganizationData> {
+    let nodes = answer["data"]["allOrganizations"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    nodes
+        .iter()
+        .map(|node| {
+            let members = node["membershipsByOrganizationId"]["nodes"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            organization_data(&node["name"], &node["slug"], &members, "role", "userByUserId")
+        })
+        .collect()
 }
 
 /// The same JSON, numbers compared by value (BigInt is a string in
 /// GraphQL, and the reference casts them the same way).
 fn same_shape(a: &Value, b: &Value) -> bool {
     a == b
-}
-
-/// Prints a row as soon as it is measured.
-fn emit_row(row: Row) {
-    let line = row.line();
-    println!("{line}");
 }

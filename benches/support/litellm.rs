@@ -2,7 +2,6 @@
 //! database, with one model pointing at the same fake upstream.
 
 use std::{
-    net::TcpListener,
     path::{Path, PathBuf},
     process::Command,
     time::{Duration, Instant},
@@ -11,7 +10,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 use nix::sys::signal::Signal;
 
-use super::process::Guarded;
+use super::{process::Guarded, server::free_port};
 
 /// The key clients present to LiteLLM.
 pub const MASTER_KEY: &str = "sk-bench-litellm";
@@ -52,7 +51,7 @@ impl LiteLlm {
     pub async fn start(binary: &Path, dir: &Path, model: &str, openai_base: &str) -> Result<Self> {
         let config_path = dir.join("litellm.yaml");
         std::fs::write(&config_path, config(model, openai_base)).context("writing LiteLLM's configuration")?;
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = free_port()?;
         let mut command = Command::new(binary);
         command
             .arg("--config")

@@ -7,9 +7,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use axum::body::Bytes;
-use reqwest::{Client, header::HeaderMap};
+use reqwest::{
+    Client,
+    header::{HeaderMap, HeaderValue},
+};
+use serde_json::Value;
 
 /// What a workload sends.
 #[derive(Clone)]
@@ -87,6 +91,32 @@ pub fn client() -> Result<Client> {
         .pool_max_idle_per_host(usize::MAX)
         .timeout(Duration::from_secs(120))
         .build()?)
+}
+
+/// The header set of a bearer token (an API key's secret, a session's
+/// access token).
+pub fn bearer(token: &str) -> Result<HeaderMap> {
+    let mut headers = HeaderMap::new();
+    headers.insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+    Ok(headers)
+}
+
+/// One GraphQL call of `target` with its first credential: its answer,
+/// which must carry no errors (the load generator sees only the HTTP
+/// status, so a workload checks its query once before).
+pub async fn graphql_once(target: &Target) -> Result<Value> {
+    let mut request = client()?
+        .post(&target.url)
+        .header("content-type", "application/json")
+        .body(target.body.clone());
+    if let Some(auth) = target.auth.first() {
+        request = request.headers(auth.clone());
+    }
+    let answer: Value = request.send().await?.json().await.context("reading the first answer")?;
+    if answer.get("errors").is_some_and(|errors| !errors.is_null()) {
+        bail!("the first call was refused: {}", answer["errors"]);
+    }
+    Ok(answer)
 }
 
 /// What one caller recorded.

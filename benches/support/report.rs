@@ -2,7 +2,7 @@
 //! standard output as each finishes (progress goes to standard error), so
 //! a run pastes into `benches/README.md` as it is.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 use super::load::Stats;
 
@@ -55,6 +55,71 @@ impl Row {
             self.ratio,
             self.notes.replace('|', "/")
         )
+    }
+
+    /// Prints the line as soon as the row is measured.
+    pub fn emit(&self) {
+        println!("{}", self.line());
+    }
+}
+
+/// Why a workload did not run, when that is not a failure (a peer is not
+/// installed, the server has no gateway): its row says "skipped".
+#[derive(Debug)]
+pub struct Skipped(pub String);
+
+impl fmt::Display for Skipped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Skipped {}
+
+/// The first line of a message, for a table cell.
+pub fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or(text)
+}
+
+/// The machine, as the lines before a table describe it: other work on it
+/// skews every row, so it says how busy it was too.
+pub struct Machine {
+    /// `nproc`.
+    pub cpus: usize,
+    /// The CPU's model name.
+    pub model: String,
+    /// Total memory, e.g. "23.5 GiB".
+    pub memory: String,
+    /// The load averages over 1, 5 and 15 minutes, e.g. "2.61 3.02 3.90".
+    pub load: String,
+}
+
+impl Machine {
+    /// Reads it from `/proc` now.
+    pub fn now() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let model = cpuinfo
+            .lines()
+            .find_map(|line| line.strip_prefix("model name")?.split_once(':').map(|(_, v)| v.trim()))
+            .unwrap_or("unknown CPU")
+            .to_owned();
+        let memory = std::fs::read_to_string("/proc/meminfo")
+            .ok()
+            .and_then(|info| {
+                let line = info.lines().find(|line| line.starts_with("MemTotal:"))?;
+                line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            })
+            .map_or_else(
+                || "unknown".to_owned(),
+                |kib| format!("{:.1} GiB", kib as f64 / 1048576.0),
+            );
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+        Self {
+            cpus: std::thread::available_parallelism().map_or(0, usize::from),
+            model,
+            memory,
+            load: load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+        }
     }
 }
 

@@ -81,16 +81,32 @@ pub struct Seeded {
     pub keys: Vec<String>,
 }
 
-fn text(value: &Value) -> Result<String> {
+/// An organization on the benchmark's plan, with one key.
+pub struct Organization {
+    /// Its id.
+    pub id: String,
+    /// Its key.
+    pub key: Key,
+}
+
+/// An API key as `createApiKey` gave it.
+pub struct Key {
+    /// The key's id.
+    pub id: String,
+    /// The secret a caller presents.
+    pub secret: String,
+}
+
+/// A string of an answer, or an error saying what came instead.
+pub fn text(value: &Value) -> Result<String> {
     value
         .as_str()
         .map(str::to_owned)
         .ok_or_else(|| anyhow!("expected a string, got {value}"))
 }
 
-/// Creates the plan, `organizations` organizations on it and an `LLM` key
-/// for each. `run_id` keeps names unique in a database used before.
-pub async fn organizations(api: &Graphql, organizations: usize, run_id: &str) -> Result<Seeded> {
+/// Creates (or updates) the plan the benchmark's organizations are on.
+pub async fn plan(api: &Graphql) -> Result<()> {
     api.run(
         "mutation ($input: PlanInput!) { upsertPlan(input: $input) { key } }",
         json!({ "input": {
@@ -102,29 +118,52 @@ pub async fn organizations(api: &Graphql, organizations: usize, run_id: &str) ->
         } }),
     )
     .await?;
+    Ok(())
+}
+
+/// Creates the plan, `organizations` organizations on it and an `LLM` key
+/// for each. `run_id` keeps names unique in a database used before.
+pub async fn organizations(api: &Graphql, organizations: usize, run_id: &str) -> Result<Seeded> {
+    plan(api).await?;
     let mut keys = Vec::with_capacity(organizations);
     for index in 0..organizations {
-        let data = api
-            .run(
-                "mutation ($input: CreateOrganizationInput!) { createOrganization(input: $input) { id } }",
-                json!({ "input": { "name": format!("Bench {run_id} #{index}") } }),
-            )
-            .await?;
-        let id = text(&data["createOrganization"]["id"])?;
-        api.run(
-            "mutation ($id: ID!, $plan: String!) { setOrganizationPlan(organizationId: $id, planKey: $plan) { __typename } }",
-            json!({ "id": id, "plan": PLAN_KEY }),
-        )
-        .await?;
-        let data = api
-            .run(
-                "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret } }",
-                json!({ "input": { "organizationId": id, "name": "bench", "scopes": ["LLM"] } }),
-            )
-            .await?;
-        keys.push(text(&data["createApiKey"]["secret"])?);
+        let organization = organization(api, &format!("Bench {run_id} #{index}"), &["LLM"]).await?;
+        keys.push(organization.key.secret);
     }
     Ok(Seeded { keys })
+}
+
+/// An organization named `name` on the plan (created before, by
+/// [`plan`]), with one key named "bench" with `scopes`.
+pub async fn organization(api: &Graphql, name: &str, scopes: &[&str]) -> Result<Organization> {
+    let data = api
+        .run(
+            "mutation ($input: CreateOrganizationInput!) { createOrganization(input: $input) { id } }",
+            json!({ "input": { "name": name } }),
+        )
+        .await?;
+    let id = text(&data["createOrganization"]["id"])?;
+    api.run(
+        "mutation ($id: ID!, $plan: String!) { setOrganizationPlan(organizationId: $id, planKey: $plan) { __typename } }",
+        json!({ "id": id, "plan": PLAN_KEY }),
+    )
+    .await?;
+    let key = create_key(api, &id, "bench", scopes).await?;
+    Ok(Organization { id, key })
+}
+
+/// A key of `organization` named `name` with `scopes`.
+pub async fn create_key(api: &Graphql, organization: &str, name: &str, scopes: &[&str]) -> Result<Key> {
+    let data = api
+        .run(
+            "mutation ($input: CreateApiKeyInput!) { createApiKey(input: $input) { secret apiKey { id } } }",
+            json!({ "input": { "organizationId": organization, "name": name, "scopes": scopes } }),
+        )
+        .await?;
+    Ok(Key {
+        id: text(&data["createApiKey"]["apiKey"]["id"])?,
+        secret: text(&data["createApiKey"]["secret"])?,
+    })
 }
 
 /// The providers pointing at the fake upstream, and the two catalog

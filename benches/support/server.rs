@@ -171,9 +171,6 @@ impl Server {
 
     /// The embedded PostgreSQL's folder (its Unix socket is there), when
     /// the server runs one.
-    // The reads and metering benchmarks' (SQL seeding, pgbench); the
-    // gateway's has no use for it.
-    #[allow(dead_code)]
     pub fn postgres_socket_dir(&self) -> Option<PathBuf> {
         self.embedded_postgres.then(|| self.postgres_dir())
     }
@@ -205,8 +202,18 @@ impl Drop for Server {
     }
 }
 
+/// What `binary --version` says, e.g. "tollgate 0.1.0" (empty when it
+/// cannot say).
+pub fn version(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .unwrap_or_default()
+}
+
 /// A port nobody listens on now (the server binds it a moment later).
-fn free_port() -> Result<u16> {
+pub fn free_port() -> Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }
