@@ -287,15 +287,15 @@ fn authorize_body() -> Bytes {
 }
 
 /// What `pgbench-authorize` runs, in its row.
-const AUTHORIZE_REFERENCE_NOTE: &str = "one authorizeUsage's 5 statements (reset time, subscription and plan, catalog, counters, member's budget), prepared, no transaction";
+const AUTHORIZE_REFERENCE_NOTE: &str = "one authorizeUsage's 2 statements (its context: subscription, plan, reset time, member's budget and catalog version in one; the counters), prepared, no transaction";
 
-/// The statements the server runs for one authorizeUsage of the hot key,
-/// as PostgreSQL's statement log showed them (`log_statement = all` on
-/// the embedded database during a run of `authorize`), parameters written
-/// in: the organization's reset time, its subscription and plan (the
-/// windows), the model catalog (the allow-list check), the organization's,
-/// day's, member's and key's counters in one statement, and the member's
-/// token budget, each on its own outside a transaction. The key itself
+/// The statements the server runs for one authorizeUsage of the hot key
+/// (`reservations::context` and `counters::sum`; the first with `*` for
+/// diesel's column lists), parameters written in: its context (the subscription, its plan, the organization's reset
+/// time, the member's token budget and the catalog's version, in one
+/// statement; the catalog itself is the server's copy of that version),
+/// then the organization's, day's, member's and key's counters in one
+/// statement, each on its own outside a transaction. The key itself
 /// costs no statement: the server caches resolved keys (30 s at most,
 /// announced changes drop them), so its lookup by secret hash runs once
 /// per 30 s, not per call; with a key, the access check reads nothing
@@ -308,11 +308,8 @@ fn authorize_script(hot: &Hot) -> Result<String> {
     let month = "date_trunc('month', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
     let day = "date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'";
     Ok(format!(
-        r#"SELECT "organizations"."usage_reset_at" FROM "organizations" WHERE ("organizations"."id" = '{organization}') LIMIT 1;
-SELECT "subscriptions"."organization_id", "subscriptions"."plan_id", "subscriptions"."status", "subscriptions"."current_period_start", "subscriptions"."current_period_end", "subscriptions"."cancel_at_period_end", "subscriptions"."stripe_customer_id", "subscriptions"."stripe_subscription_id", "subscriptions"."created_at", "subscriptions"."updated_at", "subscriptions"."delinquent_since", "subscriptions"."grace_ends_at", "subscriptions"."lapse_noticed_for", "subscriptions"."lapses_at", "subscriptions"."usage_segment_floor", "plans"."id", "plans"."key", "plans"."name", "plans"."description", "plans"."price_cents", "plans"."currency", "plans"."billing_interval", "plans"."monthly_token_limit", "plans"."daily_request_limit", "plans"."requests_per_minute", "plans"."max_members", "plans"."max_api_keys", "plans"."features", "plans"."public", "plans"."stripe_price_id", "plans"."sort_order", "plans"."created_at", "plans"."updated_at" FROM ("subscriptions" INNER JOIN "plans" ON ("subscriptions"."plan_id" = "plans"."id")) WHERE ("subscriptions"."organization_id" = '{organization}') LIMIT 1;
-SELECT "models"."id", "models"."aliases", "models"."provider", "models"."display_name", "models"."context_window", "models"."input_micro_usd_per_mtok", "models"."cached_input_micro_usd_per_mtok", "models"."output_micro_usd_per_mtok", "models"."enabled", "models"."sort_order", "models"."created_at", "models"."updated_at", "models"."max_output_tokens" FROM "models" ORDER BY "models"."sort_order", "models"."id";
+        r#"SELECT s.*, p.*, o.usage_reset_at, m.token_limit, (SELECT version FROM catalog_version) FROM subscriptions s JOIN plans p ON p.id = s.plan_id JOIN organizations o ON o.id = s.organization_id LEFT JOIN memberships m ON m.organization_id = s.organization_id AND m.user_id = '{user}' WHERE s.organization_id = '{organization}' LIMIT 1;
 SELECT s.n, COALESCE(sum(c.tokens), 0)::int8 AS tokens, COALESCE(sum(c.requests), 0)::int8 AS requests FROM unnest(ARRAY['{organization}', '{organization}', '{organization}', '{organization}']::uuid[], ARRAY['ORGANIZATION', 'DAY', 'MEMBER', 'API_KEY']::text[], ARRAY['{organization}', '{organization}', '{user}', '{key}']::uuid[], ARRAY[{month}, {day}, {month}, {month}]::timestamptz[]) WITH ORDINALITY AS s(organization_id, kind, subject, since, n) LEFT JOIN usage_counters c ON c.organization_id = s.organization_id AND c.subject_kind = s.kind AND c.subject_id = s.subject AND c.window_start >= s.since GROUP BY s.n;
-SELECT "memberships"."token_limit" FROM "memberships" WHERE (("memberships"."organization_id" = '{organization}') AND ("memberships"."user_id" = '{user}')) LIMIT 1;
 "#
     ))
 }
