@@ -99,8 +99,9 @@ pub async fn settle(app: &AppState, reporter: Reporter, settlement: Settlement) 
 }
 
 /// The recording, through the organization's writer (see [`group`]):
-/// with `settles`, it also deletes that reservation (under the
-/// organization's reservation lock, in the same transaction) and writes
+/// with `settles`, it also deletes that reservation in the same
+/// transaction (no lock: reservations read what they check in one
+/// statement, so they see the settlement whole or not at all) and writes
 /// nothing when it is already gone.
 async fn record_settling(
     app: &AppState,
