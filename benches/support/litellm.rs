@@ -4,10 +4,10 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use nix::sys::signal::Signal;
 
 use super::{process::Guarded, server::free_port};
@@ -80,25 +80,12 @@ impl LiteLlm {
     async fn wait_until_ready(&mut self) -> Result<()> {
         let client = reqwest::Client::builder().no_proxy().build()?;
         let url = format!("{}/health/liveliness", self.base);
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            if let Some(status) = self.process.exited() {
-                bail!(
-                    "LiteLLM stopped at start ({status}); its log:\n{}",
-                    self.process.log_tail(30)
-                );
-            }
-            let ready = client.get(&url).timeout(Duration::from_secs(2)).send().await;
-            if ready.is_ok_and(|response| response.status().is_success()) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "LiteLLM was not ready within {START_LIMIT:?}; its log:\n{}",
-                    self.process.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let ready = || async {
+            let answer = client.get(&url).timeout(Duration::from_secs(2)).send().await;
+            answer.is_ok_and(|response| response.status().is_success())
+        };
+        self.process
+            .wait_until_ready(START_LIMIT, Duration::from_millis(250), ready)
+            .await
     }
 }

@@ -6,7 +6,7 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, Result, bail};
@@ -108,33 +108,24 @@ impl PostGraphile {
 
     async fn wait_until_ready(&mut self) -> Result<()> {
         let client = reqwest::Client::builder().no_proxy().build()?;
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            if let Some(status) = self.process.exited() {
-                bail!(
-                    "PostGraphile stopped at start ({status}); its log:\n{}",
-                    self.process.log_tail(30)
-                );
-            }
+        let url = &self.url;
+        let ready = || async {
             let answer = client
-                .post(&self.url)
+                .post(url)
                 .json(&json!({ "query": "{ __typename }" }))
                 .timeout(Duration::from_secs(5))
                 .send()
                 .await;
-            if let Ok(response) = answer
-                && let Ok(body) = response.json::<Value>().await
-                && body["data"]["__typename"] == "Query"
-            {
-                return Ok(());
+            match answer {
+                Ok(response) => response
+                    .json::<Value>()
+                    .await
+                    .is_ok_and(|body| body["data"]["__typename"] == "Query"),
+                Err(_) => false,
             }
-            if Instant::now() > deadline {
-                bail!(
-                    "PostGraphile did not answer within {START_LIMIT:?}; its log:\n{}",
-                    self.process.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        };
+        self.process
+            .wait_until_ready(START_LIMIT, Duration::from_millis(300), ready)
+            .await
     }
 }

@@ -112,6 +112,36 @@ impl Guarded {
         log_tail(&self.log, lines)
     }
 
+    /// Polls `ready` every `every` until it answers true. An error with the
+    /// end of its log when the process stops first or `limit` passes.
+    pub async fn wait_until_ready<F, Fut>(&mut self, limit: Duration, every: Duration, mut ready: F) -> Result<()>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.exited() {
+                bail!(
+                    "{} stopped at start ({status}); its log:\n{}",
+                    self.name,
+                    self.log_tail(30)
+                );
+            }
+            if ready().await {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{} was not ready within {limit:?}; its log:\n{}",
+                    self.name,
+                    self.log_tail(30)
+                );
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// Asks it to stop, waits up to the grace time, then kills its whole
     /// process group.
     pub fn stop(&mut self) {

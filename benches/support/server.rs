@@ -8,10 +8,10 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::Command,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use nix::sys::signal::Signal;
 
 use super::{
@@ -131,26 +131,17 @@ impl Server {
     async fn wait_until_ready(&mut self) -> Result<()> {
         let client = reqwest::Client::builder().no_proxy().build()?;
         let url = format!("{}/ready", self.base);
-        let deadline = Instant::now() + START_LIMIT;
-        loop {
-            if let Some(status) = self.process.as_mut().and_then(Guarded::exited) {
-                bail!(
-                    "the server stopped at start ({status}); its log:\n{}",
-                    self.log_tail(30)
-                );
-            }
-            let ready = client.get(&url).timeout(Duration::from_secs(2)).send().await;
-            if ready.is_ok_and(|response| response.status().is_success()) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the server was not ready within {START_LIMIT:?}; its log:\n{}",
-                    self.log_tail(30)
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let ready = || async {
+            let answer = client.get(&url).timeout(Duration::from_secs(2)).send().await;
+            answer.is_ok_and(|response| response.status().is_success())
+        };
+        let process = self
+            .process
+            .as_mut()
+            .ok_or_else(|| anyhow!("the server was not started"))?;
+        process
+            .wait_until_ready(START_LIMIT, Duration::from_millis(200), ready)
+            .await
     }
 
     /// The server's process id.
