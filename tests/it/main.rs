@@ -47,4 +47,5 @@ mod tenancy;
 mod usage;
 mod usage_batch;
 mod usage_group;
+mod usage_references;
 mod websocket;

@@ -440,9 +440,6 @@ diesel::joinable!(subscriptions -> organizations (organization_id));
 diesel::joinable!(subscriptions -> plans (plan_id));
 diesel::joinable!(usage_counters -> organizations (organization_id));
 diesel::joinable!(usage_daily -> organizations (organization_id));
-diesel::joinable!(usage_events -> api_keys (api_key_id));
-diesel::joinable!(usage_events -> organizations (organization_id));
-diesel::joinable!(usage_events -> users (user_id));
 diesel::joinable!(usage_thresholds -> organizations (organization_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
