@@ -7,11 +7,13 @@
 use std::time::Duration;
 
 use diesel::{
+    prelude::*,
     result::{DatabaseErrorKind, Error as DieselError},
-    sql_types::Uuid as SqlUuid,
+    sql_types::{Nullable, Uuid as SqlUuid},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde_json::json;
+use tollgate::db::schema::usage_events;
 use uuid::Uuid;
 
 use crate::{
@@ -21,17 +23,12 @@ use crate::{
 
 /// The organization's events, counted.
 async fn events_of(app: &TestApp, organization: Uuid) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        count: i64,
-    }
-    diesel::sql_query("SELECT count(*) AS count FROM usage_events WHERE organization_id = $1")
-        .bind::<SqlUuid, _>(organization)
-        .get_result::<Count>(&mut app.db().await)
+    usage_events::table
+        .filter(usage_events::organization_id.eq(organization))
+        .count()
+        .get_result(&mut app.db().await)
         .await
         .unwrap()
-        .count
 }
 
 /// Inserts one event by plain SQL, as an operator would.
@@ -47,8 +44,8 @@ async fn insert_event(
          VALUES (gen_random_uuid(), $1, $2, $3, 'gpt-4o', 10, 0, 5, 15, 0, false, now(), now())",
     )
     .bind::<SqlUuid, _>(organization)
-    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(key)
-    .bind::<diesel::sql_types::Nullable<SqlUuid>, _>(user)
+    .bind::<Nullable<SqlUuid>, _>(key)
+    .bind::<Nullable<SqlUuid>, _>(user)
     .execute(conn)
     .await
 }
