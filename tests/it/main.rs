@@ -30,6 +30,7 @@ mod llm_sdks;
 mod load;
 mod lockout;
 mod mail;
+mod member_lists;
 mod metrics;
 mod mfa;
 mod oauth;

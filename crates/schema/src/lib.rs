@@ -16,6 +16,7 @@ pub mod loaders;
 pub mod media;
 pub mod metrics;
 pub mod persisted;
+pub mod plain;
 pub mod request;
 pub mod scalars;
 pub mod websocket;

@@ -198,6 +198,17 @@ impl<L: Send + Sync + 'static, C: CacheFactory> GuardedLoader<L, C> {
         self.0.load_one(key).await
     }
 
+    /// The values for `keys` (those found), loaded in a batch with the
+    /// other keys asked for at the same time.
+    pub async fn load_many<K>(&self, keys: impl IntoIterator<Item = K>) -> Result<HashMap<K, L::Value>, AppError>
+    where
+        K: Send + Sync + Hash + Eq + Clone + 'static,
+        L: Loader<K, Error = AppError>,
+    {
+        hold::ensure_free("asked a per-request loader")?;
+        self.0.load_many(keys).await
+    }
+
     /// Forgets what it cached.
     pub fn clear<K>(&self)
     where

@@ -1,6 +1,9 @@
 //! The User type and the account queries.
 
-use async_graphql::{Context, ID, Object, SimpleObject};
+use async_graphql::{
+    Context, ContextSelectionSet, ID, Object, ScalarType, SimpleObject, Value, parser::types::Field,
+    resolver_utils::enum_value,
+};
 
 use crate::{
     access,
@@ -11,6 +14,7 @@ use crate::{
     },
     context::ContextExt,
     error::ApiResult,
+    plain::PlainObject,
     scalars::Timestamp,
 };
 use tollgate_auth::{
@@ -179,6 +183,29 @@ impl User {
     }
 }
 
+/// The fields of [`User`] that are the row's own columns, shown to anyone
+/// who may see the user: what a list of members answers without the
+/// executor ([`crate::plain`]). Each must give what the field of the same
+/// name above gives; the test below holds them to it.
+impl PlainObject for UserRow {
+    const TYPE_NAME: &'static str = "User";
+
+    fn field(&self, _ctx: &ContextSelectionSet<'_>, field: &Field) -> Option<Value> {
+        Some(match field.name.node.as_str() {
+            "id" => Value::String(self.id.to_string()),
+            "email" => Value::String(self.email.clone()),
+            "name" => Value::String(self.name.clone()),
+            "avatarUrl" => self.avatar_url.clone().map_or(Value::Null, Value::String),
+            "role" => enum_value(gql::Role::from(self.role)),
+            "emailVerified" => Value::Boolean(self.email_verified_at.is_some()),
+            "suspended" => Value::Boolean(self.suspended_at.is_some()),
+            "createdAt" => Timestamp(self.created_at).to_value(),
+            "lastLoginAt" => self.last_login_at.map_or(Value::Null, |at| Timestamp(at).to_value()),
+            _ => return None,
+        })
+    }
+}
+
 /// One signed-in device or browser.
 pub struct Session {
     row: SessionRow,
@@ -272,6 +299,73 @@ impl AccountsQuery {
             Some(user) if !user.is_deleted() => Ok(Some(User::new(user))),
             // A token outliving its account is a bad credential, not anonymity.
             _ => Err(tollgate_core::error::AppError::unauthenticated().into()),
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::marker::PhantomData;
+
+    use chrono::{TimeZone, Utc};
+
+    use super::*;
+    use crate::plain::testing::{PlainOnly, assert_same_answers};
+
+    /// A user row with every column set (`full`) or every optional one
+    /// empty.
+    pub(crate) fn user_row(full: bool) -> UserRow {
+        let at = |day| Utc.with_ymd_and_hms(2026, 3, day, 12, 30, 15).unwrap();
+        UserRow {
+            id: uuid::Uuid::from_u128(0x5eed),
+            email: "ada@example.com".into(),
+            name: "Ada \"Countess\" Lovelace".into(),
+            password_hash: Some("$argon2id$hash".into()),
+            avatar_url: full.then(|| "https://example.com/ada.png".into()),
+            role: if full { Role::Support } else { Role::User },
+            email_verified_at: full.then(|| at(2)),
+            suspended_at: full.then(|| at(3)),
+            suspension_reason: full.then(|| "testing".into()),
+            preferences: serde_json::json!({ "theme": "dark" }),
+            last_login_at: full.then(|| at(4)),
+            deleted_at: None,
+            created_at: at(1),
+            updated_at: at(5),
+            mfa_enabled_at: None,
+        }
+    }
+
+    struct Query;
+
+    #[Object]
+    impl Query {
+        async fn user(&self, full: bool) -> User {
+            User::new(user_row(full))
+        }
+
+        async fn plain_user(&self, full: bool) -> PlainOnly<UserRow, User> {
+            PlainOnly(user_row(full), PhantomData)
+        }
+    }
+
+    /// Every field a member list answers plainly gives what User's
+    /// resolver of the same name gives, in every shape of selection.
+    #[tokio::test]
+    async fn a_users_plain_fields_answer_what_its_resolvers_answer() {
+        let fields = [
+            "name",
+            "id",
+            "email",
+            "avatarUrl",
+            "role",
+            "emailVerified",
+            "suspended",
+            "createdAt",
+            "lastLoginAt",
+        ];
+        for full in [true, false] {
+            let (executor, plain) = (format!("user(full: {full})"), format!("plainUser(full: {full})"));
+            assert_same_answers(Query, "User", &fields, &executor, &plain).await;
         }
     }
 }

@@ -7,10 +7,7 @@ use diesel_async::AsyncPgConnection;
 
 use crate::api::{accounts::query::User, connection::ConnectionNode, orgs::query::Organization};
 use tollgate_auth::users::UserRow;
-use tollgate_services::{
-    admin::search::{self, OrganizationFilter, UserFilter},
-    orgs::{access::Access, model::OrganizationRow},
-};
+use tollgate_services::admin::search::{self, OrganizationFilter, UserFilter};
 
 /// Accounts, a page at a time (`UserConnection`): the staff's search.
 impl ConnectionNode for User {
@@ -29,11 +26,11 @@ impl ConnectionNode for User {
 /// Organizations, a page at a time (`OrganizationConnection`): the staff's
 /// search, each with the caller's access to it.
 impl ConnectionNode for Organization {
-    type Row = (OrganizationRow, Access);
+    type Row = Organization;
     type Filter = OrganizationFilter;
 
-    fn from_row((row, access): &(OrganizationRow, Access)) -> Self {
-        Organization::new(row.clone(), *access)
+    fn from_row(organization: &Organization) -> Self {
+        organization.clone()
     }
 
     async fn count(conn: &mut AsyncPgConnection, filter: &OrganizationFilter) -> QueryResult<i64> {

@@ -10,7 +10,12 @@ use super::{
 };
 use crate::{
     access,
-    api::{accounts::query::User, connection::Connection, enums as gql, orgs::query::Organization},
+    api::{
+        accounts::query::User,
+        connection::Connection,
+        enums as gql,
+        orgs::query::{MembersInHand, Organization},
+    },
     context::ContextExt,
     error::ApiResult,
 };
@@ -81,13 +86,20 @@ impl AdminQuery {
             let mut conn = ctx.app()?.db().await?;
             search::list_organizations(&mut conn, &filter, &request).await?
         };
+        let ids: Vec<_> = rows.iter().map(|row| row.id).collect();
+        let selection = ctx.look_ahead();
+        let members = [
+            selection.field("edges").field("node").field("members"),
+            selection.field("nodes").field("members"),
+        ];
+        let page_members = MembersInHand::for_page(ctx, &ids, &members).await?;
         let mut page = Vec::with_capacity(rows.len());
         for row in rows {
             let access = access::access_to(ctx, row.id).await?;
-            page.push((row, access));
+            page.push(Organization::new(row, access).with_page_members(page_members.clone()));
         }
         Ok(Connection::new(
-            request.page(page, |(row, _)| search::organization_cursor(row)),
+            request.page(page, |organization| search::organization_cursor(organization.row())),
             filter,
         ))
     }
