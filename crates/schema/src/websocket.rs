@@ -199,7 +199,12 @@ impl SocketConnection {
                 message = incoming.next() => match message {
                     Some(Ok(Message::Text(text))) => {
                         let mut replies = Vec::new();
-                        match self.handle(text.as_str(), &mut replies).await {
+                        // Boxed, as is the access check below: the
+                        // connection's future lives as long as the socket
+                        // and would otherwise reserve room for handling a
+                        // message (subscribe, authenticate) all that time.
+                        // 10,000 idle subscribers: 424 -> 351 MB.
+                        match Box::pin(self.handle(text.as_str(), &mut replies)).await {
                             Flow::Continue => replies.into_iter().map(Outgoing::from).collect(),
                             Flow::Close(code, reason) => {
                                 let replies = replies.into_iter().map(Outgoing::from).collect();
@@ -222,7 +227,7 @@ impl SocketConnection {
                     break Some((close_code::FORBIDDEN, "Forbidden: the credentials expired".to_owned()));
                 }
                 change = next_change(&mut self.access_changes), if self.access_changes.is_some() => {
-                    match self.access_changed(change).await {
+                    match Box::pin(self.access_changed(change)).await {
                         Flow::Continue => Vec::new(),
                         Flow::Close(code, reason) => break Some((code, reason)),
                     }

@@ -95,7 +95,10 @@ impl Feed {
                     Err(RecvError::Closed) => return None,
                 },
                 change = self.changes.recv() => {
-                    if self.concerns_me(change) && !self.may_still_watch().await {
+                    // Boxed: an idle subscriber waits inside this future,
+                    // which would otherwise reserve room for the access
+                    // check's (4 KB of each subscriber's memory).
+                    if self.concerns_me(change) && !Box::pin(self.may_still_watch()).await {
                         return self.finish(AppError::forbidden());
                     }
                 }
