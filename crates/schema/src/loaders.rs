@@ -172,7 +172,7 @@ impl Loader<Uuid> for ApiKeysByOrganizationLoader {
 
 /// Groups rows under their key, keeping their order; every asked key gets
 /// an entry (empty when it has no rows), so "none" is not "not loaded".
-fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
+pub(crate) fn group<T>(keys: &[Uuid], rows: Vec<T>, key_of: impl Fn(&T) -> Uuid) -> HashMap<Uuid, Vec<T>> {
     let mut grouped: HashMap<Uuid, Vec<T>> = keys.iter().map(|key| (*key, Vec::new())).collect();
     for row in rows {
         grouped.entry(key_of(&row)).or_default().push(row);

@@ -16,6 +16,7 @@ use crate::{
     api::{accounts::query::User, admin::AuditEntry, connection::Connection, enums as gql, usage::query::UsageEvent},
     context::ContextExt,
     error::ApiResult,
+    loaders,
     plain::{self, PlainObject},
     scalars::{BigInt, Timestamp},
 };
@@ -339,13 +340,8 @@ impl MembersInHand {
         } else {
             Vec::new()
         };
-        let mut by_organization: HashMap<Uuid, Vec<MembershipRow>> =
-            organization_ids.iter().map(|id| (*id, Vec::new())).collect();
-        for row in rows {
-            by_organization.entry(row.organization_id).or_default().push(row);
-        }
         Ok(Some(Arc::new(Self {
-            by_organization,
+            by_organization: loaders::group(organization_ids, rows, |row| row.organization_id),
             users: users.into_iter().map(|user| (user.id, user)).collect(),
         })))
     }
