@@ -19,7 +19,7 @@ use crate::{
     context::ContextExt,
     error::ApiResult,
 };
-use tollgate_db::pagination::{PageRequest, SortOrder};
+use tollgate_db::pagination::{Page, PageRequest, SortOrder};
 use tollgate_services::admin::{
     search::{self, AuditFilter, OrganizationFilter, Search, UserFilter},
     stats,
@@ -86,20 +86,27 @@ impl AdminQuery {
             let mut conn = ctx.app()?.db().await?;
             search::list_organizations(&mut conn, &filter, &request).await?
         };
-        let ids: Vec<_> = rows.iter().map(|row| row.id).collect();
+        // Cut to the page first: the row fetched to tell whether a next
+        // page exists needs neither its members nor the caller's access.
+        let Page { items, info } = request.page(rows, search::organization_cursor);
+        let ids: Vec<_> = items.iter().map(|(_, row)| row.id).collect();
         let selection = ctx.look_ahead();
         let members = [
             selection.field("edges").field("node").field("members"),
             selection.field("nodes").field("members"),
         ];
         let page_members = MembersInHand::for_page(ctx, &ids, &members).await?;
-        let mut page = Vec::with_capacity(rows.len());
-        for row in rows {
+        let mut organizations = Vec::with_capacity(items.len());
+        for (cursor, row) in items {
             let access = access::access_to(ctx, row.id).await?;
-            page.push(Organization::new(row, access).with_page_members(page_members.clone()));
+            let organization = Organization::new(row, access).with_page_members(page_members.clone());
+            organizations.push((cursor, organization));
         }
         Ok(Connection::new(
-            request.page(page, |organization| search::organization_cursor(organization.row())),
+            Page {
+                items: organizations,
+                info,
+            },
             filter,
         ))
     }
