@@ -155,6 +155,112 @@ async fn logging_out_closes_the_sessions_sockets_on_every_instance() {
     other.shutdown().await;
 }
 
+/// Every field an update answers from the event alone, with aliases and
+/// `__typename`: a subscription asking only for these is answered without
+/// the executor, once per event for all its subscribers.
+const SHARED_SELECTION: &str = "__typename
+    event { __typename id model promptTokens cachedTokens completionTokens tokens: totalTokens costMicroUsd priced
+            requestId source estimated provider metadata occurredAt createdAt }
+    quota { periodStart periodEnd tokensUsed tokenLimit remaining exceeded requestsToday dailyRequestLimit }
+    crossed: thresholdCrossed";
+
+/// Subscribes `id` to usageUpdated (under `key`) with `selection`.
+async fn subscribe_to(socket: &mut Socket, legacy: bool, id: &str, organization: &str, key: &str, selection: &str) {
+    let kind = if legacy { "start" } else { "subscribe" };
+    let query = format!("subscription ($org: ID!) {{ {key}: usageUpdated(organizationId: $org) {{ {selection} }} }}");
+    send(
+        socket,
+        json!({ "type": kind, "id": id, "payload": { "query": query, "variables": { "org": organization } } }),
+    )
+    .await;
+}
+
+/// The next message for each of `ids`, in any order.
+async fn one_message_each(socket: &mut Socket, ids: &[&str]) -> Vec<Value> {
+    let mut messages: Vec<Option<Value>> = vec![None; ids.len()];
+    while messages.iter().any(Option::is_none) {
+        let message = receive(socket).await;
+        let at = ids.iter().position(|id| message["id"] == *id);
+        let at = at.unwrap_or_else(|| panic!("a message for no subscription asked: {message}"));
+        if messages[at].is_none() {
+            messages[at] = Some(message);
+        }
+    }
+    messages.into_iter().flatten().collect()
+}
+
+/// Records on `app` until each of `ids` has had an update (subscriptions
+/// become active asynchronously), reading every message they were sent.
+async fn until_active(app: &TestApp, token: &str, organization: &str, socket: &mut Socket, ids: &[&str]) {
+    let mut updated = vec![false; ids.len()];
+    for _ in 0..40 {
+        record(app, token, organization, 1).await;
+        while let Some(message) = receive_within(socket, Duration::from_millis(250)).await {
+            assert_ne!(message["type"], "error", "{message}");
+            if let Some(at) = ids.iter().position(|id| message["id"] == *id) {
+                updated[at] = true;
+            }
+        }
+        if updated.iter().all(|updated| *updated) {
+            return;
+        }
+    }
+    panic!("no update reached {ids:?}: {updated:?}");
+}
+
+/// A subscription answered from the event alone gets, byte for byte, what
+/// the executor answers to the same selection (here wrapped in a fragment,
+/// which the executor alone carries), in both protocols.
+#[tokio::test]
+async fn an_update_answered_from_the_event_alone_is_the_executors_answer() {
+    let app = TestApp::spawn().await;
+    let person = register(&app, "shared-answer@example.com").await;
+    let organization = personal_organization(&app, &person).await;
+    for legacy in [false, true] {
+        let protocol = if legacy { "graphql-ws" } else { "graphql-transport-ws" };
+        let mut socket = connect_as(&app, protocol, &person.access).await;
+        let fragment = format!("... on UsageUpdate {{ {SHARED_SELECTION} }}");
+        subscribe_to(&mut socket, legacy, "shared", &organization, "live", SHARED_SELECTION).await;
+        subscribe_to(&mut socket, legacy, "executed", &organization, "live", &fragment).await;
+        until_active(
+            &app,
+            &person.access,
+            &organization,
+            &mut socket,
+            &["shared", "executed"],
+        )
+        .await;
+
+        let request_id = format!("shared-{legacy}");
+        let recorded = app
+            .graphql_as(
+                &person.access,
+                RECORD,
+                json!({ "input": { "organizationId": organization, "model": "gpt-4o", "promptTokens": 120,
+                    "cachedTokens": 20, "completionTokens": 30, "requestId": request_id,
+                    "metadata": { "feature": "chat", "nested": [1, "two", null] } } }),
+            )
+            .await;
+        let event_id = recorded.data()["recordUsage"]["event"]["id"].clone();
+        let [shared, executed] =
+            <[Value; 2]>::try_from(one_message_each(&mut socket, &["shared", "executed"]).await).unwrap();
+        assert_eq!(shared["type"], if legacy { "data" } else { "next" });
+        assert_eq!(shared["payload"], executed["payload"], "{shared}\n{executed}");
+        let update = &shared["payload"]["data"]["live"];
+        assert_eq!(update["__typename"], "UsageUpdate");
+        assert_eq!(update["event"]["id"], event_id);
+        assert_eq!(update["event"]["tokens"], 150);
+        assert_eq!(update["event"]["cachedTokens"], 20);
+        assert_eq!(update["event"]["requestId"], request_id.as_str());
+        assert_eq!(
+            update["event"]["metadata"],
+            json!({ "feature": "chat", "nested": [1, "two", null] })
+        );
+        assert!(update["quota"]["tokensUsed"].as_i64().unwrap() >= 150);
+        assert!(update.as_object().unwrap().contains_key("crossed"));
+    }
+}
+
 /// Skips updates still in flight and asserts that the subscription then
 /// ended with a FORBIDDEN error.
 async fn assert_subscription_forbidden(socket: &mut Socket) {
@@ -191,6 +297,17 @@ async fn a_removed_member_subscription_ends_with_forbidden() {
     let mut socket = connect_as(&app, "graphql-transport-ws", &member.access).await;
     subscribe(&mut socket, false, "usage", &organization).await;
     first_update(&app, &owner.access, &organization, &mut socket).await;
+    // And one answered from the event alone, which ends the same way.
+    subscribe_to(
+        &mut socket,
+        false,
+        "shared",
+        &organization,
+        "usageUpdated",
+        "event { id }",
+    )
+    .await;
+    until_active(&app, &owner.access, &organization, &mut socket, &["usage", "shared"]).await;
 
     let removed = app
         .graphql_as(
@@ -200,7 +317,19 @@ async fn a_removed_member_subscription_ends_with_forbidden() {
         )
         .await;
     assert_eq!(removed.data()["removeMember"], true);
-    assert_subscription_forbidden(&mut socket).await;
+    let mut endings = Vec::new();
+    while endings.len() < 2 {
+        let message = receive(&mut socket).await;
+        if message["type"] != "next" {
+            endings.push(message);
+        }
+    }
+    for ending in &endings {
+        assert_eq!(ending["type"], "error", "{ending}");
+        assert_eq!(ending["payload"][0]["extensions"]["code"], "FORBIDDEN");
+        assert_eq!(ending["payload"][0]["path"], json!(["usageUpdated"]));
+    }
+    assert_eq!(endings[0]["payload"][0]["message"], endings[1]["payload"][0]["message"]);
     // The connection itself stays usable.
     send(&mut socket, json!({ "type": "ping" })).await;
     assert_eq!(receive(&mut socket).await["type"], "pong");

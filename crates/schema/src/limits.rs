@@ -279,13 +279,18 @@ impl Extension for LimitsExtension {
             }
         };
         if !fits_in(&response, self.limits.max_response_bytes) {
-            return Response::from_errors(vec![too_complex(format!(
-                "the answer would be larger than {} bytes; ask for fewer fields or smaller pages at once",
-                self.limits.max_response_bytes
-            ))]);
+            return Response::from_errors(vec![answer_too_large(self.limits.max_response_bytes)]);
         }
         response
     }
+}
+
+/// The refusal of an answer (or subscription event) whose JSON would take
+/// more than `max` bytes.
+pub(crate) fn answer_too_large(max: usize) -> ServerError {
+    too_complex(format!(
+        "the answer would be larger than {max} bytes; ask for fewer fields or smaller pages at once"
+    ))
 }
 
 /// A QUERY_TOO_COMPLEX error outside any field.

@@ -11,7 +11,13 @@
 //! ended (announced; see [`tollgate_platform::announcements`]) or expired (a
 //! timer set at connection_init).
 
-use std::{net::SocketAddr, pin::Pin, time::Duration};
+use std::{
+    net::SocketAddr,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use async_graphql::{Request as GqlRequest, Response as GqlResponse};
 use axum::{
@@ -20,7 +26,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use chrono::{DateTime, Utc};
-use futures_util::{SinkExt, StreamExt, stream::BoxStream};
+use futures_util::{
+    SinkExt, Stream, StreamExt,
+    stream::{self, BoxStream},
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::{sync::broadcast, time::Sleep};
@@ -28,6 +37,7 @@ use tokio_stream::StreamMap;
 
 use crate::{
     HttpState,
+    api::usage::live_usage::{Handoff, LeanItem},
     loaders::Loaders,
     request::{refuse_forged_uploads, request_meta, server_error, with_request_data},
 };
@@ -145,7 +155,61 @@ enum Flow {
 }
 
 /// One subscription's responses, ending with `None` so completion is seen.
-type OperationStream = BoxStream<'static, Option<GqlResponse>>;
+type OperationStream = BoxStream<'static, Option<OperationItem>>;
+
+/// One response of an operation. (An item lives only on its way from the
+/// stream to the socket, so its size costs nothing kept.)
+#[allow(clippy::large_enum_variant)]
+enum OperationItem {
+    /// As the executor gave it.
+    Response(GqlResponse),
+    /// Written already (`{"data":…}`), shared with other subscribers.
+    Written(Arc<String>),
+}
+
+impl From<LeanItem> for OperationItem {
+    fn from(item: LeanItem) -> Self {
+        match item {
+            LeanItem::Answer(answer) => Self::Written(answer),
+            LeanItem::Refusal(error) => Self::Response(GqlResponse::from_errors(vec![error])),
+        }
+    }
+}
+
+/// An operation's execution until its `usageUpdated` resolver hands over a
+/// subscription that needs no executor (see
+/// [`crate::api::usage::live_usage::LeanSubscription`]); then that
+/// subscription alone, the execution dropped with everything it held.
+struct HandOver {
+    execution: Option<BoxStream<'static, GqlResponse>>,
+    handoff: Handoff,
+    lean: Option<BoxStream<'static, LeanItem>>,
+}
+
+impl Stream for HandOver {
+    type Item = OperationItem;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<OperationItem>> {
+        let this = self.get_mut();
+        if let Some(lean) = &mut this.lean {
+            return lean.poll_next_unpin(cx).map(|item| item.map(OperationItem::from));
+        }
+        let Some(execution) = &mut this.execution else {
+            return Poll::Ready(None);
+        };
+        let polled = execution.poll_next_unpin(cx);
+        // The resolver runs on the execution's first poll, and the
+        // execution then waits for good.
+        if polled.is_pending()
+            && let Some(subscription) = this.handoff.take()
+        {
+            this.execution = None;
+            let lean = this.lean.insert(subscription.into_stream());
+            return lean.poll_next_unpin(cx).map(|item| item.map(OperationItem::from));
+        }
+        polled.map(|response| response.map(OperationItem::Response))
+    }
+}
 
 /// One websocket connection: its protocol, credentials and running
 /// operations. (Not a Relay connection: those are
@@ -414,15 +478,17 @@ impl SocketConnection {
         // A subscription field's own resolver (access checks, before any
         // update) runs outside an execution, so it gets loaders here; each
         // update it sends gets fresh ones.
+        let handoff = Handoff::default();
         let request = with_request_data(self.app(), request, principal, self.meta.clone())
             .data(Loaders::new(self.app().pool(), self.app().now()))
-            .data(self.http.usage_hub.clone());
-        let stream = self
-            .http
-            .schema
-            .execute_stream(request)
-            .map(Some)
-            .chain(futures_util::stream::once(async { None }));
+            .data(self.http.usage_hub.clone())
+            .data(handoff.clone());
+        let execution = HandOver {
+            execution: Some(self.http.schema.execute_stream(request)),
+            handoff,
+            lean: None,
+        };
+        let stream = execution.map(Some).chain(stream::once(async { None }));
         // Operations are polled together by this connection's task: each
         // takes connections in a scope of its own.
         self.operations
@@ -433,11 +499,15 @@ impl SocketConnection {
     /// Turns an operation's next item into protocol messages. An operation
     /// refused before producing data (validation, authorization) gets one
     /// `error` message and ends; otherwise `next` (`data`), then `complete`.
-    fn operation_output(&mut self, id: String, item: Option<GqlResponse>) -> Vec<Outgoing> {
-        let Some(response) = item else {
-            // Removed now, not on the next poll, so the id is free at once.
-            self.operations.remove(&id);
-            return vec![json!({ "type": "complete", "id": id }).into()];
+    fn operation_output(&mut self, id: String, item: Option<OperationItem>) -> Vec<Outgoing> {
+        let response = match item {
+            Some(OperationItem::Response(response)) => response,
+            Some(OperationItem::Written(payload)) => return vec![self.written_message(&id, &payload)],
+            None => {
+                // Removed now, not on the next poll, so the id is free at once.
+                self.operations.remove(&id);
+                return vec![json!({ "type": "complete", "id": id }).into()];
+            }
         };
         if is_refusal(&response) {
             self.operations.remove(&id);
@@ -447,10 +517,7 @@ impl SocketConnection {
             };
             return vec![json!({ "type": "error", "id": id, "payload": payload }).into()];
         }
-        let kind = match self.protocol {
-            Protocol::TransportWs => "next",
-            Protocol::Legacy => "data",
-        };
+        let kind = self.data_kind();
         // Written straight from the response: no JSON tree in between.
         let message = Envelope {
             kind,
@@ -463,6 +530,21 @@ impl SocketConnection {
                 tracing::error!(error = %e, "a response could not be written");
                 vec![self.error_message(&id, AppError::internal(anyhow::anyhow!(e))).into()]
             }
+        }
+    }
+
+    /// A `next` (or `data`) message around a response written already, as
+    /// [`Envelope`] writes one.
+    fn written_message(&self, id: &str, payload: &str) -> Outgoing {
+        let kind = self.data_kind();
+        let id = Value::from(id);
+        Outgoing::Text(format!(r#"{{"type":"{kind}","id":{id},"payload":{payload}}}"#))
+    }
+
+    fn data_kind(&self) -> &'static str {
+        match self.protocol {
+            Protocol::TransportWs => "next",
+            Protocol::Legacy => "data",
         }
     }
 

@@ -3,14 +3,23 @@
 //! until the subscriber loses access. (Not a billing subscription: those
 //! are [`crate::api::billing`]'s.)
 
-use std::{borrow::Cow, fmt::Write, sync::Arc};
+use std::{
+    borrow::Cow,
+    fmt::Write,
+    sync::{Arc, LazyLock, Mutex},
+};
 
 use async_graphql::{
-    Context, ContextSelectionSet, ID, OutputType, Positioned, ServerResult, Subscription, Value,
+    Context, ContextSelectionSet, EmptyMutation, EmptySubscription, ID, Name, Object, OutputType, PathSegment, Pos,
+    Positioned, Request, Schema, ServerError, ServerResult, Subscription, Value,
     parser::types::{Field, Selection, SelectionSet},
     registry::Registry,
 };
-use futures_util::{Stream, stream};
+use futures_util::{
+    Stream, StreamExt,
+    future::Either,
+    stream::{self, BoxStream},
+};
 use tokio::sync::broadcast::{self, error::RecvError};
 use uuid::Uuid;
 
@@ -19,6 +28,8 @@ use crate::{
     api::usage::query::UsageUpdate,
     context::ContextExt,
     error::{ApiError, ApiResult},
+    limits::answer_too_large,
+    request::server_error,
 };
 use tollgate_auth::{AppState, Principal};
 use tollgate_core::error::{AppError, ErrorCode};
@@ -44,6 +55,7 @@ impl SubscriptionRoot {
         // made only after it: refused callers leave nothing behind.
         let changes = hub.access_changes();
         access::authorize(ctx, organization_id, "Subscription.usageUpdated").await?;
+        let answer = LeanAnswer::for_field(ctx, &app);
         let feed = Feed {
             updates: hub.follow_organization(organization_id),
             hub,
@@ -53,7 +65,159 @@ impl SubscriptionRoot {
             app,
             finished: false,
         };
-        Ok(stream::unfold(feed, Feed::next))
+        if let Some(handoff) = ctx.data_opt::<Handoff>()
+            && let Some(answer) = answer
+        {
+            handoff.offer(LeanSubscription { feed, answer });
+            // The connection drops this operation's execution for the
+            // subscription it was handed.
+            return Ok(Either::Left(stream::pending()));
+        }
+        Ok(Either::Right(stream::unfold(feed, Feed::next)))
+    }
+}
+
+/// Where a websocket connection takes over a subscription the executor
+/// need not carry (see [`LeanSubscription`]): put in the request's data
+/// by the connection, filled by the `usageUpdated` resolver.
+#[derive(Clone, Default)]
+pub struct Handoff(Arc<Mutex<Option<LeanSubscription>>>);
+
+impl Handoff {
+    fn offer(&self, subscription: LeanSubscription) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(subscription);
+    }
+
+    /// The subscription handed over, once.
+    pub fn take(&self) -> Option<LeanSubscription> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
+
+/// A `usageUpdated` subscription whose every event is answered from the
+/// event alone (the shared fields, as in [`LiveUpdate`]) and which is its
+/// operation's only field. It is carried by its feed and the text of its
+/// answer's shape, without the executor's state (the parsed document,
+/// the request's data and loaders, the extensions: two thirds of an idle
+/// subscriber's memory), and each event's answer is written once for all
+/// its subscribers with the same shape instead of resolved and written for
+/// each.
+pub struct LeanSubscription {
+    feed: Feed,
+    answer: LeanAnswer,
+}
+
+/// What one event means to a lean subscriber.
+pub enum LeanItem {
+    /// The response to send, as JSON (`{"data":…}`).
+    Answer(Arc<String>),
+    /// The response that ends the subscription: the field's error, as the
+    /// executor would have given it.
+    Refusal(ServerError),
+}
+
+impl LeanSubscription {
+    /// The subscription's answers, one per event, until it ends.
+    pub fn into_stream(self) -> BoxStream<'static, LeanItem> {
+        let answer = Arc::new(self.answer);
+        stream::unfold(self.feed, Feed::next)
+            .then(move |update| {
+                let answer = answer.clone();
+                async move { answer.item(update).await }
+            })
+            .boxed()
+    }
+}
+
+/// How a lean subscription's events are answered.
+struct LeanAnswer {
+    /// The query that makes the answer with [`answer_schema`]: the field's
+    /// response key and selection, written out. It also names the answer
+    /// among the event's renderings.
+    query: String,
+    /// The field's response key, for its errors' path.
+    key: Name,
+    /// The field's position, for its errors' locations.
+    pos: Pos,
+    /// The largest answer sent, as the limits extension caps each event.
+    max_bytes: usize,
+}
+
+impl LeanAnswer {
+    /// The answer of the field being resolved, when it can be made from
+    /// the event alone. Anything else stays with the executor: other root
+    /// fields beside it, directives, fragments, arguments, fields that
+    /// depend on who looks.
+    fn for_field(ctx: &Context<'_>, app: &AppState) -> Option<Self> {
+        let operation = &ctx.query_env.operation.node;
+        let [only] = operation.selection_set.node.items.as_slice() else {
+            return None;
+        };
+        let field = &ctx.item.node;
+        if !matches!(only.node, Selection::Field(_)) || !operation.directives.is_empty() || !field.directives.is_empty()
+        {
+            return None;
+        }
+        let mut shape = String::new();
+        shared_shape(&field.selection_set.node, "UsageUpdate", &mut shape)?;
+        let key = field.response_key().node.clone();
+        Some(Self {
+            query: format!("{{{key}:usageUpdated {shape}}}"),
+            key,
+            pos: ctx.item.pos,
+            max_bytes: app.config().graphql_max_response_bytes,
+        })
+    }
+
+    async fn item(&self, update: ApiResult<LiveUpdate>) -> LeanItem {
+        let event = match update {
+            Ok(LiveUpdate(event)) => event,
+            Err(error) => {
+                let mut error = async_graphql::Error::from(error).into_server_error(self.pos);
+                error.path = vec![PathSegment::Field(self.key.to_string())];
+                return LeanItem::Refusal(error);
+            }
+        };
+        match self.answer(&event).await {
+            Ok(answer) if answer.len() <= self.max_bytes => LeanItem::Answer(answer),
+            Ok(_) => LeanItem::Refusal(answer_too_large(self.max_bytes)),
+            Err(error) => LeanItem::Refusal(server_error(error)),
+        }
+    }
+
+    /// The event's answer to this shape: made by the first subscriber to
+    /// ask, shared by the rest.
+    async fn answer(&self, event: &Arc<LiveUsage>) -> Result<Arc<String>, AppError> {
+        if let Some(answer) = event.rendering::<String>(&self.query) {
+            return Ok(answer);
+        }
+        let response = answer_schema()
+            .execute(Request::new(self.query.as_str()).data(event.clone()))
+            .await;
+        let answer = Arc::new(serde_json::to_string(&response).map_err(AppError::internal)?);
+        event.keep(self.query.clone(), answer.clone());
+        Ok(answer)
+    }
+}
+
+/// The schema lean answers are made with: its one field answers the event
+/// in the request's data with the subscription's own types, so the answer
+/// is the one the executor would give.
+fn answer_schema() -> &'static Schema<AnswerRoot, EmptyMutation, EmptySubscription> {
+    static SCHEMA: LazyLock<Schema<AnswerRoot, EmptyMutation, EmptySubscription>> =
+        LazyLock::new(|| Schema::build(AnswerRoot, EmptyMutation, EmptySubscription).finish());
+    &SCHEMA
+}
+
+/// The root of [`answer_schema`].
+struct AnswerRoot;
+
+#[Object]
+impl AnswerRoot {
+    /// The event in the request's data, as `Subscription.usageUpdated` gives it.
+    async fn usage_updated(&self, ctx: &Context<'_>) -> async_graphql::Result<UsageUpdate> {
+        let event = ctx.data::<Arc<LiveUsage>>()?;
+        Ok(UsageUpdate::from(event.message.clone()))
     }
 }
 
