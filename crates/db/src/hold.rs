@@ -67,9 +67,33 @@ impl Scope {
     }
 }
 
-/// Runs `future` in a scope of its own, inside the current one.
-pub async fn scoped<F: Future>(future: F) -> F::Output {
-    SCOPE.scope(Scope::child_of_current(), future).await
+/// Runs `future` in a scope of its own, inside the one current when it is
+/// first polled.
+pub fn scoped<F: Future>(future: F) -> Scoped<F> {
+    Scoped { scope: None, future }
+}
+
+pin_project_lite::pin_project! {
+    /// A future run in a scope of its own ([`scoped`]). A type rather than
+    /// an `async fn`: that stored `future` twice, as its argument and
+    /// inside the scope's future, and a websocket connection's future,
+    /// kept for the socket's whole life, was 2.5 times its size.
+    pub struct Scoped<F> {
+        scope: Option<Arc<Scope>>,
+        #[pin]
+        future: F,
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let scope = Arc::clone(this.scope.get_or_insert_with(Scope::child_of_current));
+        let future = this.future;
+        SCOPE.sync_scope(scope, || future.poll(cx))
+    }
 }
 
 /// A stream whose every poll runs in one scope of its own (made inside
