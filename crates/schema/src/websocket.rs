@@ -28,7 +28,7 @@ use axum::{
 use chrono::{DateTime, Utc};
 use futures_util::{
     SinkExt, Stream, StreamExt,
-    stream::{self, BoxStream},
+    stream::{self, BoxStream, SplitSink, SplitStream},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -133,9 +133,12 @@ pub fn accept(http: HttpState, peer: SocketAddr, headers: &HeaderMap, upgrade: W
     let meta = request_meta(&http.app, peer, headers);
     let tasks = http.app.tasks().clone();
     upgrade.on_upgrade(move |socket| {
-        tasks.track_future(tollgate_db::hold::scoped(async move {
-            SocketConnection::new(http, protocol, meta).run(socket).await;
-        }))
+        // Split before the connection's future is made, which therefore
+        // keeps two handles instead of room for the whole socket (as its
+        // argument) for as long as the socket lives.
+        let (sink, incoming) = socket.split();
+        let connection = SocketConnection::new(http, protocol, meta).run(sink, incoming);
+        tasks.track_future(tollgate_db::hold::scoped(connection))
     })
 }
 
@@ -247,9 +250,8 @@ impl SocketConnection {
         &self.http.app
     }
 
-    async fn run(mut self, socket: WebSocket) {
+    async fn run(mut self, mut sink: SplitSink<WebSocket, Message>, mut incoming: SplitStream<WebSocket>) {
         let _open = self.app().metrics().websocket_opened();
-        let (mut sink, mut incoming) = socket.split();
         let shutdown = self.app().shutdown_signal().clone();
         let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
         tokio::pin!(init_deadline);
