@@ -18,7 +18,6 @@
 //! websocket connections and subscriptions act on.
 
 use std::{
-    any::Any,
     collections::HashMap,
     sync::{Arc, Mutex},
 };
@@ -93,9 +92,10 @@ const MAX_RENDERINGS: usize = 16;
 pub struct LiveUsage {
     /// The event, its quota and threshold.
     pub message: UsageUpdateMessage,
-    /// Answers made from the message alone, by the shape asked for, so
-    /// that the subscribers asking for the same shape share one.
-    renderings: Mutex<Vec<(String, Arc<dyn Any + Send + Sync>)>>,
+    /// Answers made from the message alone (their JSON), by the shape
+    /// asked for, so that the subscribers asking for the same shape share
+    /// one.
+    renderings: Mutex<Vec<(String, Arc<String>)>>,
 }
 
 impl LiveUsage {
@@ -109,14 +109,14 @@ impl LiveUsage {
 
     /// The answer made for `shape` already, if any. `shape` must say
     /// everything the answer depends on besides the message.
-    pub fn rendering<T: Any + Send + Sync>(&self, shape: &str) -> Option<Arc<T>> {
+    pub fn rendering(&self, shape: &str) -> Option<Arc<String>> {
         let renderings = self.renderings.lock().unwrap_or_else(|p| p.into_inner());
         let (_, rendering) = renderings.iter().find(|(kept, _)| kept == shape)?;
-        rendering.clone().downcast().ok()
+        Some(Arc::clone(rendering))
     }
 
     /// Keeps the answer made for `shape` for the subscribers after this one.
-    pub fn keep<T: Any + Send + Sync>(&self, shape: String, rendering: Arc<T>) {
+    pub fn keep(&self, shape: String, rendering: Arc<String>) {
         let mut renderings = self.renderings.lock().unwrap_or_else(|p| p.into_inner());
         if renderings.len() < MAX_RENDERINGS && renderings.iter().all(|(kept, _)| *kept != shape) {
             renderings.push((shape, rendering));

@@ -55,7 +55,9 @@ impl SubscriptionRoot {
         // made only after it: refused callers leave nothing behind.
         let changes = hub.access_changes();
         access::authorize(ctx, organization_id, "Subscription.usageUpdated").await?;
-        let answer = LeanAnswer::for_field(ctx, &app);
+        let lean = ctx
+            .data_opt::<Handoff>()
+            .and_then(|handoff| Some((handoff, LeanAnswer::for_field(ctx, &app)?)));
         let feed = Feed {
             updates: hub.follow_organization(organization_id),
             hub,
@@ -65,9 +67,7 @@ impl SubscriptionRoot {
             app,
             finished: false,
         };
-        if let Some(handoff) = ctx.data_opt::<Handoff>()
-            && let Some(answer) = answer
-        {
+        if let Some((handoff, answer)) = lean {
             handoff.offer(LeanSubscription { feed, answer });
             // The connection drops this operation's execution for the
             // subscription it was handed.
@@ -95,7 +95,7 @@ impl Handoff {
 }
 
 /// A `usageUpdated` subscription whose every event is answered from the
-/// event alone (the shared fields, as in [`LiveUpdate`]) and which is its
+/// event alone ([`SHARED_FIELDS`]) and which is its
 /// operation's only field. It is carried by its feed and the text of its
 /// answer's shape, without the executor's state (the parsed document,
 /// the request's data and loaders, the extensions: two thirds of an idle
@@ -188,7 +188,7 @@ impl LeanAnswer {
     /// The event's answer to this shape: made by the first subscriber to
     /// ask, shared by the rest.
     async fn answer(&self, event: &Arc<LiveUsage>) -> Result<Arc<String>, AppError> {
-        if let Some(answer) = event.rendering::<String>(&self.query) {
+        if let Some(answer) = event.rendering(&self.query) {
             return Ok(answer);
         }
         let response = answer_schema()
@@ -301,13 +301,10 @@ impl Feed {
     }
 }
 
-/// One event as a subscriber receives it: the GraphQL `UsageUpdate`, whose
-/// answer is made once per event and shape of selection when the
-/// selection reads only what the message holds (the same for every
-/// subscriber, whoever they are), and shared by every subscriber asking
-/// for that shape. Anything else (the event's organization, key or user,
-/// which depend on who looks and are read from the database; arguments;
-/// directives; fragments) is resolved for each subscriber as usual.
+/// One event as a subscriber receives it: the GraphQL `UsageUpdate`. The
+/// executor resolves it for each subscriber it carries (their selections
+/// read more than the event, or say more than [`LeanAnswer`] reads); lean
+/// subscribers share one answer per shape instead.
 pub struct LiveUpdate(Arc<LiveUsage>);
 
 /// The fields read from the message alone, by type: (type, field, the
@@ -386,18 +383,7 @@ impl OutputType for LiveUpdate {
     }
 
     async fn resolve(&self, ctx: &ContextSelectionSet<'_>, field: &Positioned<Field>) -> ServerResult<Value> {
-        let mut shape = String::new();
-        let shared = shared_shape(&ctx.item.node, "UsageUpdate", &mut shape).map(|()| shape);
-        if let Some(shape) = &shared
-            && let Some(answer) = self.0.rendering::<Value>(shape)
-        {
-            return Ok((*answer).clone());
-        }
         let update = UsageUpdate::from(self.0.message.clone());
-        let answer = OutputType::resolve(&update, ctx, field).await?;
-        if let Some(shape) = shared {
-            self.0.keep(shape, Arc::new(answer.clone()));
-        }
-        Ok(answer)
+        OutputType::resolve(&update, ctx, field).await
     }
 }
