@@ -1,8 +1,9 @@
-//! Concurrent recordings of one organization written together: fewer
-//! statements than one transaction each, every caller's quota as it stood
-//! just after its own event (strictly ordered, summing to the counters),
-//! and one refused recording (a requestId stored with other numbers)
-//! refused alone while its neighbours are recorded.
+//! Concurrent recordings written together, of one organization or of
+//! many: fewer statements than one transaction each, every caller's quota
+//! as it stood just after its own event (strictly ordered, summing to the
+//! counters), a requestId unique per organization only, and one refused
+//! recording (a requestId stored with other numbers) refused alone while
+//! its neighbours are recorded.
 
 use std::collections::{HashMap, HashSet};
 
@@ -222,4 +223,84 @@ async fn a_batch_refused_at_write_time_leaves_its_concurrent_neighbours_recorded
     );
     assert_eq!(counter(&app, organization, "ORGANIZATION").await, sum(&events));
     assert_eq!(counter(&app, organization, "DAY").await, sum(&events));
+}
+
+#[tokio::test]
+async fn concurrent_reports_of_many_organizations_share_transactions_and_each_counts_its_own() {
+    let app = app_mid_month().await;
+    set_free_plan(&app, None, None, None).await;
+    let team = team(&app, "group-many.test", &[]).await;
+    let token = &team.owner.access;
+    const ORGANIZATIONS: usize = 16;
+    let mut organizations = vec![team.id.clone()];
+    for n in 1..ORGANIZATIONS {
+        let created = app
+            .graphql_as(
+                token,
+                "mutation ($name: String!) { createOrganization(input: { name: $name }) { id } }",
+                json!({ "name": format!("Team {n}") }),
+            )
+            .await;
+        organizations.push(created.data()["createOrganization"]["id"].as_str().unwrap().to_owned());
+    }
+    // Warm up (the session is read once), then one call alone.
+    recorded(&app, token, call(&organizations[0], 5, None)).await;
+    let before = app.query_count();
+    recorded(&app, token, call(&organizations[0], 7, None)).await;
+    let per_call = app.query_count() - before;
+
+    // Three calls per organization at once, all with the same requestIds:
+    // a requestId is unique within its organization only.
+    let calls: Vec<(usize, i64)> = (0..3)
+        .flat_map(|round| (0..ORGANIZATIONS).map(move |org| (org, round)))
+        .collect();
+    let before = app.query_count();
+    let responses = join_all(calls.iter().map(|&(org, round)| {
+        let request_id = format!("call-{round}");
+        let input = call(
+            &organizations[org],
+            10 * (org as i64 + 1) + round,
+            Some(request_id.as_str()),
+        );
+        let app = &app;
+        async move { (org, record(app, token, input).await) }
+    }))
+    .await;
+    let statements = app.query_count() - before;
+    assert!(
+        statements < calls.len() as u64 * per_call / 2,
+        "{} concurrent reports over {ORGANIZATIONS} organizations took {statements} statements, one alone \
+         {per_call}: they were not written together",
+        calls.len()
+    );
+
+    let mut by_organization: HashMap<usize, Vec<(i64, i64, i64)>> = HashMap::new();
+    for (org, response) in &responses {
+        let receipt = &response.data()["recordUsage"];
+        assert_eq!(receipt["duplicate"], false, "{}", response.body);
+        by_organization.entry(*org).or_default().push((
+            receipt["quota"]["requestsToday"].as_i64().unwrap(),
+            receipt["quota"]["tokensUsed"].as_i64().unwrap(),
+            receipt["event"]["totalTokens"].as_i64().unwrap(),
+        ));
+    }
+    for (org, id) in organizations.iter().enumerate() {
+        let organization: Uuid = id.parse().unwrap();
+        let events = stored(&app, organization).await;
+        let mut receipts = by_organization.remove(&org).unwrap();
+        receipts.sort();
+        // Each receipt: its own organization's quota just after its event.
+        let earlier = if org == 0 { (2, 6 + 8) } else { (0, 0) };
+        let mut previous = earlier;
+        for (requests, tokens, own) in &receipts {
+            assert_eq!(*requests, previous.0 + 1, "organization {org}: {receipts:?}");
+            assert_eq!(*tokens, previous.1 + own, "organization {org}: {receipts:?}");
+            previous = (*requests, *tokens);
+        }
+        assert_eq!(events.len(), receipts.len() + earlier.0 as usize, "organization {org}");
+        assert_eq!(previous, (sum(&events).1, sum(&events).0), "organization {org}");
+        assert_eq!(counter(&app, organization, "ORGANIZATION").await, sum(&events));
+        assert_eq!(counter(&app, organization, "MEMBER").await, sum(&events));
+        assert_eq!(counter(&app, organization, "DAY").await, sum(&events));
+    }
 }

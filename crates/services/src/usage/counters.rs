@@ -115,15 +115,37 @@ impl Deltas {
 
 /// Adds `deltas` to the organization's counter rows, creating missing
 /// rows, in lock order (the ORGANIZATION row first), and returns the
-/// totals of `spans` just after the addition: one statement, which also
-/// sums the rows it did not write (a window can span several segments, and
-/// an earlier period's rows can start later than the row written now).
+/// totals of `spans` just after the addition: [`add_many`] for one
+/// organization.
 pub async fn add(
     conn: &mut AsyncPgConnection,
     organization_id: Uuid,
     deltas: &Deltas,
     spans: &[CounterSpan],
 ) -> QueryResult<HashMap<CounterSpan, (i64, i64)>> {
+    let keyed: Vec<(Uuid, CounterSpan)> = spans.iter().map(|span| (organization_id, *span)).collect();
+    Ok(add_many(conn, &[(organization_id, deltas)], &keyed)
+        .await?
+        .into_iter()
+        .map(|((_, span), totals)| (span, totals))
+        .collect())
+}
+
+/// Adds each organization's `deltas` to its counter rows, creating missing
+/// rows, and returns the totals of `spans` (of any of these organizations
+/// or others) just after the addition: one statement, which also sums the
+/// rows it did not write (a window can span several segments, and an
+/// earlier period's rows can start later than the row written now).
+///
+/// Rows are locked in the order given: callers list organizations by id,
+/// each one's rows in lock order (the ORGANIZATION row first), so two
+/// recorders of overlapping organizations never deadlock. Without any
+/// delta it only sums.
+pub async fn add_many(
+    conn: &mut AsyncPgConnection,
+    deltas: &[(Uuid, &Deltas)],
+    spans: &[(Uuid, CounterSpan)],
+) -> QueryResult<HashMap<(Uuid, CounterSpan), (i64, i64)>> {
     // The statement reads the table as it was before it ran, so each total
     // is the rows it wrote (as they are after) plus the others (as read),
     // each span's by primary-key range.
@@ -131,37 +153,55 @@ pub async fn add(
         WITH added AS (
             INSERT INTO usage_counters AS c
                 (organization_id, subject_kind, subject_id, window_start, tokens, requests)
-            SELECT $1, v.kind, v.subject, v.since, v.tokens, v.requests
-            FROM unnest($2::text[], $3::uuid[], $4::timestamptz[], $5::int8[], $6::int8[])
-                WITH ORDINALITY AS v(kind, subject, since, tokens, requests, n)
+            SELECT v.organization_id, v.kind, v.subject, v.since, v.tokens, v.requests
+            FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::timestamptz[], $5::int8[], $6::int8[])
+                WITH ORDINALITY AS v(organization_id, kind, subject, since, tokens, requests, n)
             ORDER BY v.n
             ON CONFLICT (organization_id, subject_kind, subject_id, window_start) DO UPDATE
                 SET tokens = c.tokens + excluded.tokens, requests = c.requests + excluded.requests
-            RETURNING c.subject_kind, c.subject_id, c.window_start, c.tokens, c.requests
+            RETURNING c.organization_id, c.subject_kind, c.subject_id, c.window_start, c.tokens, c.requests
         )
         SELECT s.n, COALESCE(x.tokens, 0)::int8 AS tokens, COALESCE(x.requests, 0)::int8 AS requests
-        FROM unnest($7::text[], $8::uuid[], $9::timestamptz[]) WITH ORDINALITY AS s(kind, subject, since, n)
+        FROM unnest($7::uuid[], $8::text[], $9::uuid[], $10::timestamptz[])
+            WITH ORDINALITY AS s(organization_id, kind, subject, since, n)
         LEFT JOIN LATERAL (
             SELECT sum(u.tokens) AS tokens, sum(u.requests) AS requests
             FROM (
                 SELECT a.tokens, a.requests FROM added a
-                WHERE a.subject_kind = s.kind AND a.subject_id = s.subject AND a.window_start >= s.since
+                WHERE a.organization_id = s.organization_id AND a.subject_kind = s.kind
+                  AND a.subject_id = s.subject AND a.window_start >= s.since
                 UNION ALL
                 SELECT c.tokens, c.requests FROM usage_counters c
-                WHERE c.organization_id = $1 AND c.subject_kind = s.kind AND c.subject_id = s.subject
-                  AND c.window_start >= s.since
-                  AND NOT EXISTS (SELECT 1 FROM added a WHERE a.subject_kind = c.subject_kind
-                                  AND a.subject_id = c.subject_id AND a.window_start = c.window_start)
+                WHERE c.organization_id = s.organization_id AND c.subject_kind = s.kind
+                  AND c.subject_id = s.subject AND c.window_start >= s.since
+                  AND NOT EXISTS (SELECT 1 FROM added a WHERE a.organization_id = c.organization_id
+                                  AND a.subject_kind = c.subject_kind AND a.subject_id = c.subject_id
+                                  AND a.window_start = c.window_start)
             ) u
         ) x ON true";
-    if deltas.is_empty() {
-        return Ok(HashMap::new());
+    let rows: Vec<(Uuid, &CounterKey, &(i64, i64))> = deltas
+        .iter()
+        .flat_map(|(organization_id, deltas)| {
+            deltas
+                .0
+                .iter()
+                .map(move |(key, totals)| (*organization_id, key, totals))
+        })
+        .collect();
+    if rows.is_empty() {
+        return sum_many(conn, spans).await;
     }
-    let totals: Vec<SpanTotal> = deltas
-        .bind_to(diesel::sql_query(ADD_AND_SUM).into_boxed(), organization_id)
-        .bind::<Array<Text>, _>(spans.iter().map(|span| span.kind).collect::<Vec<_>>())
-        .bind::<Array<Uuid_>, _>(spans.iter().map(|span| span.subject_id).collect::<Vec<_>>())
-        .bind::<Array<Timestamptz>, _>(spans.iter().map(|span| span.since).collect::<Vec<_>>())
+    let totals: Vec<SpanTotal> = diesel::sql_query(ADD_AND_SUM)
+        .bind::<Array<Uuid_>, _>(rows.iter().map(|row| row.0).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(rows.iter().map(|row| row.1.kind).collect::<Vec<_>>())
+        .bind::<Array<Uuid_>, _>(rows.iter().map(|row| row.1.subject_id).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(rows.iter().map(|row| row.1.window_start).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.iter().map(|row| row.2.0).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(rows.iter().map(|row| row.2.1).collect::<Vec<_>>())
+        .bind::<Array<Uuid_>, _>(spans.iter().map(|(organization, _)| *organization).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(spans.iter().map(|(_, span)| span.kind).collect::<Vec<_>>())
+        .bind::<Array<Uuid_>, _>(spans.iter().map(|(_, span)| span.subject_id).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(spans.iter().map(|(_, span)| span.since).collect::<Vec<_>>())
         .load(conn)
         .await?;
     Ok(by_position(spans, totals))

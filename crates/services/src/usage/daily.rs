@@ -12,10 +12,12 @@ use uuid::Uuid;
 use crate::usage::{event::UsageEventRow, windows::day_of};
 use tollgate_db::schema::usage_daily;
 
-/// One rollup row's key within an organization. No key or no user is the
-/// nil uuid, so the key can be a primary key.
+/// One rollup row's key. No key or no user is the nil uuid, so the key
+/// can be a primary key; ordered by organization first, the order rows
+/// are locked in.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 struct DayKey {
+    organization_id: Uuid,
     day: NaiveDate,
     model: String,
     api_key_id: Uuid,
@@ -33,12 +35,13 @@ struct Sums {
     cost: i64,
 }
 
-/// Adds `events` (all of `organization_id`) to the rollup: summed per row
-/// in memory, then one upsert statement whatever their number.
-pub async fn add(conn: &mut AsyncPgConnection, organization_id: Uuid, events: &[UsageEventRow]) -> QueryResult<()> {
+/// Adds `events` (of any organizations) to the rollup: summed per row in
+/// memory, then one upsert statement whatever their number.
+pub async fn add(conn: &mut AsyncPgConnection, events: &[UsageEventRow]) -> QueryResult<()> {
     let mut rows: BTreeMap<DayKey, Sums> = BTreeMap::new();
     for event in events {
         let key = DayKey {
+            organization_id: event.organization_id,
             day: day_of(event.occurred_at),
             model: event.model_key().to_owned(),
             api_key_id: event.api_key_id.unwrap_or(Uuid::nil()),
@@ -59,7 +62,7 @@ pub async fn add(conn: &mut AsyncPgConnection, organization_id: Uuid, events: &[
         .into_iter()
         .map(|(key, sums)| {
             (
-                usage_daily::organization_id.eq(organization_id),
+                usage_daily::organization_id.eq(key.organization_id),
                 usage_daily::day.eq(key.day),
                 usage_daily::model.eq(key.model),
                 usage_daily::api_key_id.eq(key.api_key_id),

@@ -21,7 +21,7 @@
 //! payment's webhook) is made one after the fact by
 //! [`crate::usage::segments`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
 use diesel::prelude::*;
@@ -36,7 +36,6 @@ use crate::{
     },
     usage::counters::{CounterKey, CounterSpan, SubjectKind},
 };
-use tollgate_core::error::{AppError, AppResult};
 use tollgate_db::schema::{organizations, plans as plans_table, subscriptions};
 
 /// The current windows of one organization at one moment.
@@ -154,22 +153,28 @@ pub fn windows_of(
     Windows::new(period, reset_at, billing_start, subscription.usage_segment_floor, now)
 }
 
-/// Locks the organization's row against a concurrent resetUsage for the
+/// Locks the organizations' rows against a concurrent resetUsage for the
 /// rest of the recording transaction (shared: recordings do not wait on
-/// each other here), and returns the catalog's version read in the same
-/// statement, so the writer checks its copy of the catalog at no extra
-/// round trip. NOT_FOUND when there is no such organization.
-pub async fn lock_for_recording(conn: &mut AsyncPgConnection, organization_id: Uuid) -> AppResult<i64> {
-    organizations::table
-        .find(organization_id)
-        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            crate::usage::directory::VERSION_SQL,
+/// each other here; in id order, so two recorders of overlapping
+/// organizations take them alike), and returns the ids found with the
+/// catalog's version read in the same statement, so the writer checks its
+/// copy of the catalog at no extra round trip (None when none was found).
+pub async fn lock_for_recording(
+    conn: &mut AsyncPgConnection,
+    organization_ids: &[Uuid],
+) -> QueryResult<(HashSet<Uuid>, Option<i64>)> {
+    let rows: Vec<(Uuid, i64)> = organizations::table
+        .filter(organizations::id.eq_any(organization_ids))
+        .order(organizations::id)
+        .select((
+            organizations::id,
+            diesel::dsl::sql::<diesel::sql_types::BigInt>(crate::usage::directory::VERSION_SQL),
         ))
         .for_share()
-        .first::<i64>(conn)
-        .await
-        .optional()?
-        .ok_or_else(|| AppError::not_found("organization"))
+        .load(conn)
+        .await?;
+    let version = rows.iter().map(|row| row.1).next();
+    Ok((rows.into_iter().map(|row| row.0).collect(), version))
 }
 
 /// The windows of many organizations at `now` in at most two queries (the

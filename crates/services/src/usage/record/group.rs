@@ -1,8 +1,10 @@
-//! Group commit: one writer per organization in this process, so that
-//! concurrent reports of one hot organization share one transaction
-//! instead of queueing one by one on its counter row.
+//! Group commit: one writer in this process, so that concurrent reports
+//! share one transaction: those of one hot organization instead of
+//! queueing one by one on its counter row, and those of many organizations
+//! (gateway calls spread over many keys, say) instead of a transaction and
+//! a commit each.
 //!
-//! The first report of an idle organization starts a writer task at once
+//! The first report of an idle writer starts a writer task at once
 //! (no waiting for company: no added latency when idle). Reports that
 //! arrive while its transaction is in flight queue up and form the next
 //! group, written as soon as the current one commits. Each caller gets its
@@ -30,7 +32,7 @@ use tollgate_core::error::{AppError, AppResult};
 const MAX_GROUP_INPUTS: usize = 4_000;
 
 /// A batch this large writes in a transaction of its own, beside the
-/// organization's writer. Its cost is per event (parsing, pricing, one live
+/// writer. Its cost is per event (parsing, pricing, one live
 /// message each), so a group gains it nothing, while queueing concurrent
 /// large batches behind one writer made them take turns on one database
 /// backend: four concurrent 1,000-input batches fell from 15,700 to 10,000
@@ -67,15 +69,15 @@ impl Reply {
 }
 
 /// Whose queue: the application (two apps in one process, as in tests,
-/// have their own databases) and the organization.
-type QueueKey = (usize, Uuid);
+/// have their own databases).
+type QueueKey = usize;
 
-/// The organizations with a writer at work, and the jobs waiting for
-/// their next group.
+/// The applications with a writer at work, and the jobs waiting for their
+/// next group.
 static QUEUES: LazyLock<Coalescer<QueueKey, Job>> = LazyLock::new(Coalescer::default);
 
-/// Records through the organization's writer and waits for the commit of
-/// the group the report joined.
+/// Records through the writer and waits for the commit of the group the
+/// report joined.
 pub(super) async fn submit(
     app: &AppState,
     reporter: Reporter,
@@ -90,12 +92,11 @@ pub(super) async fn submit(
         input: (reporter, reports, settles),
         reply: Reply(reply),
     };
-    let key = (std::ptr::from_ref(app.pool()) as usize, reporter.organization_id);
+    let key = std::ptr::from_ref(app.pool()) as usize;
     if job.input.1.len() >= OWN_TRANSACTION_INPUTS {
         let app = app.clone();
-        let organization_id = reporter.organization_id;
         app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
-            write::write_group(&app, organization_id, vec![job]).await;
+            write::write_group(&app, vec![job]).await;
         }));
         return wait(answer).await;
     }
@@ -103,9 +104,7 @@ pub(super) async fn submit(
         let app = app.clone();
         app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
             QUEUES
-                .drain(key, vec![job], take_group, |group| {
-                    write::write_group(&app, key.1, group)
-                })
+                .drain(key, vec![job], take_group, |group| write::write_group(&app, group))
                 .await;
         }));
     }

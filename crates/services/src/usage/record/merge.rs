@@ -1,5 +1,7 @@
 //! One group's rows: the planned rows of its recordings, in group order,
-//! with each requestId inserted once.
+//! with each requestId inserted once per organization (recordings of
+//! several organizations share a group; a requestId is unique per
+//! organization only).
 //!
 //! A requestId that an earlier recording of the group already carries is
 //! that recording's event (a duplicate, as it would be had the two been
@@ -11,6 +13,8 @@
 
 use std::collections::HashMap;
 
+use uuid::Uuid;
+
 use super::{plan::Planned, repeats::conflict};
 use crate::usage::event::UsageEventRow;
 use tollgate_core::error::AppError;
@@ -20,8 +24,8 @@ use tollgate_core::error::AppError;
 pub(super) enum Source {
     /// A row the group inserts (index into [`Merged::candidates`]).
     Candidate(usize),
-    /// The stored event of this requestId.
-    Stored(String),
+    /// The stored event of this organization and requestId.
+    Stored((Uuid, String)),
 }
 
 /// The group's rows to insert and, per recording, where each of its
@@ -39,13 +43,13 @@ pub(super) struct Merged {
 impl Merged {
     /// Merges `members` in order (None: left out, as a settlement whose
     /// reservation is gone), against the `stored` events known by requestId.
-    pub(super) fn new(members: &[Option<&Planned>], stored: &HashMap<String, UsageEventRow>) -> Self {
+    pub(super) fn new(members: &[Option<&Planned>], stored: &HashMap<(Uuid, String), UsageEventRow>) -> Self {
         let mut merged = Self {
             candidates: Vec::new(),
             owner: Vec::new(),
             members: Vec::with_capacity(members.len()),
         };
-        let mut claimed: HashMap<&str, usize> = HashMap::new();
+        let mut claimed: HashMap<(Uuid, &str), usize> = HashMap::new();
         for (member, planned) in members.iter().enumerate() {
             let outcome = planned.map(|planned| merged.add(member, planned, stored, &mut claimed));
             merged.members.push(outcome);
@@ -58,25 +62,23 @@ impl Merged {
         &mut self,
         member: usize,
         planned: &'p Planned,
-        stored: &HashMap<String, UsageEventRow>,
-        claimed: &mut HashMap<&'p str, usize>,
+        stored: &HashMap<(Uuid, String), UsageEventRow>,
+        claimed: &mut HashMap<(Uuid, &'p str), usize>,
     ) -> Result<Vec<Source>, AppError> {
         let mut sources = Vec::with_capacity(planned.rows.len());
-        let mut own: Vec<(&'p str, usize)> = Vec::new();
+        let mut own: Vec<((Uuid, &'p str), usize)> = Vec::new();
         let first_candidate = self.candidates.len();
         for (position, row) in planned.rows.iter().enumerate() {
             let Some(request_id) = row.request_id.as_deref() else {
                 sources.push(self.push(member, row));
                 continue;
             };
+            let key = (row.organization_id, request_id);
+            let stored_key = (row.organization_id, request_id.to_owned());
             let earlier = stored
-                .get(request_id)
-                .map(|event| (event, Source::Stored(request_id.to_owned())))
-                .or_else(|| {
-                    claimed
-                        .get(request_id)
-                        .map(|&c| (&self.candidates[c], Source::Candidate(c)))
-                });
+                .get(&stored_key)
+                .map(|event| (event, Source::Stored(stored_key.clone())))
+                .or_else(|| claimed.get(&key).map(|&c| (&self.candidates[c], Source::Candidate(c))));
             match earlier {
                 Some((event, source)) if event.same_numbers(row) => sources.push(source),
                 Some(_) => {
@@ -87,7 +89,7 @@ impl Merged {
                 None => {
                     let source = self.push(member, row);
                     if let Source::Candidate(c) = source {
-                        own.push((request_id, c));
+                        own.push((key, c));
                     }
                     sources.push(source);
                 }
@@ -103,12 +105,12 @@ impl Merged {
         Source::Candidate(self.candidates.len() - 1)
     }
 
-    /// The candidates in insertion order: by requestId, so that two
-    /// transactions inserting overlapping requestIds wait for each other in
-    /// the same order and never deadlock.
+    /// The candidates in insertion order: by organization and requestId,
+    /// so that two transactions inserting overlapping requestIds wait for
+    /// each other in the same order and never deadlock.
     pub(super) fn insertion_order(&self) -> Vec<UsageEventRow> {
         let mut rows = self.candidates.clone();
-        rows.sort_by(|a, b| a.request_id.cmp(&b.request_id));
+        rows.sort_by(|a, b| (a.organization_id, &a.request_id).cmp(&(b.organization_id, &b.request_id)));
         rows
     }
 }

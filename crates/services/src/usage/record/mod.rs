@@ -4,17 +4,18 @@
 //! Reported usage is billing truth, so a report is refused only for who
 //! sends it (credentials, scope, organization) and for impossible numbers;
 //! budgets are enforced before the call by authorizeUsage. Concurrent
-//! recordings of one organization (recordUsage, recordUsageBatch, gateway
-//! settlements) are written together by the organization's writer: one
-//! transaction of a fixed number of statements whatever their number, one
-//! insert for the events, one upsert for the counters (organization row
-//! first), one for the daily rollup; each answered after the commit.
+//! recordings (recordUsage, recordUsageBatch, gateway settlements), of one
+//! organization or of many, are written together by the instance's writer:
+//! one transaction of a fixed number of statements whatever their number,
+//! one insert for the events, one upsert for the counters (by
+//! organization, each one's row first), one for the daily rollup; each
+//! answered after the commit.
 //!
 //! One file per concern: [`reporter`] (who reports for which
 //! organization), [`check`] (the contract's rules for one input),
 //! [`repeats`] (a refused input that repeats a stored requestId),
 //! [`plan`] (pricing and folding repeats within a batch), [`group`] (the
-//! per-organization writer that gathers concurrent recordings), [`merge`]
+//! writer that gathers concurrent recordings), [`merge`]
 //! (one group's rows, each requestId once), [`write`] (the transaction),
 //! [`alerts`] (thresholds crossed and the managers' email) and
 //! [`publish`] (metrics and the events sent to every instance).
@@ -98,7 +99,7 @@ pub async fn settle(app: &AppState, reporter: Reporter, settlement: Settlement) 
     Ok(written.and_then(|(receipts, _)| receipts.into_iter().next()))
 }
 
-/// The recording, through the organization's writer (see [`group`]):
+/// The recording, through the instance's writer (see [`group`]):
 /// with `settles`, it also deletes that reservation in the same
 /// transaction (no lock: reservations read what they check in one
 /// statement, so they see the settlement whole or not at all) and writes

@@ -1,8 +1,13 @@
-//! A group's transaction: the organization locked once, every recording's
-//! rows inserted in one statement, the counters and the rollup upserted
-//! once for all of them, thresholds announced once; then each caller is
-//! answered, in group order, with the quota as it stood just after its own
-//! events.
+//! A group's transaction: its organizations locked once, every
+//! recording's rows inserted in one statement, the counters and the rollup
+//! upserted once for all of them, thresholds announced once per
+//! organization; then each caller is answered, in group order, with its
+//! organization's quota as it stood just after its own events.
+//!
+//! A group holds recordings of any organizations, so that calls spread
+//! over many organizations share a transaction as those of one hot
+//! organization do. Everything keyed by requestId is keyed by
+//! organization too: requestIds are unique per organization only.
 //!
 //! One bad recording does not abort its neighbours. A requestId stored
 //! with other numbers is found by comparing after `ON CONFLICT DO
@@ -13,7 +18,7 @@
 //! is refused. A lone recording needs no savepoint: its failure aborts the
 //! transaction, as it always did.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
@@ -29,7 +34,7 @@ use super::{
 use crate::{
     plans::model::PlanRow,
     usage::{
-        counters::{self, Deltas, SubjectKind},
+        counters::{self, CounterSpan, Deltas, SubjectKind},
         daily, directory,
         event::{self, UsageEventRow},
         live_message::UsageUpdateMessage,
@@ -41,7 +46,7 @@ use crate::{
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
 
-/// What every recording of the group shares.
+/// What every recording of one organization in the group shares.
 pub(super) struct WriteContext<'a> {
     pub(super) organization_id: Uuid,
     pub(super) windows: &'a Windows,
@@ -57,6 +62,30 @@ pub(super) struct Published {
     pub(super) emailed: bool,
 }
 
+/// The group's organizations (windows and plan in effect) at `now`.
+struct Scope {
+    organizations: HashMap<Uuid, (Windows, PlanRow)>,
+    now: DateTime<Utc>,
+}
+
+impl Scope {
+    fn of(&self, organization_id: Uuid) -> AppResult<WriteContext<'_>> {
+        let (windows, plan) = self
+            .organizations
+            .get(&organization_id)
+            .ok_or_else(|| AppError::not_found("organization"))?;
+        Ok(WriteContext {
+            organization_id,
+            windows,
+            plan,
+            now: self.now,
+        })
+    }
+}
+
+/// A stored event's key: its organization and requestId.
+type Stored = HashMap<(Uuid, String), UsageEventRow>;
+
 /// One recording of the group, planned.
 struct Member {
     reporter: Reporter,
@@ -67,9 +96,9 @@ struct Member {
 /// Each job's answer, by its place in the group.
 type Outcomes = Vec<Option<AppResult<Option<Recorded>>>>;
 
-/// Writes `jobs` of `organization_id` in one transaction and answers each
-/// caller after the commit (and after publishing what it recorded).
-pub(super) async fn write_group(app: &AppState, organization_id: Uuid, jobs: Vec<Job>) {
+/// Writes `jobs` in one transaction and answers each caller after the
+/// commit (and after publishing what it recorded).
+pub(super) async fn write_group(app: &AppState, jobs: Vec<Job>) {
     let mut inputs = Vec::with_capacity(jobs.len());
     let mut replies = Vec::with_capacity(jobs.len());
     for job in jobs {
@@ -77,7 +106,7 @@ pub(super) async fn write_group(app: &AppState, organization_id: Uuid, jobs: Vec
         inputs.push(input);
         replies.push(reply);
     }
-    let answers: Vec<AppResult<Option<Recorded>>> = match transaction(app, organization_id, inputs).await {
+    let answers: Vec<AppResult<Option<Recorded>>> = match transaction(app, inputs).await {
         Ok((outcomes, published)) => {
             publish::after_commit(app, &published);
             outcomes
@@ -97,29 +126,40 @@ fn unanswered() -> AppError {
 }
 
 /// The group's transaction.
-async fn transaction(app: &AppState, organization_id: Uuid, inputs: Vec<Input>) -> AppResult<(Outcomes, Published)> {
+async fn transaction(app: &AppState, inputs: Vec<Input>) -> AppResult<(Outcomes, Published)> {
+    let mut organization_ids: Vec<Uuid> = inputs.iter().map(|input| input.0.organization_id).collect();
+    organization_ids.sort_unstable();
+    organization_ids.dedup();
     let mut conn = app.db().await?;
     let written = conn
         .transaction::<_, AppError, _>(async |conn| {
-            // Receive time is read under the organization's lock, which
+            // Receive time is read under the organizations' locks, which
             // resetUsage takes exclusively: every event then falls wholly
             // before or after a reset, in the window its created_at says.
-            let catalog_version = windows::lock_for_recording(conn, organization_id).await?;
+            let (found, catalog_version) = windows::lock_for_recording(conn, &organization_ids).await?;
+            let now = app.now();
+            let mut outcomes: Outcomes = Vec::with_capacity(inputs.len());
+            let Some(catalog_version) = catalog_version else {
+                outcomes.extend(inputs.iter().map(|_| Some(Err(AppError::not_found("organization")))));
+                return Ok((outcomes, Published::default()));
+            };
             let directory = directory::at_version_on(app, conn, catalog_version).await?;
             let catalog = &directory.catalog;
-            let now = app.now();
-            let (windows, plan) = windows::of_organization(conn, organization_id, now)
-                .await?
-                .ok_or_else(|| AppError::not_found("organization"))?;
-            let cx = WriteContext {
-                organization_id,
-                windows: &windows,
-                plan: &plan,
+            let found: Vec<Uuid> = organization_ids
+                .iter()
+                .copied()
+                .filter(|id| found.contains(id))
+                .collect();
+            let scope = Scope {
+                organizations: windows::of_organizations(conn, &found, now).await?,
                 now,
             };
-            let mut outcomes: Outcomes = Vec::with_capacity(inputs.len());
             let mut members = Vec::with_capacity(inputs.len());
             for (reporter, reports, settles) in inputs {
+                if !scope.organizations.contains_key(&reporter.organization_id) {
+                    outcomes.push(Some(Err(AppError::not_found("organization"))));
+                    continue;
+                }
                 match Planned::new(&reporter, catalog, reports, now) {
                     Ok(planned) => {
                         members.push((
@@ -135,7 +175,7 @@ async fn transaction(app: &AppState, organization_id: Uuid, inputs: Vec<Input>) 
                     Err(error) => outcomes.push(Some(Err(error))),
                 }
             }
-            let published = write_members(conn, &cx, members, &mut outcomes).await?;
+            let published = write_members(conn, &scope, members, &mut outcomes).await?;
             Ok((outcomes, published))
         })
         .await?;
@@ -173,12 +213,12 @@ struct Attempted {
 /// the module's comment), filling in their outcomes.
 async fn write_members(
     conn: &mut AsyncPgConnection,
-    cx: &WriteContext<'_>,
+    cx: &Scope,
     members: Vec<(usize, Member)>,
     outcomes: &mut Outcomes,
 ) -> AppResult<Published> {
     let (places, members): (Vec<usize>, Vec<Member>) = members.into_iter().unzip();
-    let mut stored: HashMap<String, UsageEventRow> = HashMap::new();
+    let mut stored: Stored = HashMap::new();
     let mut published = Published::default();
     if members.len() <= 1 {
         // Alone: no neighbour to protect, so no savepoint; nothing of a
@@ -231,16 +271,16 @@ async fn write_members(
     Ok(published)
 }
 
-fn learn(stored: &mut HashMap<String, UsageEventRow>, found: Vec<UsageEventRow>) {
+fn learn(stored: &mut Stored, found: Vec<UsageEventRow>) {
     stored.extend(
         found
             .into_iter()
-            .filter_map(|event| event.request_id.clone().map(|id| (id, event))),
+            .filter_map(|event| event.request_id.clone().map(|id| ((event.organization_id, id), event))),
     );
 }
 
 /// The CONFLICT a lone member gets against the stored events.
-fn refusal_against(members: &[Member], stored: &HashMap<String, UsageEventRow>) -> Option<AppError> {
+fn refusal_against(members: &[Member], stored: &Stored) -> Option<AppError> {
     let planned: Vec<Option<&Planned>> = members.iter().map(|m| Some(&m.planned)).collect();
     Merged::new(&planned, stored)
         .members
@@ -261,15 +301,18 @@ fn settle_outcomes(places: &[usize], attempted: Attempted, outcomes: &mut Outcom
 /// out, then everything counted.
 async fn attempt(
     conn: &mut AsyncPgConnection,
-    cx: &WriteContext<'_>,
+    cx: &Scope,
     members: &[Member],
-    stored: &HashMap<String, UsageEventRow>,
+    stored: &Stored,
 ) -> Result<Attempted, Undone> {
-    let settled: Vec<Uuid> = members.iter().filter_map(|member| member.settles).collect();
+    let settled: Vec<(Uuid, Uuid)> = members
+        .iter()
+        .filter_map(|member| member.settles.map(|id| (member.reporter.organization_id, id)))
+        .collect();
     let mut deleted = if settled.is_empty() {
         HashSet::new()
     } else {
-        reservations::delete_all(conn, cx.organization_id, &settled).await?
+        reservations::delete_all(conn, &settled).await?
     };
     // A settlement whose reservation was already gone records nothing; of
     // two settling one reservation in this group, the first records it.
@@ -285,15 +328,16 @@ async fn attempt(
     let mut by_id: HashMap<Uuid, UsageEventRow> = inserted.into_iter().map(|row| (row.id, row)).collect();
     // Each candidate's event, and whether the group inserted it.
     let mut events: Vec<(UsageEventRow, bool)> = Vec::with_capacity(merged.candidates.len());
-    let skipped = originals_of_skipped(conn, cx.organization_id, &merged, &by_id).await?;
+    let skipped = originals_of_skipped(conn, &merged, &by_id).await?;
     for candidate in &merged.candidates {
         match by_id.remove(&candidate.id) {
             Some(new) => events.push((new, true)),
             None => {
                 let original = candidate
                     .request_id
-                    .as_deref()
-                    .and_then(|id| skipped.get(id).or_else(|| stored.get(id)))
+                    .clone()
+                    .map(|id| (candidate.organization_id, id))
+                    .and_then(|key| skipped.get(&key).or_else(|| stored.get(&key)))
                     .ok_or_else(|| unaccounted(candidate))?;
                 events.push((original.clone(), false));
             }
@@ -312,14 +356,13 @@ async fn attempt(
 
 /// The stored events of the candidates the insert skipped (their
 /// requestId was already stored, perhaps by another instance's commit),
-/// by requestId. `Undone::Stored` when one of them has other numbers: the
-/// attempt is then made again knowing it.
+/// by organization and requestId. `Undone::Stored` when one of them has
+/// other numbers: the attempt is then made again knowing it.
 async fn originals_of_skipped(
     conn: &mut AsyncPgConnection,
-    organization_id: Uuid,
     merged: &Merged,
     inserted: &HashMap<Uuid, UsageEventRow>,
-) -> Result<HashMap<String, UsageEventRow>, Undone> {
+) -> Result<Stored, Undone> {
     let skipped: Vec<&UsageEventRow> = merged
         .candidates
         .iter()
@@ -328,26 +371,34 @@ async fn originals_of_skipped(
     if skipped.is_empty() {
         return Ok(HashMap::new());
     }
-    let request_ids: Vec<&str> = skipped.iter().filter_map(|row| row.request_id.as_deref()).collect();
-    let found = event::find_by_request_ids(conn, organization_id, &request_ids).await?;
-    let by_request_id: HashMap<&str, &UsageEventRow> = found
+    // Rare (a requestId sent again), so one query per organization.
+    let mut wanted: BTreeMap<Uuid, Vec<&str>> = BTreeMap::new();
+    for row in &skipped {
+        if let Some(request_id) = row.request_id.as_deref() {
+            wanted.entry(row.organization_id).or_default().push(request_id);
+        }
+    }
+    let mut found = Vec::new();
+    for (organization_id, request_ids) in wanted {
+        found.extend(event::find_by_request_ids(conn, organization_id, &request_ids).await?);
+    }
+    let by_key: HashMap<(Uuid, &str), &UsageEventRow> = found
         .iter()
-        .filter_map(|row| row.request_id.as_deref().map(|id| (id, row)))
+        .filter_map(|row| row.request_id.as_deref().map(|id| ((row.organization_id, id), row)))
         .collect();
     for row in &skipped {
         let original = row
             .request_id
             .as_deref()
-            .and_then(|id| by_request_id.get(id))
+            .and_then(|id| by_key.get(&(row.organization_id, id)))
             .ok_or_else(|| unaccounted(row))?;
         if !original.same_numbers(row) {
             return Err(Undone::Stored(found));
         }
     }
-    Ok(found
-        .into_iter()
-        .filter_map(|row| row.request_id.clone().map(|id| (id, row)))
-        .collect())
+    let mut originals = HashMap::new();
+    learn(&mut originals, found);
+    Ok(originals)
 }
 
 /// A candidate the insert skipped whose original cannot be found: only a
@@ -364,12 +415,7 @@ struct Answers {
 }
 
 impl Answers {
-    fn new(
-        members: &[Member],
-        merged: &Merged,
-        events: &[(UsageEventRow, bool)],
-        stored: &HashMap<String, UsageEventRow>,
-    ) -> AppResult<Self> {
+    fn new(members: &[Member], merged: &Merged, events: &[(UsageEventRow, bool)], stored: &Stored) -> AppResult<Self> {
         let mut answers = Self {
             receipts: Vec::with_capacity(members.len()),
             new_events: Vec::with_capacity(members.len()),
@@ -393,9 +439,9 @@ impl Answers {
             for source in sources {
                 rows.push(match source {
                     Source::Candidate(c) => (&events[*c].0, events[*c].1 && merged.owner[*c] == index),
-                    Source::Stored(request_id) => {
-                        let stored = stored.get(request_id).ok_or_else(|| {
-                            AppError::internal(anyhow::anyhow!("stored event {request_id} went missing"))
+                    Source::Stored(key) => {
+                        let stored = stored.get(key).ok_or_else(|| {
+                            AppError::internal(anyhow::anyhow!("stored event {} went missing", key.1))
                         })?;
                         (stored, false)
                     }
@@ -425,28 +471,39 @@ impl Answers {
     }
 }
 
-/// Adds the group's new events to the counters (one upsert for all, the
-/// organization's row first), the rollup and the thresholds; returns each
-/// member's quota as it stood just after its own events (group order),
-/// and what to publish.
+/// One organization's share of the group's new events.
+#[derive(Default)]
+struct Share {
+    deltas: Deltas,
+    tokens: i64,
+    requests: i64,
+    events: Vec<UsageEventRow>,
+}
+
+/// Adds the group's new events to the counters (one upsert for all, by
+/// organization, each one's row first), the rollup and the thresholds;
+/// returns each member's quota as it stood just after its own events
+/// (group order), and what to publish.
 async fn count(
     conn: &mut AsyncPgConnection,
-    cx: &WriteContext<'_>,
+    cx: &Scope,
     members: &[Member],
     answers: &Answers,
 ) -> AppResult<(Vec<QuotaSnapshot>, Published)> {
-    let organization_id = cx.organization_id;
-    let windows = cx.windows;
-    let mut deltas = Deltas::default();
+    let mut shares: BTreeMap<Uuid, Share> = BTreeMap::new();
     let mut added: Vec<(i64, i64)> = Vec::with_capacity(members.len());
     for (member, events) in members.iter().zip(&answers.new_events) {
+        let reporter = member.reporter;
+        let organization_id = reporter.organization_id;
+        let windows = cx.of(organization_id)?.windows;
         let tokens: i64 = events.iter().map(|e| i64::from(e.total_tokens)).sum();
         let requests = i64::try_from(events.len()).unwrap_or(i64::MAX);
         added.push((tokens, requests));
+        let share = shares.entry(organization_id).or_default();
         if events.is_empty() {
             continue;
         }
-        let reporter = member.reporter;
+        let deltas = &mut share.deltas;
         deltas.add(
             windows.row(SubjectKind::Organization, organization_id),
             tokens,
@@ -457,31 +514,61 @@ async fn count(
         }
         deltas.add(windows.row(SubjectKind::Member, reporter.user_id), tokens, requests);
         deltas.add(windows.row(SubjectKind::Day, organization_id), tokens, requests);
+        share.tokens += tokens;
+        share.requests += requests;
+        share.events.extend(events.iter().cloned());
     }
-    let tokens: i64 = added.iter().map(|a| a.0).sum();
-    let requests: i64 = added.iter().map(|a| a.1).sum();
+    let mut spans: Vec<(Uuid, CounterSpan)> = Vec::with_capacity(2 * shares.len());
+    for organization_id in shares.keys() {
+        let windows = cx.of(*organization_id)?.windows;
+        spans.extend(quota::spans(*organization_id, windows).map(|span| (*organization_id, span)));
+    }
+    let deltas: Vec<(Uuid, &Deltas)> = shares.iter().map(|(id, share)| (*id, &share.deltas)).collect();
+    // Each span names its organization (ORGANIZATION and DAY rows are the
+    // organization's own), so the totals need no organization beside it.
+    let totals: HashMap<CounterSpan, (i64, i64)> = counters::add_many(conn, &deltas, &spans)
+        .await?
+        .into_iter()
+        .map(|((_, span), totals)| (span, totals))
+        .collect();
+    let new_events: Vec<UsageEventRow> = shares.values().flat_map(|share| share.events.iter().cloned()).collect();
+    daily::add(conn, &new_events).await?;
     let mut published = Published::default();
-    let after = if deltas.is_empty() {
-        quota::read(conn, organization_id, windows, cx.plan).await?
-    } else {
-        let spans = quota::spans(organization_id, windows);
-        let totals = counters::add(conn, organization_id, &deltas, &spans).await?;
-        let after = quota::from_totals(organization_id, windows, cx.plan, &totals);
-        let events: Vec<UsageEventRow> = answers.new_events.iter().flatten().cloned().collect();
-        daily::add(conn, organization_id, &events).await?;
-        let (claimed, emailed) = alerts::claim_and_email(conn, cx, after.tokens_used - tokens, &after).await?;
-        published.messages = publish::messages(organization_id, events, after, tokens, requests, &claimed);
-        published.emailed = emailed;
-        after
-    };
-    // Each member's quota: the group's total less what later members added.
-    let mut later = (0_i64, 0_i64);
-    let mut quotas = vec![after; members.len()];
-    for (quota, (tokens, requests)) in quotas.iter_mut().zip(&added).rev() {
+    let mut after: HashMap<Uuid, QuotaSnapshot> = HashMap::with_capacity(shares.len());
+    for (organization_id, share) in shares {
+        let org = cx.of(organization_id)?;
+        let quota = quota::from_totals(organization_id, org.windows, org.plan, &totals);
+        after.insert(organization_id, quota);
+        if share.events.is_empty() {
+            continue;
+        }
+        let (claimed, emailed) = alerts::claim_and_email(conn, &org, quota.tokens_used - share.tokens, &quota).await?;
+        published.messages.extend(publish::messages(
+            organization_id,
+            share.events,
+            quota,
+            share.tokens,
+            share.requests,
+            &claimed,
+        ));
+        published.emailed |= emailed;
+    }
+    // Each member's quota: its organization's total less what later
+    // members of that organization added.
+    let mut later: HashMap<Uuid, (i64, i64)> = HashMap::new();
+    let mut quotas = Vec::with_capacity(members.len());
+    for (member, (tokens, requests)) in members.iter().zip(&added).rev() {
+        let organization_id = member.reporter.organization_id;
+        let mut quota = *after
+            .get(&organization_id)
+            .ok_or_else(|| AppError::internal(anyhow::anyhow!("a group member's quota went missing")))?;
+        let later = later.entry(organization_id).or_default();
         quota.tokens_used -= later.0;
         quota.requests_today -= later.1;
         later.0 += tokens;
         later.1 += requests;
+        quotas.push(quota);
     }
+    quotas.reverse();
     Ok((quotas, published))
 }

@@ -597,22 +597,29 @@ pub(crate) async fn delete(conn: &mut AsyncPgConnection, organization_id: Uuid, 
     Ok(deleted == 1)
 }
 
-/// [`delete`] for the reservations of a group's settlements, in one
-/// statement: the ids it deleted (the others were already gone).
+/// [`delete`] for the reservations of a group's settlements (each with
+/// its organization), in one statement: the ids it deleted (the others
+/// were already gone).
 pub(crate) async fn delete_all(
     conn: &mut AsyncPgConnection,
-    organization_id: Uuid,
-    ids: &[Uuid],
+    settled: &[(Uuid, Uuid)],
 ) -> QueryResult<std::collections::HashSet<Uuid>> {
-    let deleted: Vec<Uuid> = diesel::delete(
-        usage_reservations::table
-            .filter(usage_reservations::id.eq_any(ids))
-            .filter(usage_reservations::organization_id.eq(organization_id)),
+    #[derive(QueryableByName)]
+    struct Deleted {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let deleted: Vec<Deleted> = diesel::sql_query(
+        "DELETE FROM usage_reservations r
+         USING unnest($1::uuid[], $2::uuid[]) AS s(organization_id, id)
+         WHERE r.id = s.id AND r.organization_id = s.organization_id
+         RETURNING r.id",
     )
-    .returning(usage_reservations::id)
-    .get_results(conn)
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(settled.iter().map(|s| s.0).collect::<Vec<_>>())
+    .bind::<diesel::sql_types::Array<SqlUuid>, _>(settled.iter().map(|s| s.1).collect::<Vec<_>>())
+    .load(conn)
     .await?;
-    Ok(deleted.into_iter().collect())
+    Ok(deleted.into_iter().map(|row| row.id).collect())
 }
 
 /// Gives a reservation back without recording anything: the call never
