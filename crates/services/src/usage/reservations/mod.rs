@@ -4,7 +4,8 @@
 //! A call reserves its prompt estimate plus its output limit against the
 //! organization's, the key's and the member's budgets. What it needs to
 //! know of the organization (plan, windows, the member's budget) is one
-//! statement, [`context`]. Then:
+//! statement, shared by the calls that ask at the same time ([`context`]).
+//! Then:
 //!
 //! - **No budget applies** (no plan limit, key or member budget, daily
 //!   limit): the reservation is inserted without any lock, nothing it
@@ -39,24 +40,19 @@ use diesel::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use crate::{
-    plans::{
-        model::{self as plan_model, FREE_PLAN_KEY, PlanRow},
-        subscription::SubscriptionRow,
-    },
-    usage::{
-        authorize::{UsageDenial, check_rate},
-        counters::SubjectKind,
-        directory,
-        record::Reporter,
-        windows::{self, Windows},
-    },
+use crate::usage::{
+    authorize::{UsageDenial, check_rate},
+    counters::SubjectKind,
+    record::Reporter,
 };
 use tollgate_auth::AppState;
 use tollgate_core::error::{AppError, AppResult};
-use tollgate_db::schema::{memberships, organizations, plans, subscriptions, usage_reservations};
+use tollgate_db::schema::usage_reservations;
 
+mod context;
 mod writer;
+
+pub use context::{Context, context};
 
 /// A row of `usage_reservations`.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, Insertable)]
@@ -151,70 +147,6 @@ pub enum Reserved {
         /// well fit in a moment, so the caller may retry soon.
         in_flight: bool,
     },
-}
-
-/// What a reservation needs to know of the organization, read in one
-/// statement before anything is decided: its windows and plan, the
-/// member's budget, and the catalog's version (so the gateway checks its
-/// copy of the catalog at no extra round trip).
-#[derive(Debug, Clone)]
-pub struct Context {
-    /// The organization's windows now.
-    pub windows: Windows,
-    /// The plan in effect.
-    pub plan: PlanRow,
-    /// The member's token budget; None = none (or no longer a member).
-    pub member_limit: Option<i64>,
-    /// The catalog's version ([`crate::usage::directory`]).
-    pub catalog_version: i64,
-    /// When it was read.
-    pub now: DateTime<Utc>,
-}
-
-/// The subscription, its plan, the organization's last reset, the
-/// member's budget and the catalog's version.
-type ContextRow = (SubscriptionRow, PlanRow, Option<DateTime<Utc>>, Option<i64>, i64);
-
-/// Reads the [`Context`] of a call by `reporter`: one statement (two when
-/// the subscribed plan has lapsed). NOT_FOUND when there is no such
-/// organization.
-pub async fn context(app: &AppState, reporter: Reporter) -> AppResult<Context> {
-    let now = app.now();
-    let mut conn = app.db().await?;
-    let membership = memberships::table.on(memberships::organization_id
-        .eq(subscriptions::organization_id)
-        .and(memberships::user_id.eq(reporter.user_id)));
-    let row: Option<ContextRow> = subscriptions::table
-        .inner_join(plans::table)
-        .inner_join(organizations::table)
-        .left_join(membership)
-        .filter(subscriptions::organization_id.eq(reporter.organization_id))
-        .select((
-            SubscriptionRow::as_select(),
-            PlanRow::as_select(),
-            organizations::usage_reset_at,
-            memberships::token_limit.nullable(),
-            diesel::dsl::sql::<BigInt>(directory::VERSION_SQL),
-        ))
-        .first(&mut conn)
-        .await
-        .optional()?;
-    let (subscription, plan, reset_at, member_limit, catalog_version) =
-        row.ok_or_else(|| AppError::not_found("organization"))?;
-    let plan = if subscription.plan_counts_at(now) {
-        plan
-    } else {
-        plan_model::find_by_key(&mut conn, FREE_PLAN_KEY)
-            .await?
-            .ok_or_else(|| AppError::internal(anyhow::anyhow!("the free plan is missing")))?
-    };
-    Ok(Context {
-        windows: windows::windows_of(&subscription, &plan, reset_at, now),
-        plan,
-        member_limit,
-        catalog_version,
-        now,
-    })
 }
 
 /// The budgets a call is held against; None = no such budget.
