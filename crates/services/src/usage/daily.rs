@@ -37,7 +37,10 @@ struct Sums {
 
 /// Adds `events` (of any organizations) to the rollup: summed per row in
 /// memory, then one upsert statement whatever their number.
-pub async fn add(conn: &mut AsyncPgConnection, events: &[UsageEventRow]) -> QueryResult<()> {
+pub async fn add<'a>(
+    conn: &mut AsyncPgConnection,
+    events: impl IntoIterator<Item = &'a UsageEventRow>,
+) -> QueryResult<()> {
     let mut rows: BTreeMap<DayKey, Sums> = BTreeMap::new();
     for event in events {
         let key = DayKey {

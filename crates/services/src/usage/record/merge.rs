@@ -74,11 +74,16 @@ impl Merged {
                 continue;
             };
             let key = (row.organization_id, request_id);
-            let stored_key = (row.organization_id, request_id.to_owned());
-            let earlier = stored
-                .get(&stored_key)
-                .map(|event| (event, Source::Stored(stored_key.clone())))
-                .or_else(|| claimed.get(&key).map(|&c| (&self.candidates[c], Source::Candidate(c))));
+            // Stored events are known only after a conflict: no key to
+            // build for every row of a batch otherwise.
+            let stored_event = if stored.is_empty() {
+                None
+            } else {
+                let stored_key = (row.organization_id, request_id.to_owned());
+                stored.get(&stored_key).map(|event| (event, Source::Stored(stored_key)))
+            };
+            let earlier =
+                stored_event.or_else(|| claimed.get(&key).map(|&c| (&self.candidates[c], Source::Candidate(c))));
             match earlier {
                 Some((event, source)) if event.same_numbers(row) => sources.push(source),
                 Some(_) => {

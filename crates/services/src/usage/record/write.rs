@@ -531,8 +531,7 @@ async fn count(
         .into_iter()
         .map(|((_, span), totals)| (span, totals))
         .collect();
-    let new_events: Vec<UsageEventRow> = shares.values().flat_map(|share| share.events.iter().cloned()).collect();
-    daily::add(conn, &new_events).await?;
+    daily::add(conn, shares.values().flat_map(|share| &share.events)).await?;
     let mut published = Published::default();
     let mut after: HashMap<Uuid, QuotaSnapshot> = HashMap::with_capacity(shares.len());
     for (organization_id, share) in shares {
