@@ -1,9 +1,9 @@
-//! Group commit's queueing, shared by the usage writer (a queue per
-//! organization) and the reservation writer (one queue): the first job of
-//! an idle queue is written at once, so an idle server adds no latency;
-//! jobs that arrive while a write is in flight wait and form the next
-//! group, written as soon as that write is done. One writer per queue at a
-//! time, started by whoever found the queue idle.
+//! Group commit's queueing, shared by the usage writer, the reservation
+//! writer and the context reader (one queue each per application): the
+//! first job of an idle queue is written at once, so an idle server adds
+//! no latency; jobs that arrive while a write is in flight wait and form
+//! the next group, written as soon as that write is done. One writer per
+//! queue at a time, started by whoever found the queue idle.
 
 use std::{
     collections::HashMap,
@@ -11,6 +11,8 @@ use std::{
     hash::Hash,
     sync::{Mutex, MutexGuard, PoisonError},
 };
+
+use tollgate_auth::AppState;
 
 /// Queues of waiting jobs by key. A key is present only while its writer
 /// is at work.
@@ -76,6 +78,27 @@ impl<K: Eq + Hash + Copy, J> Coalescer<K, J> {
             }
             group = take(waiting);
         }
+    }
+}
+
+impl<J: Send + 'static> Coalescer<usize, J> {
+    /// Queues `job` on the application's queue (two apps in one process,
+    /// as in tests, have their own databases); when no writer is at work,
+    /// starts one as a task of the application, writing with `write`.
+    pub(crate) fn submit<W, F>(&'static self, app: &AppState, job: J, take: fn(&mut Vec<J>) -> Vec<J>, write: W)
+    where
+        W: Fn(AppState, Vec<J>) -> F + Send + Sync + 'static,
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let key = std::ptr::from_ref(app.pool()) as usize;
+        let Some(first) = self.join(key, job) else {
+            return;
+        };
+        let app = app.clone();
+        app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
+            self.drain(key, vec![first], take, |group| write(app.clone(), group))
+                .await;
+        }));
     }
 }
 

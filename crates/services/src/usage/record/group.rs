@@ -68,13 +68,9 @@ impl Reply {
     }
 }
 
-/// Whose queue: the application (two apps in one process, as in tests,
-/// have their own databases).
-type QueueKey = usize;
-
 /// The applications with a writer at work, and the jobs waiting for their
 /// next group.
-static QUEUES: LazyLock<Coalescer<QueueKey, Job>> = LazyLock::new(Coalescer::default);
+static QUEUES: LazyLock<Coalescer<usize, Job>> = LazyLock::new(Coalescer::default);
 
 /// Records through the writer and waits for the commit of the group the
 /// report joined.
@@ -92,7 +88,6 @@ pub(super) async fn submit(
         input: (reporter, reports, settles),
         reply: Reply(reply),
     };
-    let key = std::ptr::from_ref(app.pool()) as usize;
     if job.input.1.len() >= OWN_TRANSACTION_INPUTS {
         let app = app.clone();
         app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
@@ -100,14 +95,9 @@ pub(super) async fn submit(
         }));
         return wait(answer).await;
     }
-    if let Some(job) = QUEUES.join(key, job) {
-        let app = app.clone();
-        app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
-            QUEUES
-                .drain(key, vec![job], take_group, |group| write::write_group(&app, group))
-                .await;
-        }));
-    }
+    QUEUES.submit(app, job, take_group, |app, group| async move {
+        write::write_group(&app, group).await
+    });
     wait(answer).await
 }
 

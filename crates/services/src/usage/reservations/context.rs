@@ -76,13 +76,7 @@ pub async fn context(app: &AppState, reporter: Reporter) -> AppResult<Context> {
         now: app.now(),
         reply,
     };
-    let key = std::ptr::from_ref(app.pool()) as usize;
-    if let Some(first) = QUEUE.join(key, asked) {
-        let app = app.clone();
-        app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
-            QUEUE.drain(key, vec![first], take, |group| read(&app, group)).await;
-        }));
-    }
+    QUEUE.submit(app, asked, take, |app, group| async move { read(&app, group).await });
     answer
         .await
         .map_err(|_| AppError::internal(anyhow::anyhow!("the context reader stopped before answering")))?

@@ -36,13 +36,9 @@ pub(super) async fn insert(app: &AppState, row: ReservationRow) -> AppResult<()>
     // full pool, as asking for a second connection would.
     tollgate_db::hold::ensure_free("a reservation").map_err(AppError::internal)?;
     let (reply, answer) = oneshot::channel();
-    let key = std::ptr::from_ref(app.pool()) as usize;
-    if let Some(first) = QUEUE.join(key, Pending { row, reply }) {
-        let app = app.clone();
-        app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
-            QUEUE.drain(key, vec![first], take, |group| write(&app, group)).await;
-        }));
-    }
+    QUEUE.submit(app, Pending { row, reply }, take, |app, group| async move {
+        write(&app, group).await
+    });
     answer
         .await
         .map_err(|_| AppError::internal(anyhow::anyhow!("the reservation writer stopped before answering")))?
