@@ -12,7 +12,9 @@ use std::{
     sync::{Mutex, MutexGuard, PoisonError},
 };
 
+use tokio::sync::oneshot;
 use tollgate_auth::AppState;
+use tollgate_core::error::{AppError, AppResult};
 
 /// Queues of waiting jobs by key. A key is present only while its writer
 /// is at work.
@@ -82,23 +84,38 @@ impl<K: Eq + Hash + Copy, J> Coalescer<K, J> {
 }
 
 impl<J: Send + 'static> Coalescer<usize, J> {
-    /// Queues `job` on the application's queue (two apps in one process,
-    /// as in tests, have their own databases); when no writer is at work,
-    /// starts one as a task of the application, writing with `write`.
-    pub(crate) fn submit<W, F>(&'static self, app: &AppState, job: J, take: fn(&mut Vec<J>) -> Vec<J>, write: W)
+    /// Hands a job to the application's writer (two apps in one process,
+    /// as in tests, have their own databases) and waits for its answer.
+    /// `job` makes the job around where its answer goes; when no writer is
+    /// at work, one starts as a task of the application, writing each
+    /// group with `write`. `what` names the job in refusals and errors.
+    pub(crate) async fn ask<T, W, F>(
+        &'static self,
+        app: &AppState,
+        what: &'static str,
+        job: impl FnOnce(oneshot::Sender<AppResult<T>>) -> J,
+        take: fn(&mut Vec<J>) -> Vec<J>,
+        write: W,
+    ) -> AppResult<T>
     where
         W: Fn(AppState, Vec<J>) -> F + Send + Sync + 'static,
         F: Future<Output = ()> + Send + 'static,
     {
+        // Waiting for a writer while holding a connection would deadlock a
+        // full pool, as asking for a second connection would.
+        tollgate_db::hold::ensure_free(what).map_err(AppError::internal)?;
+        let (reply, answer) = oneshot::channel();
         let key = std::ptr::from_ref(app.pool()) as usize;
-        let Some(first) = self.join(key, job) else {
-            return;
-        };
-        let app = app.clone();
-        app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
-            self.drain(key, vec![first], take, |group| write(app.clone(), group))
-                .await;
-        }));
+        if let Some(first) = self.join(key, job(reply)) {
+            let app = app.clone();
+            app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
+                self.drain(key, vec![first], take, |group| write(app.clone(), group))
+                    .await;
+            }));
+        }
+        answer
+            .await
+            .map_err(|_| AppError::internal(anyhow::anyhow!("the writer of {what} stopped before answering")))?
     }
 }
 

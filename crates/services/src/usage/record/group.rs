@@ -80,29 +80,37 @@ pub(super) async fn submit(
     reports: Vec<Report>,
     settles: Option<Uuid>,
 ) -> AppResult<Option<Recorded>> {
-    // Waiting for the writer while holding a connection would deadlock a
+    let input = (reporter, reports, settles);
+    if input.1.len() >= OWN_TRANSACTION_INPUTS {
+        return alone(app, input).await;
+    }
+    let job = |reply| Job {
+        input,
+        reply: Reply(reply),
+    };
+    QUEUES
+        .ask(app, "recorded usage", job, take_group, |app, group| async move {
+            write::write_group(&app, group).await
+        })
+        .await
+}
+
+/// A large batch: written by a task of its own, in a transaction of its
+/// own (see [`OWN_TRANSACTION_INPUTS`]), so that a caller who goes away
+/// does not abort it.
+async fn alone(app: &AppState, input: Input) -> AppResult<Option<Recorded>> {
+    // Waiting for the task while holding a connection would deadlock a
     // full pool, as asking for a second connection would.
     tollgate_db::hold::ensure_free("recorded usage").map_err(AppError::internal)?;
     let (reply, answer) = oneshot::channel();
     let job = Job {
-        input: (reporter, reports, settles),
+        input,
         reply: Reply(reply),
     };
-    if job.input.1.len() >= OWN_TRANSACTION_INPUTS {
-        let app = app.clone();
-        app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
-            write::write_group(&app, vec![job]).await;
-        }));
-        return wait(answer).await;
-    }
-    QUEUES.submit(app, job, take_group, |app, group| async move {
-        write::write_group(&app, group).await
-    });
-    wait(answer).await
-}
-
-/// The answer of the task that wrote the caller's recording.
-async fn wait(answer: oneshot::Receiver<AppResult<Option<Recorded>>>) -> AppResult<Option<Recorded>> {
+    let app = app.clone();
+    app.tasks().clone().spawn(tollgate_db::hold::scoped(async move {
+        write::write_group(&app, vec![job]).await;
+    }));
     answer
         .await
         .map_err(|_| AppError::internal(anyhow::anyhow!("the usage writer stopped before answering")))?

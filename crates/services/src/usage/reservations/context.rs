@@ -67,19 +67,13 @@ static QUEUE: LazyLock<Coalescer<usize, Asked>> = LazyLock::new(Coalescer::defau
 /// Reads the [`Context`] of a call by `reporter`, with the calls asking
 /// meanwhile. NOT_FOUND when there is no such organization.
 pub async fn context(app: &AppState, reporter: Reporter) -> AppResult<Context> {
-    // Waiting for the reader while holding a connection would deadlock a
-    // full pool, as asking for a second connection would.
-    tollgate_db::hold::ensure_free("a call's context").map_err(AppError::internal)?;
-    let (reply, answer) = oneshot::channel();
-    let asked = Asked {
-        reporter,
-        now: app.now(),
-        reply,
-    };
-    QUEUE.submit(app, asked, take, |app, group| async move { read(&app, group).await });
-    answer
+    let now = app.now();
+    let asked = |reply| Asked { reporter, now, reply };
+    QUEUE
+        .ask(app, "a call's context", asked, take, |app, group| async move {
+            read(&app, group).await
+        })
         .await
-        .map_err(|_| AppError::internal(anyhow::anyhow!("the context reader stopped before answering")))?
 }
 
 /// The next group: up to [`MAX_READ`] in arrival order.

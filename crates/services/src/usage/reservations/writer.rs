@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use super::ReservationRow;
 use crate::usage::coalesce::Coalescer;
 use tollgate_auth::AppState;
-use tollgate_core::error::{AppError, AppResult};
+use tollgate_core::error::AppResult;
 use tollgate_db::schema::usage_reservations;
 
 /// Most rows one INSERT carries (11 parameters each, well under
@@ -32,16 +32,15 @@ static QUEUE: LazyLock<Coalescer<usize, Pending>> = LazyLock::new(Coalescer::def
 /// Inserts `row` with whatever reservations arrive meanwhile; returns
 /// once it is committed.
 pub(super) async fn insert(app: &AppState, row: ReservationRow) -> AppResult<()> {
-    // Waiting for the writer while holding a connection would deadlock a
-    // full pool, as asking for a second connection would.
-    tollgate_db::hold::ensure_free("a reservation").map_err(AppError::internal)?;
-    let (reply, answer) = oneshot::channel();
-    QUEUE.submit(app, Pending { row, reply }, take, |app, group| async move {
-        write(&app, group).await
-    });
-    answer
+    QUEUE
+        .ask(
+            app,
+            "a reservation",
+            |reply| Pending { row, reply },
+            take,
+            |app, group| async move { write(&app, group).await },
+        )
         .await
-        .map_err(|_| AppError::internal(anyhow::anyhow!("the reservation writer stopped before answering")))?
 }
 
 /// The next group: up to [`MAX_ROWS`] in arrival order.
