@@ -140,9 +140,10 @@ pub async fn add(
 /// Rows are locked in the order given: callers list organizations by id,
 /// each one's rows in lock order (the ORGANIZATION row first), so two
 /// recorders of overlapping organizations never deadlock. Without any
-/// delta it only sums.
+/// delta it only sums. It takes the connection shared, so a caller may
+/// send it together with another statement (pipelined).
 pub async fn add_many(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     deltas: &[(Uuid, &Deltas)],
     spans: &[(Uuid, CounterSpan)],
 ) -> QueryResult<HashMap<(Uuid, CounterSpan), (i64, i64)>> {
@@ -202,7 +203,7 @@ pub async fn add_many(
         .bind::<Array<Text>, _>(spans.iter().map(|(_, span)| span.kind).collect::<Vec<_>>())
         .bind::<Array<Uuid_>, _>(spans.iter().map(|(_, span)| span.subject_id).collect::<Vec<_>>())
         .bind::<Array<Timestamptz>, _>(spans.iter().map(|(_, span)| span.since).collect::<Vec<_>>())
-        .load(conn)
+        .load(&mut { conn })
         .await?;
     Ok(by_position(spans, totals))
 }
@@ -282,7 +283,7 @@ pub async fn sum(
 /// query that reads each span's own rows by primary key range; a span
 /// without rows is zero.
 pub async fn sum_many(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     spans: &[(Uuid, CounterSpan)],
 ) -> QueryResult<HashMap<(Uuid, CounterSpan), (i64, i64)>> {
     const SUM: &str = "
@@ -301,7 +302,7 @@ pub async fn sum_many(
         .bind::<Array<Text>, _>(spans.iter().map(|(_, span)| span.kind).collect::<Vec<_>>())
         .bind::<Array<Uuid_>, _>(spans.iter().map(|(_, span)| span.subject_id).collect::<Vec<_>>())
         .bind::<Array<Timestamptz>, _>(spans.iter().map(|(_, span)| span.since).collect::<Vec<_>>())
-        .load(conn)
+        .load(&mut { conn })
         .await?;
     Ok(by_position(spans, totals))
 }

@@ -36,11 +36,10 @@ struct Sums {
 }
 
 /// Adds `events` (of any organizations) to the rollup: summed per row in
-/// memory, then one upsert statement whatever their number.
-pub async fn add<'a>(
-    conn: &mut AsyncPgConnection,
-    events: impl IntoIterator<Item = &'a UsageEventRow>,
-) -> QueryResult<()> {
+/// memory, then one upsert statement whatever their number. It takes the
+/// connection shared, so a caller may send it together with another
+/// statement (pipelined).
+pub async fn add<'a>(conn: &AsyncPgConnection, events: impl IntoIterator<Item = &'a UsageEventRow>) -> QueryResult<()> {
     let mut rows: BTreeMap<DayKey, Sums> = BTreeMap::new();
     for event in events {
         let key = DayKey {
@@ -98,7 +97,7 @@ pub async fn add<'a>(
             usage_daily::requests.eq(usage_daily::requests + excluded(usage_daily::requests)),
             usage_daily::cost_micro_usd.eq(usage_daily::cost_micro_usd + excluded(usage_daily::cost_micro_usd)),
         ))
-        .execute(conn)
+        .execute(&mut { conn })
         .await?;
     Ok(())
 }

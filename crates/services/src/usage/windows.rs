@@ -160,7 +160,7 @@ pub fn windows_of(
 /// catalog's version read in the same statement, so the writer checks its
 /// copy of the catalog at no extra round trip (None when none was found).
 pub async fn lock_for_recording(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     organization_ids: &[Uuid],
 ) -> QueryResult<(HashSet<Uuid>, Option<i64>)> {
     let rows: Vec<(Uuid, i64)> = organizations::table
@@ -171,10 +171,32 @@ pub async fn lock_for_recording(
             diesel::dsl::sql::<diesel::sql_types::BigInt>(crate::usage::directory::VERSION_SQL),
         ))
         .for_share()
-        .load(conn)
+        .load(&mut { conn })
         .await?;
     let version = rows.iter().map(|row| row.1).next();
     Ok((rows.into_iter().map(|row| row.0).collect(), version))
+}
+
+/// What an organization's windows are made of: its subscription, the
+/// plan subscribed to, and its last reset.
+pub type WindowRows = Vec<(SubscriptionRow, PlanRow, Option<DateTime<Utc>>)>;
+
+/// Reads [`WindowRows`] of many organizations in one statement. It needs
+/// no clock, so a caller may send it together with another statement on
+/// the same connection (pipelined: one round trip for both) and read the
+/// clock after both ran.
+pub async fn rows_of_organizations(conn: &AsyncPgConnection, organization_ids: &[Uuid]) -> QueryResult<WindowRows> {
+    subscriptions::table
+        .inner_join(plans_table::table)
+        .inner_join(organizations::table)
+        .filter(subscriptions::organization_id.eq_any(organization_ids))
+        .select((
+            SubscriptionRow::as_select(),
+            PlanRow::as_select(),
+            organizations::usage_reset_at,
+        ))
+        .load(&mut { conn })
+        .await
 }
 
 /// The windows of many organizations at `now` in at most two queries (the
@@ -184,17 +206,17 @@ pub async fn of_organizations(
     organization_ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> QueryResult<HashMap<Uuid, (Windows, PlanRow)>> {
-    let rows: Vec<(SubscriptionRow, PlanRow, Option<DateTime<Utc>>)> = subscriptions::table
-        .inner_join(plans_table::table)
-        .inner_join(organizations::table)
-        .filter(subscriptions::organization_id.eq_any(organization_ids))
-        .select((
-            SubscriptionRow::as_select(),
-            PlanRow::as_select(),
-            organizations::usage_reset_at,
-        ))
-        .load(conn)
-        .await?;
+    let rows = rows_of_organizations(conn, organization_ids).await?;
+    windows_at(conn, rows, now).await
+}
+
+/// The windows that `rows` give at `now`, with the plan in effect (the
+/// free plan, read here, where a subscribed plan has stopped counting).
+pub async fn windows_at(
+    conn: &mut AsyncPgConnection,
+    rows: WindowRows,
+    now: DateTime<Utc>,
+) -> QueryResult<HashMap<Uuid, (Windows, PlanRow)>> {
     let mut free: Option<PlanRow> = None;
     let mut windows = HashMap::with_capacity(rows.len());
     for (subscription, plan, reset_at) in rows {
