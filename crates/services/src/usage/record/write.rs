@@ -12,8 +12,9 @@
 //! One bad recording does not abort its neighbours. A requestId stored
 //! with other numbers is found by comparing after `ON CONFLICT DO
 //! NOTHING`. A group is first written without a savepoint (two round
-//! trips fewer, and a failure is rare); should that attempt fail, the
-//! whole transaction rolls back and is made again guarded: each attempt
+//! trips fewer, and a failure is rare; its settlements' reservations are
+//! then deleted in the round trip of the lock); should that attempt fail,
+//! the whole transaction rolls back and is made again guarded: each attempt
 //! in a savepoint, made again with a conflicting recording refused, and
 //! after any other error the recordings written one by one, each in a
 //! savepoint of its own, so only the one that fails is refused. A lone
@@ -23,6 +24,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use diesel::QueryResult;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
@@ -193,6 +195,10 @@ async fn in_transaction(app: &AppState, inputs: Vec<Input>, guard: Guard) -> Res
     let mut organization_ids: Vec<Uuid> = inputs.iter().map(|input| input.0.organization_id).collect();
     organization_ids.sort_unstable();
     organization_ids.dedup();
+    let settled: Vec<(Uuid, Uuid)> = inputs
+        .iter()
+        .filter_map(|(reporter, _, settles)| settles.map(|id| (reporter.organization_id, id)))
+        .collect();
     let mut conn = app.db().await?;
     let written = conn
         .transaction::<_, Aborted, _>(async |conn| {
@@ -200,16 +206,21 @@ async fn in_transaction(app: &AppState, inputs: Vec<Input>, guard: Guard) -> Res
             // resetUsage takes exclusively: every event then falls wholly
             // before or after a reset, in the window its created_at says.
             // The windows' rows are read in the same round trip, by the
-            // statement after the lock (pipelined): so also under it.
+            // statement after the lock (pipelined): so also under it. So is
+            // the settlements' deletion, when no savepoint can undo part of
+            // the transaction: see [`Predeleted`].
             let shared: &AsyncPgConnection = conn;
-            let ((found, catalog_version), window_rows) = tokio::try_join!(
+            let predelete = matches!(guard, Guard::None) || inputs.len() <= 1;
+            let ((found, catalog_version), window_rows, predeleted) = tokio::try_join!(
                 windows::lock_for_recording(shared, &organization_ids),
                 windows::rows_of_organizations(shared, &organization_ids),
+                Predeleted::delete(shared, &settled, predelete),
             )?;
             let now = app.now();
             let mut outcomes: Outcomes = Vec::with_capacity(inputs.len());
             let Some(catalog_version) = catalog_version else {
                 outcomes.extend(inputs.iter().map(|_| Some(Err(AppError::not_found("organization")))));
+                predeleted.all_settled_by(&[], &outcomes, &guard)?;
                 return Ok((outcomes, Published::default()));
             };
             let directory = directory::at_version_on(app, conn, catalog_version).await?;
@@ -243,7 +254,8 @@ async fn in_transaction(app: &AppState, inputs: Vec<Input>, guard: Guard) -> Res
                     Err(error) => outcomes.push(Some(Err(error))),
                 }
             }
-            let published = write_members(conn, &scope, members, &mut outcomes, guard).await?;
+            predeleted.all_settled_by(&members, &outcomes, &guard)?;
+            let published = write_members(conn, &scope, members, &mut outcomes, guard, predeleted).await?;
             Ok((outcomes, published))
         })
         .await?;
@@ -271,6 +283,52 @@ impl From<AppError> for Undone {
     }
 }
 
+/// The settlements' reservations, deleted with the group's first
+/// statements (one round trip fewer) when nothing can undo part of the
+/// transaction: unguarded, or a lone recording, where any failure aborts
+/// it whole and so restores them. Under savepoints each attempt deletes
+/// its own, so that a member refused alone keeps its reservation (for the
+/// expiry job to settle).
+struct Predeleted(Option<HashSet<Uuid>>);
+
+impl Predeleted {
+    /// Deletes the reservations of `settled` when `now` says so.
+    async fn delete(conn: &AsyncPgConnection, settled: &[(Uuid, Uuid)], now: bool) -> QueryResult<Self> {
+        if !now {
+            return Ok(Self(None));
+        }
+        if settled.is_empty() {
+            return Ok(Self(Some(HashSet::new())));
+        }
+        Ok(Self(Some(reservations::delete_all(conn, settled).await?)))
+    }
+
+    /// Refuses to go on when a reservation was deleted for a recording that
+    /// will not be written (its organization gone, its input refused): the
+    /// transaction is then undone, so the reservation stays for the expiry
+    /// job, and made again guarded (or, for a lone recording, the
+    /// recording's refusal is the answer, as it would have been).
+    fn all_settled_by(&self, members: &[(usize, Member)], outcomes: &Outcomes, guard: &Guard) -> Result<(), Aborted> {
+        let Some(deleted) = &self.0 else {
+            return Ok(());
+        };
+        let settling: HashSet<Uuid> = members.iter().filter_map(|(_, member)| member.settles).collect();
+        if deleted.iter().all(|id| settling.contains(id)) {
+            return Ok(());
+        }
+        Err(match guard {
+            Guard::None => Aborted::Unguarded(Vec::new()),
+            Guard::Savepoints(_) => Aborted::Error(
+                outcomes
+                    .iter()
+                    .flatten()
+                    .find_map(|outcome| outcome.as_ref().err().cloned())
+                    .unwrap_or_else(unanswered),
+            ),
+        })
+    }
+}
+
 /// What one attempt wrote: an answer per member, and what to publish.
 struct Attempted {
     answers: Vec<AppResult<Option<Recorded>>>,
@@ -285,6 +343,7 @@ async fn write_members(
     members: Vec<(usize, Member)>,
     outcomes: &mut Outcomes,
     guard: Guard,
+    predeleted: Predeleted,
 ) -> Result<Published, Aborted> {
     let (places, members): (Vec<usize>, Vec<Member>) = members.into_iter().unzip();
     let mut published = Published::default();
@@ -292,7 +351,7 @@ async fn write_members(
         Guard::Savepoints(stored) => stored,
         Guard::None if members.len() <= 1 => Stored::new(),
         Guard::None => {
-            return match attempt(conn, cx, &members, &Stored::new()).await {
+            return match attempt(conn, cx, &members, &Stored::new(), predeleted.0).await {
                 Ok(attempted) => {
                     settle_outcomes(&places, attempted, outcomes, &mut published);
                     Ok(published)
@@ -306,7 +365,7 @@ async fn write_members(
         // Alone: no neighbour to protect, so no savepoint; nothing of a
         // failed attempt can stay, so the transaction aborts, with the
         // refusal a next attempt would make.
-        return match attempt(conn, cx, &members, &stored).await {
+        return match attempt(conn, cx, &members, &stored, predeleted.0).await {
             Ok(attempted) => {
                 settle_outcomes(&places, attempted, outcomes, &mut published);
                 Ok(published)
@@ -320,7 +379,7 @@ async fn write_members(
     }
     loop {
         let tried = conn
-            .transaction::<_, Undone, _>(async |conn| attempt(conn, cx, &members, &stored).await)
+            .transaction::<_, Undone, _>(async |conn| attempt(conn, cx, &members, &stored, None).await)
             .await;
         match tried {
             Ok(attempted) => {
@@ -335,7 +394,7 @@ async fn write_members(
         let alone = [member];
         loop {
             let tried = conn
-                .transaction::<_, Undone, _>(async |conn| attempt(conn, cx, &alone, &stored).await)
+                .transaction::<_, Undone, _>(async |conn| attempt(conn, cx, &alone, &stored, None).await)
                 .await;
             match tried {
                 Ok(attempted) => {
@@ -386,15 +445,16 @@ async fn attempt(
     cx: &Scope,
     members: &[Member],
     stored: &Stored,
+    predeleted: Option<HashSet<Uuid>>,
 ) -> Result<Attempted, Undone> {
     let settled: Vec<(Uuid, Uuid)> = members
         .iter()
         .filter_map(|member| member.settles.map(|id| (member.reporter.organization_id, id)))
         .collect();
-    let mut deleted = if settled.is_empty() {
-        HashSet::new()
-    } else {
-        reservations::delete_all(conn, &settled).await?
+    let mut deleted = match predeleted {
+        Some(deleted) => deleted,
+        None if settled.is_empty() => HashSet::new(),
+        None => reservations::delete_all(conn, &settled).await?,
     };
     // A settlement whose reservation was already gone records nothing; of
     // two settling one reservation in this group, the first records it.

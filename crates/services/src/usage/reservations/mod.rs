@@ -531,9 +531,10 @@ pub(crate) async fn delete(conn: &mut AsyncPgConnection, organization_id: Uuid, 
 
 /// [`delete`] for the reservations of a group's settlements (each with
 /// its organization), in one statement: the ids it deleted (the others
-/// were already gone).
+/// were already gone). It takes the connection shared, so a caller may
+/// send it together with other statements (pipelined).
 pub(crate) async fn delete_all(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     settled: &[(Uuid, Uuid)],
 ) -> QueryResult<std::collections::HashSet<Uuid>> {
     #[derive(QueryableByName)]
@@ -549,7 +550,7 @@ pub(crate) async fn delete_all(
     )
     .bind::<diesel::sql_types::Array<SqlUuid>, _>(settled.iter().map(|s| s.0).collect::<Vec<_>>())
     .bind::<diesel::sql_types::Array<SqlUuid>, _>(settled.iter().map(|s| s.1).collect::<Vec<_>>())
-    .load(conn)
+    .load(&mut { conn })
     .await?;
     Ok(deleted.into_iter().map(|row| row.id).collect())
 }
