@@ -261,6 +261,61 @@ async fn an_update_answered_from_the_event_alone_is_the_executors_answer() {
     }
 }
 
+/// An event recorded on one instance reaches a subscriber answered from
+/// the event alone on another (the bus message is all it has there), with
+/// what the executor answers on that instance to the same selection.
+async fn lean_answers_cross_instances(use_redis: bool) {
+    let recorder = TestApp::spawn_with_redis(use_redis).await;
+    let watcher = recorder.spawn_sibling().await;
+    let person = register(&recorder, "lean-cross@example.com").await;
+    let organization = personal_organization(&recorder, &person).await;
+    let mut socket = connect_as(&watcher, "graphql-transport-ws", &person.access).await;
+    let fragment = format!("... on UsageUpdate {{ {SHARED_SELECTION} }}");
+    subscribe_to(&mut socket, false, "shared", &organization, "live", SHARED_SELECTION).await;
+    subscribe_to(&mut socket, false, "executed", &organization, "live", &fragment).await;
+    until_active(
+        &recorder,
+        &person.access,
+        &organization,
+        &mut socket,
+        &["shared", "executed"],
+    )
+    .await;
+
+    let recorded = recorder
+        .graphql_as(
+            &person.access,
+            RECORD,
+            json!({ "input": { "organizationId": organization, "model": "gpt-4o", "promptTokens": 70,
+                "cachedTokens": 7, "completionTokens": 5, "requestId": "lean-cross",
+                "metadata": { "feature": "review" } } }),
+        )
+        .await;
+    let event_id = recorded.data()["recordUsage"]["event"]["id"].clone();
+    let [shared, executed] =
+        <[Value; 2]>::try_from(one_message_each(&mut socket, &["shared", "executed"]).await).unwrap();
+    assert_eq!(shared["type"], "next");
+    assert_eq!(shared["payload"], executed["payload"], "{shared}\n{executed}");
+    let update = &shared["payload"]["data"]["live"];
+    assert_eq!(update["event"]["id"], event_id);
+    assert_eq!(update["event"]["tokens"], 75);
+    assert_eq!(update["event"]["cachedTokens"], 7);
+    assert_eq!(update["event"]["requestId"], "lean-cross");
+    assert_eq!(update["event"]["metadata"], json!({ "feature": "review" }));
+    recorder.shutdown().await;
+    watcher.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_answered_from_the_event_alone_on_another_instance_gets_it_through_redis() {
+    lean_answers_cross_instances(true).await;
+}
+
+#[tokio::test]
+async fn a_subscriber_answered_from_the_event_alone_on_another_instance_gets_it_through_postgresql() {
+    lean_answers_cross_instances(false).await;
+}
+
 /// Skips updates still in flight and asserts that the subscription then
 /// ended with a FORBIDDEN error.
 async fn assert_subscription_forbidden(socket: &mut Socket) {
