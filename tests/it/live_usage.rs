@@ -208,6 +208,24 @@ async fn until_active(app: &TestApp, token: &str, organization: &str, socket: &m
     panic!("no update reached {ids:?}: {updated:?}");
 }
 
+/// Subscribes twice to [`SHARED_SELECTION`]: "shared" as it is (answered
+/// from the event alone) and "executed" inside a fragment (which the
+/// executor alone carries); records on `recorder` until both are active.
+async fn shared_and_executed(recorder: &TestApp, token: &str, organization: &str, socket: &mut Socket, legacy: bool) {
+    let fragment = format!("... on UsageUpdate {{ {SHARED_SELECTION} }}");
+    subscribe_to(socket, legacy, "shared", organization, "live", SHARED_SELECTION).await;
+    subscribe_to(socket, legacy, "executed", organization, "live", &fragment).await;
+    until_active(recorder, token, organization, socket, &["shared", "executed"]).await;
+}
+
+/// The next update of "shared" and of "executed", which must carry the
+/// same payload; returns the first.
+async fn the_same_answer(socket: &mut Socket) -> Value {
+    let [shared, executed] = <[Value; 2]>::try_from(one_message_each(socket, &["shared", "executed"]).await).unwrap();
+    assert_eq!(shared["payload"], executed["payload"], "{shared}\n{executed}");
+    shared
+}
+
 /// A subscription answered from the event alone gets, byte for byte, what
 /// the executor answers to the same selection (here wrapped in a fragment,
 /// which the executor alone carries), in both protocols.
@@ -219,17 +237,7 @@ async fn an_update_answered_from_the_event_alone_is_the_executors_answer() {
     for legacy in [false, true] {
         let protocol = if legacy { "graphql-ws" } else { "graphql-transport-ws" };
         let mut socket = connect_as(&app, protocol, &person.access).await;
-        let fragment = format!("... on UsageUpdate {{ {SHARED_SELECTION} }}");
-        subscribe_to(&mut socket, legacy, "shared", &organization, "live", SHARED_SELECTION).await;
-        subscribe_to(&mut socket, legacy, "executed", &organization, "live", &fragment).await;
-        until_active(
-            &app,
-            &person.access,
-            &organization,
-            &mut socket,
-            &["shared", "executed"],
-        )
-        .await;
+        shared_and_executed(&app, &person.access, &organization, &mut socket, legacy).await;
 
         let request_id = format!("shared-{legacy}");
         let recorded = app
@@ -242,10 +250,8 @@ async fn an_update_answered_from_the_event_alone_is_the_executors_answer() {
             )
             .await;
         let event_id = recorded.data()["recordUsage"]["event"]["id"].clone();
-        let [shared, executed] =
-            <[Value; 2]>::try_from(one_message_each(&mut socket, &["shared", "executed"]).await).unwrap();
+        let shared = the_same_answer(&mut socket).await;
         assert_eq!(shared["type"], if legacy { "data" } else { "next" });
-        assert_eq!(shared["payload"], executed["payload"], "{shared}\n{executed}");
         let update = &shared["payload"]["data"]["live"];
         assert_eq!(update["__typename"], "UsageUpdate");
         assert_eq!(update["event"]["id"], event_id);
@@ -270,17 +276,7 @@ async fn lean_answers_cross_instances(use_redis: bool) {
     let person = register(&recorder, "lean-cross@example.com").await;
     let organization = personal_organization(&recorder, &person).await;
     let mut socket = connect_as(&watcher, "graphql-transport-ws", &person.access).await;
-    let fragment = format!("... on UsageUpdate {{ {SHARED_SELECTION} }}");
-    subscribe_to(&mut socket, false, "shared", &organization, "live", SHARED_SELECTION).await;
-    subscribe_to(&mut socket, false, "executed", &organization, "live", &fragment).await;
-    until_active(
-        &recorder,
-        &person.access,
-        &organization,
-        &mut socket,
-        &["shared", "executed"],
-    )
-    .await;
+    shared_and_executed(&recorder, &person.access, &organization, &mut socket, false).await;
 
     let recorded = recorder
         .graphql_as(
@@ -292,10 +288,8 @@ async fn lean_answers_cross_instances(use_redis: bool) {
         )
         .await;
     let event_id = recorded.data()["recordUsage"]["event"]["id"].clone();
-    let [shared, executed] =
-        <[Value; 2]>::try_from(one_message_each(&mut socket, &["shared", "executed"]).await).unwrap();
+    let shared = the_same_answer(&mut socket).await;
     assert_eq!(shared["type"], "next");
-    assert_eq!(shared["payload"], executed["payload"], "{shared}\n{executed}");
     let update = &shared["payload"]["data"]["live"];
     assert_eq!(update["event"]["id"], event_id);
     assert_eq!(update["event"]["tokens"], 75);

@@ -195,10 +195,7 @@ async fn in_transaction(app: &AppState, inputs: Vec<Input>, guard: Guard) -> Res
     let mut organization_ids: Vec<Uuid> = inputs.iter().map(|input| input.0.organization_id).collect();
     organization_ids.sort_unstable();
     organization_ids.dedup();
-    let settled: Vec<(Uuid, Uuid)> = inputs
-        .iter()
-        .filter_map(|(reporter, _, settles)| settles.map(|id| (reporter.organization_id, id)))
-        .collect();
+    let settled = settlements(inputs.iter().map(|(reporter, _, settles)| (reporter, *settles)));
     let mut conn = app.db().await?;
     let written = conn
         .transaction::<_, Aborted, _>(async |conn| {
@@ -281,6 +278,14 @@ impl From<AppError> for Undone {
     fn from(error: AppError) -> Self {
         Self::Failed(error)
     }
+}
+
+/// The reservations that recordings settle (gateway calls), each with its
+/// organization.
+fn settlements<'a>(recordings: impl Iterator<Item = (&'a Reporter, Option<Uuid>)>) -> Vec<(Uuid, Uuid)> {
+    recordings
+        .filter_map(|(reporter, settles)| settles.map(|id| (reporter.organization_id, id)))
+        .collect()
 }
 
 /// The settlements' reservations, deleted with the group's first
@@ -447,10 +452,7 @@ async fn attempt(
     stored: &Stored,
     predeleted: Option<HashSet<Uuid>>,
 ) -> Result<Attempted, Undone> {
-    let settled: Vec<(Uuid, Uuid)> = members
-        .iter()
-        .filter_map(|member| member.settles.map(|id| (member.reporter.organization_id, id)))
-        .collect();
+    let settled = settlements(members.iter().map(|member| (&member.reporter, member.settles)));
     let mut deleted = match predeleted {
         Some(deleted) => deleted,
         None if settled.is_empty() => HashSet::new(),
