@@ -1,7 +1,7 @@
 //! GraphQL over HTTP: our own handlers around the executor, so that body
 //! size, batching, methods and early error codes follow the contract.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc};
 
 use async_graphql::{
     BatchRequest, ParseRequestError, Request as GqlRequest, Response as GqlResponse, ServerError,
@@ -18,6 +18,7 @@ use axum::{
 
 use crate::{
     HttpState,
+    limits::{AnswerCap, answer_too_large, json_within},
     media::{BodyKind, ResponseMedia, forces_preflight},
     request::{refuse_forged_uploads, request_meta, server_error, with_request_data},
     websocket,
@@ -239,16 +240,15 @@ async fn execute(
         .as_ref()
         .filter(|persisted| persisted.register)
         .map(|_| request.query.clone());
-    let response = http
-        .schema
-        .execute(with_request_data(app, request, principal, meta))
-        .await;
+    let cap = Arc::new(AnswerCap::default());
+    let request = with_request_data(app, request, principal, meta).data(cap.clone());
+    let response = http.schema.execute(request).await;
     if let (Some(persisted), Some(document)) = (&persisted, document)
         && !is_request_error(&response)
     {
         http.persisted.register(persisted, &document).await;
     }
-    answer(media, response)
+    answer_within(media, response, cap.bytes())
 }
 
 /// Whether the response is a request error: nothing was executed (no
@@ -278,6 +278,12 @@ struct WireResponse<'r> {
 /// status by its code, except PERSISTED_QUERY_NOT_FOUND, which clients
 /// expect with 200.
 fn answer(media: ResponseMedia, response: GqlResponse) -> Response {
+    answer_within(media, response, None)
+}
+
+/// [`answer`], refusing with QUERY_TOO_COMPLEX an answer whose JSON would
+/// take more than `cap` bytes (see [`AnswerCap`]).
+fn answer_within(media: ResponseMedia, response: GqlResponse, cap: Option<usize>) -> Response {
     let request_error = is_request_error(&response);
     let code = response.errors.first().and_then(error_code);
     let status = match media {
@@ -289,7 +295,14 @@ fn answer(media: ResponseMedia, response: GqlResponse) -> Response {
         errors: &response.errors,
         extensions: &response.extensions,
     };
-    let mut http_response = (status, Json(wire)).into_response();
+    let Some(json) = json_within(&wire, cap.unwrap_or(usize::MAX)) else {
+        return match cap {
+            Some(max) => answer(media, GqlResponse::from_errors(vec![answer_too_large(max)])),
+            // A tree of GraphQL values always has a JSON form.
+            None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+        };
+    };
+    let mut http_response = (status, json).into_response();
     let headers = http_response.headers_mut();
     headers.insert(header::CONTENT_TYPE, media.content_type());
     if status == StatusCode::UNAUTHORIZED {

@@ -278,10 +278,37 @@ impl Extension for LimitsExtension {
                 ))]);
             }
         };
+        if let Some(cap) = ctx.data_opt::<Arc<AnswerCap>>() {
+            cap.hold_to(self.limits.max_response_bytes);
+            return response;
+        }
         if !fits_in(&response, self.limits.max_response_bytes) {
             return Response::from_errors(vec![answer_too_large(self.limits.max_response_bytes)]);
         }
         response
+    }
+}
+
+/// The size cap of a query's answer, for a transport that checks it on the
+/// bytes it writes (HTTP, [`crate::http`]). Measuring an answer means
+/// serializing it: an admin's page of organizations is 136 KB, and doing it
+/// here and again on the way out was a tenth of that read's CPU. Where the
+/// request carries none (websockets), the extension measures the answer
+/// itself.
+#[derive(Debug, Default)]
+pub struct AnswerCap(OnceLock<usize>);
+
+impl AnswerCap {
+    /// The most bytes the answer's JSON may take; None when it is not held
+    /// to any (a mutation's answer is always delivered, since what it
+    /// changed is done; a request refused before execution is small).
+    pub fn bytes(&self) -> Option<usize> {
+        self.0.get().copied()
+    }
+
+    fn hold_to(&self, max: usize) {
+        // One execution per request: a second call would set the same cap.
+        let _ = self.0.set(max);
     }
 }
 
@@ -303,21 +330,49 @@ fn too_complex(message: String) -> ServerError {
 /// Whether the response's JSON takes at most `max` bytes; stops writing as
 /// soon as it does not.
 fn fits_in(response: &Response, max: usize) -> bool {
-    struct Budget(usize);
-    impl io::Write for Budget {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            self.0 = self
-                .0
-                .checked_sub(buf.len())
-                .ok_or_else(|| io::Error::other("over the size cap"))?;
-            Ok(buf.len())
-        }
+    serde_json::to_writer(Capped::new(max, io::sink()), response).is_ok()
+}
 
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
+/// `value`'s JSON, or None when it would take more than `max` bytes (found
+/// out as soon as it does, not after writing it all).
+pub(crate) fn json_within<T: serde::Serialize>(value: &T, max: usize) -> Option<Vec<u8>> {
+    let mut json = Capped::new(max, Vec::with_capacity(max.min(4096)));
+    serde_json::to_writer(&mut json, value).ok()?;
+    Some(json.sink)
+}
+
+/// A writer that fails once more than its room has been written to it.
+struct Capped<W> {
+    room: usize,
+    sink: W,
+}
+
+impl<W> Capped<W> {
+    fn new(room: usize, sink: W) -> Self {
+        Self { room, sink }
     }
-    serde_json::to_writer(&mut Budget(max), response).is_ok()
+}
+
+impl<W: io::Write> io::Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+
+    // serde_json writes every quote and comma with `write_all`; the default
+    // one loops over `write`, which showed in the profile of a large answer.
+    #[inline]
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.room = self
+            .room
+            .checked_sub(buf.len())
+            .ok_or_else(|| io::Error::other("over the size cap"))?;
+        self.sink.write_all(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sink.flush()
+    }
 }
 
 /// The code of an error async-graphql raised itself (ours always carry
