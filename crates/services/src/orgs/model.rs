@@ -5,8 +5,8 @@ use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use tollgate_auth::roles::OrgRole;
-use tollgate_db::schema::{memberships, organizations};
+use tollgate_auth::{roles::OrgRole, users::UserSummary};
+use tollgate_db::schema::{memberships, organizations, users};
 
 /// A row of `organizations`.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -111,6 +111,24 @@ pub async fn memberships_of_organizations(
     memberships::table
         .filter(memberships::organization_id.eq_any(organization_ids))
         .select(MembershipRow::as_select())
+        .order((memberships::created_at, memberships::user_id))
+        .load(conn)
+        .await
+}
+
+/// The memberships of these organizations with their users' summaries,
+/// oldest first: one statement. Reading the users apart would send
+/// PostgreSQL a list of every member's id, which its plan for a prepared
+/// statement matches row by row against the whole list (a 1,000-member
+/// page: a million comparisons).
+pub async fn members_of_organizations(
+    conn: &mut AsyncPgConnection,
+    organization_ids: &[Uuid],
+) -> QueryResult<Vec<(MembershipRow, UserSummary)>> {
+    memberships::table
+        .inner_join(users::table)
+        .filter(memberships::organization_id.eq_any(organization_ids))
+        .select((MembershipRow::as_select(), UserSummary::as_select()))
         .order((memberships::created_at, memberships::user_id))
         .load(conn)
         .await

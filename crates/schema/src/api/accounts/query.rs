@@ -19,7 +19,7 @@ use crate::{
 };
 use tollgate_auth::{
     sessions::{self, IssuedTokens, SessionRow},
-    users::{Role, UserRow},
+    users::{Role, UserRow, UserSummary},
 };
 use tollgate_core::error::AppError;
 use tollgate_services::accounts::oauth::identities;
@@ -187,7 +187,7 @@ impl User {
 /// who may see the user: what a list of members answers without the
 /// executor ([`crate::plain`]). Each must give what the field of the same
 /// name above gives; the test below holds them to it.
-impl PlainObject for UserRow {
+impl PlainObject for UserSummary {
     const TYPE_NAME: &'static str = "User";
 
     fn field(&self, _ctx: &ContextSelectionSet<'_>, field: &Field) -> Option<Value> {
@@ -343,8 +343,8 @@ pub(crate) mod tests {
             User::new(user_row(full))
         }
 
-        async fn plain_user(&self, full: bool) -> PlainOnly<UserRow, User> {
-            PlainOnly(user_row(full), PhantomData)
+        async fn plain_user(&self, full: bool) -> PlainOnly<UserSummary, User> {
+            PlainOnly(user_row(full).into(), PhantomData)
         }
     }
 

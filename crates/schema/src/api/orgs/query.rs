@@ -20,10 +20,7 @@ use crate::{
     plain::{self, PlainObject},
     scalars::{BigInt, Timestamp},
 };
-use tollgate_auth::{
-    roles::OrgRole,
-    users::{self, UserRow},
-};
+use tollgate_auth::{roles::OrgRole, users::UserSummary};
 use tollgate_core::error::AppError;
 use tollgate_services::orgs::{
     access::{Access, KeyAccess},
@@ -310,13 +307,14 @@ impl Membership {
 pub struct MembersInHand {
     by_organization: HashMap<Uuid, Vec<MembershipRow>>,
     /// Empty when the selection does not read `user`.
-    users: HashMap<Uuid, UserRow>,
+    users: HashMap<Uuid, UserSummary>,
 }
 
 impl MembersInHand {
-    /// The members of a page of organizations, in two statements, when
-    /// `members` (the page's `Organization.members` in the selection)
-    /// exists; None otherwise. Per-organization loaders would batch them
+    /// The members of a page of organizations, in one statement (with
+    /// their users when the selection reads them), when `members` (the
+    /// page's `Organization.members` in the selection) exists; None
+    /// otherwise. Per-organization loaders would batch them
     /// too, but their batch waits only a millisecond for the page's other
     /// organizations to ask, and under load the executor takes longer to
     /// reach them: one read of 100 organizations became some 20
@@ -331,18 +329,18 @@ impl MembersInHand {
         }
         let with_users = members.iter().any(|members| members.field("user").exists());
         let mut conn = ctx.app()?.db().await?;
-        let rows = orgs::memberships_of_organizations(&mut conn, organization_ids).await?;
-        let users = if with_users {
-            let mut user_ids: Vec<Uuid> = rows.iter().map(|m| m.user_id).collect();
-            user_ids.sort_unstable();
-            user_ids.dedup();
-            users::find_by_ids(&mut conn, &user_ids).await?
+        let (rows, users) = if with_users {
+            orgs::members_of_organizations(&mut conn, organization_ids)
+                .await?
+                .into_iter()
+                .unzip()
         } else {
-            Vec::new()
+            let rows = orgs::memberships_of_organizations(&mut conn, organization_ids).await?;
+            (rows, Vec::new())
         };
         Ok(Some(Arc::new(Self {
             by_organization: loaders::group(organization_ids, rows, |row| row.organization_id),
-            users: users.into_iter().map(|user| (user.id, user)).collect(),
+            users: users.into_iter().map(|user: UserSummary| (user.id, user)).collect(),
         })))
     }
 
@@ -356,7 +354,8 @@ impl MembersInHand {
             .await?
             .unwrap_or_default();
         let users = if ctx.look_ahead().field("user").exists() {
-            loaders.users.load_many(members.iter().map(|m| m.user_id)).await?
+            let users = loaders.users.load_many(members.iter().map(|m| m.user_id)).await?;
+            users.into_iter().map(|(id, user)| (id, user.into())).collect()
         } else {
             HashMap::new()
         };
@@ -425,7 +424,7 @@ struct MemberInHand<'a> {
     membership: &'a MembershipRow,
     /// None when not loaded (not selected) or not found: then `user` is
     /// left to the executor, which knows how to fail.
-    user: Option<&'a UserRow>,
+    user: Option<&'a UserSummary>,
 }
 
 impl PlainObject for MemberInHand<'_> {
@@ -553,7 +552,7 @@ mod tests {
     }
 
     /// A membership that owns its rows, for the test schema.
-    struct OwnedMember(MembershipRow, UserRow);
+    struct OwnedMember(MembershipRow, UserSummary);
 
     impl PlainObject for OwnedMember {
         const TYPE_NAME: &'static str = "Membership";
@@ -576,7 +575,7 @@ mod tests {
         }
 
         async fn plain_membership(&self, limited: bool) -> PlainOnly<OwnedMember, Membership> {
-            PlainOnly(OwnedMember(membership_row(limited), user_row(true)), PhantomData)
+            PlainOnly(OwnedMember(membership_row(limited), user_row(true).into()), PhantomData)
         }
     }
 
