@@ -130,8 +130,8 @@ pub fn enroll_totp_first() -> AppError {
 /// What a listing of people shows of each: a [`UserRow`] without its
 /// password hash, preferences (a JSON document to parse per row),
 /// suspension reason and MFA state. An admin's page of 100 organizations
-/// lists 1,000 members, and their full rows were a fifth of that read's
-/// CPU.
+/// lists 1,000 members, and decoding their full rows was a fifth of that
+/// read's instructions.
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::pg::Pg))]
 pub struct UserSummary {

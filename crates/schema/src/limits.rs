@@ -291,10 +291,10 @@ impl Extension for LimitsExtension {
 
 /// The size cap of a query's answer, for a transport that checks it on the
 /// bytes it writes (HTTP, [`crate::http`]). Measuring an answer means
-/// serializing it: an admin's page of organizations is 136 KB, and doing it
-/// here and again on the way out was a tenth of that read's CPU. Where the
-/// request carries none (websockets), the extension measures the answer
-/// itself.
+/// serializing it: an admin's page of organizations is 136 KB, and doing
+/// it here and again on the way out cost a tenth of that read's
+/// instructions each time. Where the request carries none (websockets),
+/// the extension measures the answer itself.
 #[derive(Debug, Default)]
 pub struct AnswerCap(OnceLock<usize>);
 

@@ -117,10 +117,10 @@ pub async fn memberships_of_organizations(
 }
 
 /// The memberships of these organizations with their users' summaries,
-/// oldest first: one statement. Reading the users apart would send
-/// PostgreSQL a list of every member's id, which its plan for a prepared
-/// statement matches row by row against the whole list (a 1,000-member
-/// page: a million comparisons).
+/// oldest first: one statement. Reading the users apart sent PostgreSQL a
+/// list of every member's id, and the plan it keeps for a prepared
+/// statement does not hash such a list: on the benchmark's 1,000 users, a
+/// sequential scan comparing each row with all 1,000 ids.
 pub async fn members_of_organizations(
     conn: &mut AsyncPgConnection,
     organization_ids: &[Uuid],
