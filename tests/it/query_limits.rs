@@ -67,6 +67,40 @@ async fn pages_nested_in_pages_are_priced_by_their_sizes_and_refused() {
     );
 }
 
+/// The server keeps parsed documents by their text (`document_cache`): a
+/// document sent again must still be priced and guarded for the variables
+/// it comes with this time, whatever it came with before.
+#[tokio::test]
+async fn a_document_sent_again_is_priced_and_guarded_for_its_own_variables() {
+    let app = TestApp::spawn().await;
+    let person = register(&app, "mallory@example.com").await;
+    let org = personal_organization(&app, &person.access).await;
+
+    let by_variable = nested_usage(4, "$n");
+    for n in [2, 100, 2, 100] {
+        let response = app
+            .graphql_as(&person.access, &by_variable, json!({ "org": org, "n": n }))
+            .await;
+        if n == 100 {
+            assert_eq!(response.error_code(), Some("QUERY_TOO_COMPLEX"), "{}", response.body);
+        } else {
+            let nodes = &response.data()["organization"]["usageEvents"]["nodes"];
+            assert_eq!(nodes, &json!([]), "{}", response.body);
+        }
+    }
+
+    let by_slug = "query ($slug: String!) { organization(slug: $slug) { id } }";
+    for slug in ["no-such-organization", "\u{0}", "no-such-organization", "\u{0}"] {
+        let response = app.graphql_as(&person.access, by_slug, json!({ "slug": slug })).await;
+        if slug.contains('\u{0}') {
+            assert_eq!(response.error_code(), Some("BAD_USER_INPUT"), "{}", response.body);
+        } else {
+            assert!(response.body["errors"].is_null(), "{}", response.body);
+            assert!(response.data()["organization"].is_null(), "{}", response.body);
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_admins_page_of_organizations_with_their_members_passes() {
     let app = TestApp::spawn().await;

@@ -6,6 +6,7 @@ pub mod access;
 pub mod api;
 pub mod context;
 pub mod cost;
+pub mod document_cache;
 pub mod error;
 pub mod field_errors;
 pub mod http;
@@ -112,6 +113,9 @@ pub fn build_schema(limits: QueryLimits) -> AppSchema {
         // scopes; fresh loaders for each execution. One extension for all
         // of it, since each extension costs a boxed future per field.
         .extension(field_errors::FieldErrors)
+        // Last, so innermost: it stands in for the parse alone, and the
+        // extensions above still see every document.
+        .extension(document_cache::DocumentCache::default())
         // The parser's own guard against stack exhaustion; the configurable
         // depth limit (QUERY_TOO_COMPLEX) sits below it.
         .limit_recursive_depth(64);
