@@ -352,29 +352,24 @@ async fn write_members(
 ) -> Result<Published, Aborted> {
     let (places, members): (Vec<usize>, Vec<Member>) = members.into_iter().unzip();
     let mut published = Published::default();
+    let unguarded = matches!(guard, Guard::None) && members.len() > 1;
     let mut stored = match guard {
         Guard::Savepoints(stored) => stored,
-        Guard::None if members.len() <= 1 => Stored::new(),
-        Guard::None => {
-            return match attempt(conn, cx, &members, &Stored::new(), predeleted.0).await {
-                Ok(attempted) => {
-                    settle_outcomes(&places, attempted, outcomes, &mut published);
-                    Ok(published)
-                }
-                Err(Undone::Stored(found)) => Err(Aborted::Unguarded(found)),
-                Err(Undone::Failed(_)) => Err(Aborted::Unguarded(Vec::new())),
-            };
-        }
+        Guard::None => Stored::new(),
     };
-    if members.len() <= 1 {
-        // Alone: no neighbour to protect, so no savepoint; nothing of a
-        // failed attempt can stay, so the transaction aborts, with the
-        // refusal a next attempt would make.
+    if unguarded || members.len() <= 1 {
+        // One attempt, no savepoint. Unguarded, a failure aborts the
+        // transaction, to be made again guarded. Alone, there is no
+        // neighbour to protect; nothing of a failed attempt can stay, so
+        // the transaction aborts, with the refusal a next attempt would
+        // make.
         return match attempt(conn, cx, &members, &stored, predeleted.0).await {
             Ok(attempted) => {
                 settle_outcomes(&places, attempted, outcomes, &mut published);
                 Ok(published)
             }
+            Err(Undone::Stored(found)) if unguarded => Err(Aborted::Unguarded(found)),
+            Err(Undone::Failed(_)) if unguarded => Err(Aborted::Unguarded(Vec::new())),
             Err(Undone::Stored(found)) => {
                 learn(&mut stored, found);
                 Err(refusal_against(&members, &stored).unwrap_or_else(unanswered).into())
