@@ -304,3 +304,83 @@ async fn concurrent_reports_of_many_organizations_share_transactions_and_each_co
         assert_eq!(counter(&app, organization, "DAY").await, sum(&events));
     }
 }
+
+/// A group whose one recording left after planning is then refused (its
+/// requestId stored with other numbers) has nothing to write and rolls
+/// back; each of its recordings is still answered with its own refusal. A
+/// batch that planning refused (its own repeat at index 2) keeps its
+/// CONFLICT at index 2 rather than getting the lone recording's.
+#[tokio::test]
+async fn a_lone_recording_refused_at_write_time_leaves_its_neighbours_their_own_refusals() {
+    let app = app_mid_month().await;
+    let team = team(&app, "group-lone.test", &[]).await;
+    let organization: Uuid = team.id.parse().unwrap();
+    let token = &team.owner.access;
+    recorded(&app, token, call(&team.id, 100, Some("taken"))).await;
+
+    // The organization's row held, so that the writer's next transaction
+    // waits on it and the next two reports queue behind it, as one group.
+    let mut holder = app.db().await;
+    diesel::sql_query("BEGIN").execute(&mut *holder).await.unwrap();
+    diesel::sql_query("SELECT id FROM organizations WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(organization)
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    let first = record(&app, token, call(&team.id, 1, Some("first")));
+    let batch = [
+        call(&team.id, 10, Some("b-0")),
+        call(&team.id, 11, Some("b-1")),
+        call(&team.id, 12, Some("b-0")),
+    ];
+    let queued = async {
+        wait_for_a_lock_waiter(&app).await;
+        tokio::join!(
+            app.graphql_as(token, BATCH, json!({ "inputs": batch })),
+            record(&app, token, call(&team.id, 555, Some("taken"))),
+        )
+    };
+    let release = async {
+        wait_for_a_lock_waiter(&app).await;
+        // Time for both reports to reach the writer's queue.
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        diesel::sql_query("COMMIT").execute(&mut *holder).await.unwrap();
+    };
+    let (first, (batch, taken), ()) = tokio::join!(first, queued, release);
+
+    assert_eq!(first.data()["recordUsage"]["duplicate"], false);
+    assert_eq!(batch.error_code(), Some("CONFLICT"), "{}", batch.body);
+    assert_eq!(
+        batch.body["errors"][0]["extensions"]["index"], 2,
+        "the batch's own refusal: {}",
+        batch.body
+    );
+    assert_eq!(taken.error_code(), Some("CONFLICT"), "{}", taken.body);
+    let events = stored(&app, organization).await;
+    let ids: HashMap<&str, i64> = events.iter().filter_map(|e| Some((e.0.as_deref()?, e.1))).collect();
+    assert_eq!(ids.len(), 2, "only \"taken\" and \"first\": {ids:?}");
+    assert_eq!(ids["taken"], 101, "the stored event is untouched");
+    assert_eq!(counter(&app, organization, "ORGANIZATION").await, sum(&events));
+}
+
+/// Returns once a statement of this database waits on a lock (or after 5 s).
+async fn wait_for_a_lock_waiter(app: &TestApp) {
+    #[derive(diesel::QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut watcher = app.db().await;
+    for _ in 0..250 {
+        let waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        )
+        .get_result::<Waiting>(&mut *watcher)
+        .await
+        .unwrap();
+        if waiting.n > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

@@ -19,7 +19,8 @@
 //! after any other error the recordings written one by one, each in a
 //! savepoint of its own, so only the one that fails is refused. A lone
 //! recording needs no savepoint: its failure aborts the transaction, as
-//! it always did.
+//! it always did, and only it gets that refusal: the group's recordings
+//! that planning refused keep their own.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -147,7 +148,7 @@ async fn transaction(app: &AppState, inputs: Vec<Input>) -> AppResult<(Outcomes,
                 .await
                 .map_err(Aborted::into_error)
         }
-        Err(Aborted::Error(error)) => Err(error),
+        Err(aborted) => Err(aborted.into_error()),
     }
 }
 
@@ -165,6 +166,11 @@ enum Aborted {
     /// An unguarded attempt failed: the transaction is to be made again
     /// guarded, knowing these stored events (those it found conflicting).
     Unguarded(Vec<UsageEventRow>),
+    /// The group's one recording that survived planning was refused, so
+    /// nothing is left to write: the transaction rolls back and each
+    /// recording is answered with its own outcome (that refusal, and the
+    /// refusals planning gave its neighbours).
+    Refused(Outcomes),
     /// Anything else: every recording of the group gets it.
     Error(AppError),
 }
@@ -174,6 +180,7 @@ impl Aborted {
         match self {
             Self::Error(error) => error,
             Self::Unguarded(_) => AppError::internal(anyhow::anyhow!("a guarded group was aborted as unguarded")),
+            Self::Refused(_) => AppError::internal(anyhow::anyhow!("a refused group was taken for a failed one")),
         }
     }
 }
@@ -255,8 +262,11 @@ async fn in_transaction(app: &AppState, inputs: Vec<Input>, guard: Guard) -> Res
             let published = write_members(conn, &scope, members, &mut outcomes, guard, predeleted).await?;
             Ok((outcomes, published))
         })
-        .await?;
-    Ok(written)
+        .await;
+    match written {
+        Err(Aborted::Refused(outcomes)) => Ok((outcomes, Published::default())),
+        written => written,
+    }
 }
 
 /// Why an attempt rolled back.
@@ -361,8 +371,8 @@ async fn write_members(
         // One attempt, no savepoint. Unguarded, a failure aborts the
         // transaction, to be made again guarded. Alone, there is no
         // neighbour to protect; nothing of a failed attempt can stay, so
-        // the transaction aborts, with the refusal a next attempt would
-        // make.
+        // the transaction aborts, the member refused as a next attempt
+        // would refuse it, its neighbours keeping planning's refusals.
         return match attempt(conn, cx, &members, &stored, predeleted.0).await {
             Ok(attempted) => {
                 settle_outcomes(&places, attempted, outcomes, &mut published);
@@ -372,9 +382,10 @@ async fn write_members(
             Err(Undone::Failed(_)) if unguarded => Err(Aborted::Unguarded(Vec::new())),
             Err(Undone::Stored(found)) => {
                 learn(&mut stored, found);
-                Err(refusal_against(&members, &stored).unwrap_or_else(unanswered).into())
+                let refusal = refusal_against(&members, &stored).unwrap_or_else(unanswered);
+                Err(refused_alone(&places, refusal, outcomes))
             }
-            Err(Undone::Failed(error)) => Err(error.into()),
+            Err(Undone::Failed(error)) => Err(refused_alone(&places, error, outcomes)),
         };
     }
     loop {
@@ -410,6 +421,15 @@ async fn write_members(
         }
     }
     Ok(published)
+}
+
+/// The abort of a group whose one member (at `places`) was refused:
+/// every recording keeps its own answer, not that member's refusal.
+fn refused_alone(places: &[usize], refusal: AppError, outcomes: &mut Outcomes) -> Aborted {
+    for place in places {
+        outcomes[*place] = Some(Err(refusal.clone()));
+    }
+    Aborted::Refused(std::mem::take(outcomes))
 }
 
 fn learn(stored: &mut Stored, found: Vec<UsageEventRow>) {
