@@ -406,6 +406,43 @@ async fn nested_organization_reads_cost_the_same_statements_for_5_and_for_20_org
     assert!(counts[0] < 25, "batched statements, not one per row: {counts:?}");
 }
 
+/// Members are read with their users in one statement: selecting each
+/// member's user costs no statement more than selecting the members alone.
+#[tokio::test]
+async fn organizations_members_come_with_their_users_at_no_extra_statement() {
+    let app = TestApp::spawn().await;
+    let viewer = fixture(&app, 5).await;
+    let mut fewest = Vec::new();
+    for query in [
+        "{ me { memberships { organization { members { role } } } } }",
+        "{ me { memberships { organization { members { role user { name email } } } } } }",
+    ] {
+        // The fewest of five runs, as above: a batch may now and then be split.
+        let mut counts = Vec::new();
+        for _ in 0..5 {
+            let before = app.query_count();
+            let response = app.graphql_as(&viewer, query, json!({})).await;
+            counts.push(app.query_count() - before);
+            let memberships = response.data()["me"]["memberships"].as_array().unwrap().clone();
+            assert_eq!(memberships.len(), 6, "{}", response.body);
+            if query.contains("user") {
+                let names: Vec<&Value> = memberships[1..]
+                    .iter()
+                    .flat_map(|m| m["organization"]["members"].as_array().unwrap())
+                    .map(|member| &member["user"]["name"])
+                    .collect();
+                assert_eq!(names.len(), 25);
+                assert!(names.iter().all(|name| name.is_string()), "{}", response.body);
+            }
+        }
+        fewest.push(counts.into_iter().min().unwrap());
+    }
+    assert_eq!(
+        fewest[0], fewest[1],
+        "statements without and with the members' users: {fewest:?}"
+    );
+}
+
 #[tokio::test]
 async fn another_organizations_invitations_and_keys_are_not_found_like_missing_ones() {
     let Tenants {

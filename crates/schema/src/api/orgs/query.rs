@@ -344,20 +344,27 @@ impl MembersInHand {
         })))
     }
 
-    /// The members of one organization, through the loaders (batched with
-    /// the other organizations asked at the same time).
+    /// The members of one organization (with their users when the
+    /// selection reads them), through the loaders: batched with the other
+    /// organizations asked at the same time.
     async fn for_one(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<Self> {
         let loaders = ctx.loaders()?;
-        let members = loaders
-            .memberships_by_organization
-            .load_one(organization_id)
-            .await?
-            .unwrap_or_default();
-        let users = if ctx.look_ahead().field("user").exists() {
-            let users = loaders.users.load_many(members.iter().map(|m| m.user_id)).await?;
-            users.into_iter().map(|(id, user)| (id, user.into())).collect()
+        let (members, users) = if ctx.look_ahead().field("user").exists() {
+            let (members, users): (Vec<_>, Vec<UserSummary>) = loaders
+                .members_by_organization
+                .load_one(organization_id)
+                .await?
+                .unwrap_or_default()
+                .into_iter()
+                .unzip();
+            (members, users.into_iter().map(|user| (user.id, user)).collect())
         } else {
-            HashMap::new()
+            let members = loaders
+                .memberships_by_organization
+                .load_one(organization_id)
+                .await?
+                .unwrap_or_default();
+            (members, HashMap::new())
         };
         Ok(Self {
             by_organization: HashMap::from([(organization_id, members)]),
