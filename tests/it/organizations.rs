@@ -704,20 +704,7 @@ async fn ownership_cannot_pass_to_an_account_being_deleted() {
     let delete_meanwhile = async {
         // Once the transfer waits on the heir's row (or after 5 s, when it
         // did not wait), the deletion finishes.
-        let mut watcher = team.app.db().await;
-        for _ in 0..250 {
-            let waiting: i64 = diesel::sql_query(
-                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-            )
-            .get_result::<Waiting>(&mut *watcher)
-            .await
-            .unwrap()
-            .n;
-            if waiting > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        team.app.wait_for_a_lock_waiter().await;
         diesel::sql_query("UPDATE users SET deleted_at = now() WHERE id = $1")
             .bind::<diesel::sql_types::Uuid, _>(heir)
             .execute(&mut *deletion)
@@ -733,13 +720,6 @@ async fn ownership_cannot_pass_to_an_account_being_deleted() {
             .await
             .contains(&(team.owner.user_id, "OWNER".to_owned()))
     );
-}
-
-/// A count from a raw query.
-#[derive(diesel::QueryableByName)]
-struct Waiting {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
 }
 
 #[tokio::test]

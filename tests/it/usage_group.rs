@@ -334,14 +334,14 @@ async fn a_lone_recording_refused_at_write_time_leaves_its_neighbours_their_own_
         call(&team.id, 12, Some("b-0")),
     ];
     let queued = async {
-        wait_for_a_lock_waiter(&app).await;
+        app.wait_for_a_lock_waiter().await;
         tokio::join!(
             app.graphql_as(token, BATCH, json!({ "inputs": batch })),
             record(&app, token, call(&team.id, 555, Some("taken"))),
         )
     };
     let release = async {
-        wait_for_a_lock_waiter(&app).await;
+        app.wait_for_a_lock_waiter().await;
         // Time for both reports to reach the writer's queue.
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
         diesel::sql_query("COMMIT").execute(&mut *holder).await.unwrap();
@@ -361,26 +361,4 @@ async fn a_lone_recording_refused_at_write_time_leaves_its_neighbours_their_own_
     assert_eq!(ids.len(), 2, "only \"taken\" and \"first\": {ids:?}");
     assert_eq!(ids["taken"], 101, "the stored event is untouched");
     assert_eq!(counter(&app, organization, "ORGANIZATION").await, sum(&events));
-}
-
-/// Returns once a statement of this database waits on a lock (or after 5 s).
-async fn wait_for_a_lock_waiter(app: &TestApp) {
-    #[derive(diesel::QueryableByName)]
-    struct Waiting {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let mut watcher = app.db().await;
-    for _ in 0..250 {
-        let waiting = diesel::sql_query(
-            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        )
-        .get_result::<Waiting>(&mut *watcher)
-        .await
-        .unwrap();
-        if waiting.n > 0 {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
 }

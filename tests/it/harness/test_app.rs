@@ -229,6 +229,32 @@ impl TestApp {
         self.state.pool().get().await.expect("database connection")
     }
 
+    /// Returns once a statement of this app's database waits on a lock, or
+    /// after 5 s when none did: for tests that hold a row to line up what
+    /// then waits behind it.
+    pub async fn wait_for_a_lock_waiter(&self) {
+        use diesel_async::RunQueryDsl;
+
+        #[derive(diesel::QueryableByName)]
+        struct Waiting {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut watcher = self.db().await;
+        for _ in 0..250 {
+            let waiting = diesel::sql_query(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+            )
+            .get_result::<Waiting>(&mut *watcher)
+            .await
+            .expect("pg_stat_activity");
+            if waiting.n > 0 {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// SQL statements this instance has run.
     pub fn query_count(&self) -> u64 {
         self.state.query_count()
