@@ -693,8 +693,6 @@ fn postgraphile_organizations(answer: &Value) -> Vec<OrganizationData> {
         .collect()
 }
 
-/// The same JSON, numbers compared by value (BigInt is a string in
-/// GraphQL, and the reference casts them the same way).
 /// What a read's answer is to its statement's.
 #[derive(Clone, Copy)]
 enum Answer {
@@ -731,6 +729,8 @@ impl Statement {
     }
 }
 
+/// The same JSON, numbers compared by value (BigInt is a string in
+/// GraphQL, and the reference casts them the same way).
 fn same_shape(a: &Value, b: &Value) -> bool {
     a == b
 }

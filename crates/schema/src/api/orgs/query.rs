@@ -330,17 +330,14 @@ impl MembersInHand {
         let with_users = members.iter().any(|members| members.field("user").exists());
         let mut conn = ctx.app()?.db().await?;
         let (rows, users) = if with_users {
-            orgs::members_of_organizations(&mut conn, organization_ids)
-                .await?
-                .into_iter()
-                .unzip()
+            with_users_by_id(orgs::members_of_organizations(&mut conn, organization_ids).await?)
         } else {
             let rows = orgs::memberships_of_organizations(&mut conn, organization_ids).await?;
-            (rows, Vec::new())
+            (rows, HashMap::new())
         };
         Ok(Some(Arc::new(Self {
             by_organization: loaders::group(organization_ids, rows, |row| row.organization_id),
-            users: users.into_iter().map(|user: UserSummary| (user.id, user)).collect(),
+            users,
         })))
     }
 
@@ -350,14 +347,12 @@ impl MembersInHand {
     async fn for_one(ctx: &Context<'_>, organization_id: Uuid) -> ApiResult<Self> {
         let loaders = ctx.loaders()?;
         let (members, users) = if ctx.look_ahead().field("user").exists() {
-            let (members, users): (Vec<_>, Vec<UserSummary>) = loaders
+            let pairs = loaders
                 .members_by_organization
                 .load_one(organization_id)
                 .await?
-                .unwrap_or_default()
-                .into_iter()
-                .unzip();
-            (members, users.into_iter().map(|user| (user.id, user)).collect())
+                .unwrap_or_default();
+            with_users_by_id(pairs)
         } else {
             let members = loaders
                 .memberships_by_organization
@@ -371,6 +366,15 @@ impl MembersInHand {
             users,
         })
     }
+}
+
+/// Memberships read with their users (one join), as [`MembersInHand`]
+/// keeps them: the rows in order, the users by id.
+fn with_users_by_id(pairs: Vec<(MembershipRow, UserSummary)>) -> (Vec<MembershipRow>, HashMap<Uuid, UserSummary>) {
+    pairs
+        .into_iter()
+        .map(|(membership, user)| (membership, (user.id, user)))
+        .unzip()
 }
 
 /// An organization's members: answered as plain data ([`crate::plain`])
