@@ -416,14 +416,21 @@ async fn nested_organization_reads_cost_the_same_statements_for_5_and_for_20_org
 /// member's user costs no statement more than selecting the members alone.
 #[tokio::test]
 async fn organizations_members_come_with_their_users_at_no_extra_statement() {
-    let app = TestApp::spawn().await;
-    let viewer = fixture(&app, 5).await;
+    // With Redis, and without it (the default set-up: PostgreSQL alone).
+    for use_redis in [true, false] {
+        let app = TestApp::spawn_with_redis(use_redis).await;
+        members_and_their_users_cost_the_same(&app).await;
+    }
+}
+
+async fn members_and_their_users_cost_the_same(app: &TestApp) {
+    let viewer = fixture(app, 5).await;
     let mut fewest = Vec::new();
     for query in [
         "{ me { memberships { organization { members { role } } } } }",
         "{ me { memberships { organization { members { role user { name email } } } } } }",
     ] {
-        let (statements, responses) = fewest_statements(&app, &viewer, query).await;
+        let (statements, responses) = fewest_statements(app, &viewer, query).await;
         for response in responses {
             let memberships = response.data()["me"]["memberships"].as_array().unwrap().clone();
             assert_eq!(memberships.len(), 6, "{}", response.body);

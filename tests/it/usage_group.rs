@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::{
     harness::{GqlResponse, TestApp},
-    usage::{app_mid_month, record, recorded, set_free_plan, team},
+    usage::{app_mid_month, mid_month, record, recorded, set_free_plan, team},
 };
 
 const BATCH: &str = "mutation ($inputs: [RecordUsageInput!]!) { recordUsageBatch(inputs: $inputs) {
@@ -312,11 +312,19 @@ async fn concurrent_reports_of_many_organizations_share_transactions_and_each_co
 /// CONFLICT at index 2 rather than getting the lone recording's.
 #[tokio::test]
 async fn a_lone_recording_refused_at_write_time_leaves_its_neighbours_their_own_refusals() {
-    let app = app_mid_month().await;
-    let team = team(&app, "group-lone.test", &[]).await;
+    // With Redis, and without it (the default set-up: PostgreSQL alone).
+    for use_redis in [true, false] {
+        let app = TestApp::spawn_with_redis(use_redis).await;
+        app.clock.set(mid_month());
+        lone_refusal_in_a_group(&app).await;
+    }
+}
+
+async fn lone_refusal_in_a_group(app: &TestApp) {
+    let team = team(app, "group-lone.test", &[]).await;
     let organization: Uuid = team.id.parse().unwrap();
     let token = &team.owner.access;
-    recorded(&app, token, call(&team.id, 100, Some("taken"))).await;
+    recorded(app, token, call(&team.id, 100, Some("taken"))).await;
 
     // The organization's row held, so that the writer's next transaction
     // waits on it and the next two reports queue behind it, as one group.
@@ -327,7 +335,7 @@ async fn a_lone_recording_refused_at_write_time_leaves_its_neighbours_their_own_
         .execute(&mut *holder)
         .await
         .unwrap();
-    let first = record(&app, token, call(&team.id, 1, Some("first")));
+    let first = record(app, token, call(&team.id, 1, Some("first")));
     let batch = [
         call(&team.id, 10, Some("b-0")),
         call(&team.id, 11, Some("b-1")),
@@ -337,7 +345,7 @@ async fn a_lone_recording_refused_at_write_time_leaves_its_neighbours_their_own_
         app.wait_for_a_lock_waiter().await;
         tokio::join!(
             app.graphql_as(token, BATCH, json!({ "inputs": batch })),
-            record(&app, token, call(&team.id, 555, Some("taken"))),
+            record(app, token, call(&team.id, 555, Some("taken"))),
         )
     };
     let release = async {
@@ -356,9 +364,9 @@ async fn a_lone_recording_refused_at_write_time_leaves_its_neighbours_their_own_
         batch.body
     );
     assert_eq!(taken.error_code(), Some("CONFLICT"), "{}", taken.body);
-    let events = stored(&app, organization).await;
+    let events = stored(app, organization).await;
     let ids: HashMap<&str, i64> = events.iter().filter_map(|e| Some((e.0.as_deref()?, e.1))).collect();
     assert_eq!(ids.len(), 2, "only \"taken\" and \"first\": {ids:?}");
     assert_eq!(ids["taken"], 101, "the stored event is untouched");
-    assert_eq!(counter(&app, organization, "ORGANIZATION").await, sum(&events));
+    assert_eq!(counter(app, organization, "ORGANIZATION").await, sum(&events));
 }
